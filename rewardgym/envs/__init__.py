@@ -1,0 +1,1 @@
+"""Tasks, state views and simulator families."""

@@ -1,0 +1,1 @@
+"""Task families: one module per simulator, each declaring ``TASKS`` and one ``VIEW``."""

@@ -1,0 +1,144 @@
+"""Tasks: base environment + instruction + state view + success test + rewards.
+
+A :class:`TaskSpec` describes one ``rewardgym/<Family>-<Task>-v0`` id. A
+:class:`TaskEnv` is the base (real simulator) environment wrapped so that it can report
+its raw state row each step; families subclass it and implement :meth:`TaskEnv.read_raw`.
+Rewards are never computed here: injection lives in :mod:`rewardgym.wrappers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from rewardgym.envs.view import StateView, ViewSpec
+
+LIBRARY_DIR = Path(__file__).resolve().parent.parent / "rewards" / "library"
+
+
+class TaskUnavailableError(RuntimeError):
+    """The task's simulator cannot run on this machine (missing optional package, no GPU)."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything that defines one task.
+
+    Attributes:
+        id: the Gymnasium id, ``rewardgym/<Family>-<Task>-v0``.
+        family: family name (``locomotion``, ``metaworld``, ``fetch``, ``nethack``, ``minihack``, ``maniskill``).
+        base_id: the simulator's own id the task is built on (e.g. ``Hopper-v5``).
+        instruction: the natural-language instruction (what the LLM is asked to reward).
+        success_doc: the success test in words, with thresholds and units.
+        success: ``StateView -> (B,) bool``; computed from simulator state.
+        view: the family's :class:`ViewSpec`.
+        make_env: ``(**kwargs) -> TaskEnv``; builds base env + :class:`TaskEnv`.
+        max_episode_steps: episode limit (applied by the base env or the family).
+        expert: file name of the expert reward program in the reward library.
+        available: ``() -> (ok, reason)``; a task whose simulator is missing is listed, not registered-and-crashing.
+        tags: free labels (``"standard"``, ``"new-behaviour"``, ``"MT10"``, ``"sparse"``...).
+    """
+
+    id: str
+    family: str
+    base_id: str
+    instruction: str
+    success_doc: str
+    success: Callable[[StateView], np.ndarray]
+    view: ViewSpec
+    make_env: Callable[..., "TaskEnv"]
+    max_episode_steps: int | None = None
+    expert: str | None = None
+    available: Callable[[], tuple[bool, str]] = lambda: (True, "")
+    tags: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def short_name(self) -> str:
+        """``Hopper-Backflip`` for ``rewardgym/Hopper-Backflip-v0``."""
+        return self.id.removeprefix("rewardgym/").rsplit("-v", 1)[0]
+
+    @property
+    def expert_path(self) -> Path | None:
+        return LIBRARY_DIR / self.expert if self.expert else None
+
+    def describe(self) -> str:
+        """The task as shown to people and to the LLM: instruction, success test, view."""
+        return "\n".join([
+            f"Task {self.id} (family {self.family}, simulator {self.base_id}"
+            + (f", at most {self.max_episode_steps} steps per episode" if self.max_episode_steps else "") + ")",
+            f"Instruction: {self.instruction}",
+            f"Success test: {self.success_doc}",
+            "",
+            self.view.describe(),
+        ])
+
+
+class TaskEnv(gym.Wrapper):
+    """The real simulator environment of a task, able to report its raw state row.
+
+    Observations, actions and the base env's own reward pass through unchanged. After
+    every ``reset``/``step``, :meth:`raw_state` returns this env's raw row: the family's
+    simulator readings (:meth:`read_raw`) plus ``env_reward`` and ``elapsed_steps``.
+    Families keep episode accumulators (e.g. total rotation for a flip) in
+    :meth:`on_reset` / :meth:`on_step`.
+
+    Args:
+        env: the base environment (from ``gym.make(base_id)``).
+        task: the task spec.
+        state_in_info: also put the raw row into ``info["state"]`` (used by
+            ``AsyncVectorEnv``, where the row must cross the process boundary).
+    """
+
+    def __init__(self, env: gym.Env, task: TaskSpec, state_in_info: bool = False):
+        super().__init__(env)
+        self.task = task
+        self.state_in_info = state_in_info
+        self._elapsed_steps = 0
+        self._env_reward = 0.0
+        self._raw: dict[str, Any] | None = None
+
+    # -- family hooks -------------------------------------------------------------
+    def read_raw(self) -> dict[str, Any]:
+        """This env's raw readings (arrays, scalars or strings) for the view's fields."""
+        raise NotImplementedError
+
+    def on_reset(self, obs: Any, info: dict) -> None:
+        """Reset episode accumulators (after the base env reset)."""
+
+    def on_step(self, obs: Any, action: Any, info: dict) -> None:
+        """Update episode accumulators (after the base env step, before reading)."""
+
+    # -- gymnasium API ------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._elapsed_steps = 0
+        self._env_reward = 0.0
+        self.on_reset(obs, info)
+        self._raw = None
+        if self.state_in_info:
+            info["state"] = self.raw_state()
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._elapsed_steps += 1
+        self._env_reward = float(reward)
+        self.on_step(obs, action, info)
+        self._raw = None
+        if self.state_in_info:
+            info["state"] = self.raw_state()
+        return obs, reward, terminated, truncated, info
+
+    def raw_state(self) -> dict[str, Any]:
+        """The raw row of the current state (cached until the next step/reset)."""
+        if self._raw is None:
+            row = self.read_raw()
+            row["env_reward"] = self._env_reward
+            row["elapsed_steps"] = self._elapsed_steps
+            self._raw = row
+        return self._raw

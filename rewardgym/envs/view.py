@@ -1,0 +1,227 @@
+"""State views: the typed, documented, batch-first structure a reward reads.
+
+A family (MuJoCo locomotion, Meta-World, Fetch, NetHack) declares one :class:`ViewSpec`:
+a list of :class:`Field` s, each with a shape, a unit, a one-line meaning and a function
+that computes the field from the *raw batch*.
+
+The raw batch is a ``dict[str, np.ndarray]`` whose arrays have a leading batch dimension
+``B`` (one row per environment). Each environment produces one raw row per step
+(:meth:`rewardgym.envs.task_env.TaskEnv.raw_state`, read from the simulator: MjData,
+NetHack's structures), the injection wrapper stacks the rows, and the view derives the
+documented fields lazily: a reward that reads only ``torso_lin_vel`` never pays for
+``torso_euler``.
+
+Previous values
+---------------
+``state.prev`` is a view of the same task one step earlier (the state the action was
+taken in), with every field of ``state``: ``state.score - state.prev.score`` is the
+score gained by this step. On the first step of an episode ``state.prev`` is the reset
+state, so differences are well defined on every step and never cross an episode
+boundary. ``state.prev.prev`` does not exist.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+RawBatch = Mapping[str, Any]
+"""Stacked raw simulator readings: name -> array with leading batch dim ``B``."""
+
+
+class UnknownFieldError(AttributeError):
+    """A reward asked for a state field the task's view does not have."""
+
+    def __init__(self, name: str, view: "ViewSpec"):
+        close = difflib.get_close_matches(name, list(view.fields), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(
+            f"state has no field {name!r} (view {view.name!r}).{hint} "
+            f"Fields: {', '.join(view.fields)}."
+        )
+        self.field = name
+        self.view_name = view.name
+
+
+@dataclass(frozen=True)
+class Field:
+    """One documented field of a state view.
+
+    Attributes:
+        name: attribute name (``state.<name>``).
+        shape: shape with ``B`` for the batch, e.g. ``"(B, 3)"`` or ``"(B,)"``.
+        unit: physical unit or ``"-"`` when dimensionless; ``"bool"``/``"str"`` for flags, text.
+        doc: one sentence saying what the value means and how it is read.
+        compute: ``raw_batch -> array`` with the documented shape; vectorised over ``B``.
+        previous: whether ``state.prev.<name>`` is meaningful (False for constants).
+    """
+
+    name: str
+    shape: str
+    unit: str
+    doc: str
+    compute: Callable[[RawBatch], Any]
+    previous: bool = True
+
+
+def raw(key: str, dtype: Any = np.float64) -> Callable[[RawBatch], Any]:
+    """Field compute function that returns the raw array ``key`` unchanged (cast to dtype)."""
+
+    def compute(batch: RawBatch) -> Any:
+        value = batch[key]
+        if isinstance(value, np.ndarray) and dtype is not None and value.dtype != dtype:
+            return value.astype(dtype)
+        return value
+
+    compute.__name__ = f"raw_{key}"
+    return compute
+
+
+def common_fields() -> list[Field]:
+    """Fields every task view has, whatever the family."""
+    return [
+        Field("env_reward", "(B,)", "-", "The base environment's own reward for this step.",
+              raw("env_reward")),
+        Field("success", "(B,)", "bool",
+              "The task's success test evaluated on this state (see the task's success test).",
+              raw("success", np.bool_)),
+        Field("elapsed_steps", "(B,)", "steps",
+              "Steps taken so far in this episode (1 on the first step after reset).",
+              raw("elapsed_steps", np.int64)),
+    ]
+
+
+@dataclass
+class ViewSpec:
+    """The declared fields of one family's state view.
+
+    Args:
+        name: family name, e.g. ``"locomotion"``.
+        doc: a paragraph that introduces the view (frames, conventions) for a reward writer.
+        fields: the family's fields; :func:`common_fields` are appended automatically.
+    """
+
+    name: str
+    doc: str
+    fields: dict[str, Field] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, name: str, doc: str, fields: list[Field]) -> "ViewSpec":
+        all_fields = list(fields) + [f for f in common_fields()
+                                     if f.name not in {g.name for g in fields}]
+        names = [f.name for f in all_fields]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"view {name!r} declares fields twice: {sorted(dupes)}")
+        return cls(name=name, doc=doc, fields={f.name: f for f in all_fields})
+
+    def describe(self) -> str:
+        """Plain-text field table: the exact text an LLM is shown (``rewardgym describe``)."""
+        lines = [f"State view `{self.name}`: every field is batch-first (B = number of environments).",
+                 self.doc.strip(), "",
+                 "Fields (`state.<name>`; `state.prev.<name>` is the value one step earlier):"]
+        width = max(len(f.name) for f in self.fields.values())
+        shape_w = max(len(f.shape) for f in self.fields.values())
+        unit_w = max(len(f.unit) for f in self.fields.values())
+        for f in self.fields.values():
+            prev = "" if f.previous else " (no prev)"
+            lines.append(f"  {f.name:<{width}}  {f.shape:<{shape_w}}  {f.unit:<{unit_w}}  {f.doc}{prev}")
+        return "\n".join(lines)
+
+
+class StateView:
+    """A batch of states, read through documented fields: ``state.hand_pos`` is ``(B, 3)``.
+
+    Fields are computed on first access and cached. ``state.prev`` is the view one step
+    earlier (see the module docstring). Asking for a field the view lacks raises
+    :class:`UnknownFieldError`, naming the field and listing the view's fields.
+    """
+
+    __slots__ = ("_spec", "_raw", "_cache", "_prev_raw", "_prev")
+
+    def __init__(self, spec: ViewSpec, raw_batch: RawBatch, prev_raw: RawBatch | None = None):
+        object.__setattr__(self, "_spec", spec)
+        object.__setattr__(self, "_raw", raw_batch)
+        object.__setattr__(self, "_cache", {})
+        object.__setattr__(self, "_prev_raw", prev_raw)
+        object.__setattr__(self, "_prev", None)
+
+    @property
+    def prev(self) -> "StateView":
+        """The same view one step earlier (the state in which the action was taken)."""
+        if self._prev_raw is None:
+            raise AttributeError("state.prev has no previous step (state.prev.prev is not kept)")
+        if self._prev is None:
+            object.__setattr__(self, "_prev", StateView(self._spec, self._prev_raw, None))
+        return self._prev
+
+    @property
+    def spec(self) -> ViewSpec:
+        return self._spec
+
+    @property
+    def raw(self) -> RawBatch:
+        """The stacked raw readings the fields are computed from."""
+        return self._raw
+
+    @property
+    def batch_size(self) -> int:
+        return len(self._raw["env_reward"])
+
+    def __getattr__(self, name: str) -> Any:
+        cache = self._cache
+        if name in cache:
+            return cache[name]
+        spec_field = self._spec.fields.get(name)
+        if spec_field is None:
+            raise UnknownFieldError(name, self._spec)
+        value = spec_field.compute(self._raw)
+        cache[name] = value
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("state views are read-only")
+
+    def __dir__(self) -> list[str]:
+        return list(self._spec.fields) + ["prev"]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, computed (for inspection and debugging; rewards read attributes)."""
+        return {name: getattr(self, name) for name in self._spec.fields}
+
+    def __repr__(self) -> str:
+        return f"StateView({self._spec.name}, B={self.batch_size}, fields={list(self._spec.fields)})"
+
+
+def stack_raw(rows: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Stack per-environment raw rows (dicts of arrays/scalars) into a raw batch.
+
+    ``rows[i][key]`` has the same shape for every ``i``; the result's ``[key]`` is
+    ``(B, *shape)``. Anything that is not a number or an ndarray (strings, tuples of
+    strings) becomes an object array of shape ``(B,)``.
+    """
+    first = rows[0]
+    out: dict[str, np.ndarray] = {}
+    for key, value in first.items():
+        if isinstance(value, (np.ndarray, int, float, bool, np.number)):
+            out[key] = np.stack([np.asarray(row[key]) for row in rows])
+        else:  # strings, tuples of strings, other objects: one object per env
+            arr = np.empty(len(rows), dtype=object)
+            for i, row in enumerate(rows):
+                arr[i] = row[key]
+            out[key] = arr
+    return out
+
+
+def select_rows(batch: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows ``rows`` (bool mask or index array) of every array in a raw batch."""
+    return {k: v[rows] for k, v in batch.items()}
+
+
+def write_rows(dst: dict[str, np.ndarray], src: Mapping[str, np.ndarray], rows: np.ndarray) -> None:
+    """``dst[k][rows] = src[k][rows]`` for every key (in place)."""
+    for k, v in src.items():
+        dst[k][rows] = v[rows]

@@ -1,0 +1,1 @@
+"""Reward sources: programs, prelude, sandbox, composition, analysis."""

@@ -1,0 +1,158 @@
+"""``rewardgym check``: validate a reward program and run it on random rollouts, with limits.
+
+The same report feeds the LLM synthesis loop (Auto MC-Reward's critic): per-term
+statistics over random-action rollouts of the real simulator, plus warnings for terms
+that are constant, never non-zero, or much larger than the rest.
+
+The program is validated in this process (fast, precise line/column errors), then run
+in a child process under a wall-clock and an address-space limit
+(:func:`rewardgym.rewards.limits.run_with_limits`), so an infinite loop or a runaway
+allocation in an untrusted program cannot take the caller down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardgym.envs.registry import get_task
+from rewardgym.rewards.program import RewardProgram
+
+
+@dataclass
+class TermStats:
+    """Statistics of one term over every step of the rollouts (units of the reward)."""
+
+    name: str
+    mean: float
+    std: float
+    min: float
+    max: float
+    nonzero: float  # fraction of steps with a non-zero value
+
+
+@dataclass
+class CheckReport:
+    """Result of :func:`check_program`."""
+
+    program: str
+    task: str
+    steps: int
+    num_envs: int
+    episodes: int
+    success_rate: float
+    terms: list[TermStats] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        """Plain-text table (what the LLM critic is shown)."""
+        lines = [f"check {self.program} on {self.task}: {self.steps} steps x {self.num_envs} envs of "
+                 f"random actions, {self.episodes} finished episodes, success rate {self.success_rate:.2f}",
+                 f"{'term':<24} {'mean':>10} {'std':>10} {'min':>10} {'max':>10} {'nonzero':>8}"]
+        for t in self.terms:
+            lines.append(f"{t.name:<24} {t.mean:>10.4g} {t.std:>10.4g} {t.min:>10.4g} {t.max:>10.4g} "
+                         f"{t.nonzero:>8.2f}")
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _stats(name: str, values: np.ndarray) -> TermStats:
+    return TermStats(name, float(values.mean()), float(values.std()), float(values.min()),
+                     float(values.max()), float(np.mean(values != 0)))
+
+
+def _warnings(terms: list[TermStats]) -> list[str]:
+    out = []
+    parts = [t for t in terms if t.name != "reward"]
+    scale = {t.name: max(abs(t.mean), t.std) for t in parts}
+    for t in parts:
+        if t.nonzero == 0.0:
+            out.append(f"term {t.name!r} was zero on every step")
+        elif t.std == 0.0:
+            out.append(f"term {t.name!r} is constant ({t.mean:.4g}) on random rollouts")
+        if max(abs(t.min), abs(t.max)) > 1e4:
+            out.append(f"term {t.name!r} reaches {max(abs(t.min), abs(t.max)):.3g}: exploding scale")
+    if len(parts) > 1:
+        total = sum(scale.values())
+        for name, s in scale.items():
+            if total > 0 and s / total > 0.95:
+                out.append(f"term {name!r} dominates the reward ({100 * s / total:.0f}% of the total scale)")
+    return out
+
+
+def _rollout(program_path: str, task_id: str, steps: int, num_envs: int, seed: int,
+             trusted: bool) -> dict[str, Any]:
+    """Child-process body: random-action rollouts with the program injected."""
+    import gymnasium as gym
+
+    import rewardgym  # noqa: F401  (registers ids in the child)
+
+    task = get_task(task_id)
+    env = gym.make_vec(task.id, num_envs=num_envs, reward=program_path, trusted=trusted)
+    try:
+        env.action_space.seed(seed)
+        env.reset(seed=seed)
+        rewards, terms, successes = [], {}, []
+        episodes = 0
+        for _ in range(steps):
+            _, reward, _, _, info = env.step(env.action_space.sample())
+            rewards.append(np.asarray(reward, dtype=np.float64))
+            for name, value in info["reward_terms"].items():
+                terms.setdefault(name, []).append(np.asarray(value, dtype=np.float64))
+            if "episode_stats" in info:
+                mask = info["_episode_stats"]
+                episodes += int(mask.sum())
+                successes.extend(info["episode_stats"]["success"][mask].tolist())
+            else:
+                pass
+        last_success = np.asarray(info["success"], dtype=bool)
+    finally:
+        env.close()
+    return {"reward": np.concatenate(rewards),
+            "terms": {k: np.concatenate(v) for k, v in terms.items()},
+            "episodes": episodes,
+            "success_rate": float(np.mean(successes)) if successes else float(last_success.mean())}
+
+
+def check_program(program: str | Path, task_id: str, steps: int = 200, num_envs: int = 4, seed: int = 0,
+                  timeout_s: float = 120.0, memory_mb: int | None = 4096, trusted: bool = False) -> CheckReport:
+    """Validate ``program`` against ``task_id``'s view and run it on random rollouts.
+
+    Args:
+        program: path of the reward program.
+        task_id: task id (short forms accepted).
+        steps: vector steps of random actions (``steps * num_envs`` transitions).
+        num_envs: environments in the batch.
+        seed: seed of the environments and of the action sampler.
+        timeout_s: wall-clock limit of the child process, seconds.
+        memory_mb: address-space limit of the child process, MiB (None: no limit).
+        trusted: skip sandbox validation.
+
+    Raises:
+        ProgramRejected: validation failed (file, line, column, construct).
+        RewardProgramError: the program failed at run time (file, line, term).
+        LimitExceeded: the child ran out of time or memory.
+    """
+    from rewardgym.rewards.limits import ChildError, run_with_limits
+    from rewardgym.rewards.program import RewardProgramError
+
+    task = get_task(task_id)
+    RewardProgram.from_file(program, view=task.view, trusted=trusted)  # validate here first
+    try:
+        out = run_with_limits(_rollout, args=(str(program), task.id, steps, num_envs, seed, trusted),
+                              timeout_s=timeout_s, memory_mb=memory_mb,
+                              what=f"reward program {program} on {task.id}")
+    except ChildError as exc:
+        if getattr(exc, "exc_type", "") == "RewardProgramError":
+            raise RewardProgramError(str(getattr(exc, "exc_message", exc)), str(program)) from None
+        raise
+    stats = [_stats("reward", out["reward"])] + [_stats(k, v) for k, v in out["terms"].items()]
+    return CheckReport(program=str(program), task=task.id, steps=steps, num_envs=num_envs,
+                       episodes=out["episodes"], success_rate=out["success_rate"], terms=stats,
+                       warnings=_warnings(stats))

@@ -1,0 +1,59 @@
+"""Shared fixtures. ``cartpole_task`` is a real (classic-control) task built in the test
+so that the injection machinery can be tested fast and independently of the big simulators."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import rewardgym  # noqa: F401  (registers ids)
+from rewardgym.envs.task import TaskEnv, TaskSpec
+from rewardgym.envs.view import Field, ViewSpec, raw
+
+
+class CartPoleTaskEnv(TaskEnv):
+    def read_raw(self) -> dict:
+        x, x_dot, theta, theta_dot = self.env.unwrapped.state
+        return {"x": float(x), "x_dot": float(x_dot), "theta": float(theta), "theta_dot": float(theta_dot)}
+
+
+CARTPOLE_VIEW = ViewSpec.build("cartpole", "Cart-pole for tests.", [
+    Field("x", "(B,)", "m", "Cart position.", raw("x")),
+    Field("theta", "(B,)", "rad", "Pole angle from upright.", raw("theta")),
+    Field("x_dot", "(B,)", "m/s", "Cart velocity.", raw("x_dot")),
+    Field("theta_dot", "(B,)", "rad/s", "Pole angular velocity.", raw("theta_dot")),
+])
+
+
+def _make_cartpole(render_mode=None, state_in_info=False, **kwargs) -> TaskEnv:
+    return CartPoleTaskEnv(gym.make("CartPole-v1", render_mode=render_mode, **kwargs), CARTPOLE_TASK,
+                           state_in_info=state_in_info)
+
+
+CARTPOLE_TASK = TaskSpec(
+    id="rewardgym/Test-CartPole-v0", family="test", base_id="CartPole-v1",
+    instruction="Keep the pole upright near the centre.",
+    success_doc="|theta| < 0.05 rad and |x| < 0.5 m.",
+    success=lambda s: (np.abs(s.theta) < 0.05) & (np.abs(s.x) < 0.5),
+    view=CARTPOLE_VIEW, make_env=_make_cartpole, max_episode_steps=500)
+
+
+@pytest.fixture
+def cartpole_task() -> TaskSpec:
+    return CARTPOLE_TASK
+
+
+@pytest.fixture
+def write_program(tmp_path):
+    """Write a program file and return its path: ``write_program(text, name="r.py")``."""
+    def write(text: str, name: str = "reward.py"):
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+    return write
