@@ -40,9 +40,18 @@ def _task_or_fail(name: str):
 def list_tasks(
     family: Optional[str] = typer.Option(None, "--family", "-f", help="Only this family (e.g. metaworld)."),
     available_only: bool = typer.Option(False, "--available", help="Hide tasks that cannot run here."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (as in the README)."),
 ) -> None:
     """List every task id, its simulator, and whether it can run on this machine."""
     from rewardgym.envs.registry import all_tasks
+
+    if markdown:
+        print("| id | simulator | instruction | success test |\n|---|---|---|---|")
+        for spec in all_tasks().values():
+            if family and spec.family != family:
+                continue
+            print(f"| `{spec.id}` | {spec.base_id} | {spec.instruction} | {spec.success_doc} |")
+        return
 
     table = Table("id", "family", "simulator", "available", "instruction", show_lines=False)
     for spec in all_tasks().values():
