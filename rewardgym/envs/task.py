@@ -78,6 +78,48 @@ class TaskSpec:
         ])
 
 
+class SimulatorEnv(gym.Env):
+    """Holds a simulator env whose class advertises an API the task does not honour.
+
+    Meta-World and Fetch env classes define ``compute_reward`` (the goal-env API), so
+    checkers such as SB3's ``check_env`` take them for goal envs with ``Dict``
+    observations; rewardgym tasks have ``Box`` observations and inject their own reward.
+    This env forwards the Gymnasium API to ``sim`` and is what ``env.unwrapped`` returns;
+    the simulator itself stays reachable as ``env.unwrapped.sim`` (and ``TaskEnv.sim``).
+
+    Args:
+        sim: the simulator env (possibly wrapped; ``sim.unwrapped`` is the simulator).
+    """
+
+    def __init__(self, sim: gym.Env):
+        self.sim = sim
+        self.observation_space = sim.observation_space
+        self.action_space = sim.action_space
+        self.metadata = sim.metadata
+        self.render_mode = sim.render_mode
+        self.spec = sim.spec
+
+    @property
+    def np_random(self) -> np.random.Generator:  # the simulator's generator (seeding checks)
+        return self.sim.unwrapped.np_random
+
+    @property
+    def _np_random(self) -> np.random.Generator | None:  # what Gymnasium's checker inspects
+        return self.sim.unwrapped._np_random
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        return self.sim.reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        return self.sim.step(action)
+
+    def render(self):
+        return self.sim.render()
+
+    def close(self) -> None:
+        self.sim.close()
+
+
 class TaskEnv(gym.Wrapper):
     """The real simulator environment of a task, able to report its raw state row.
 
@@ -101,6 +143,12 @@ class TaskEnv(gym.Wrapper):
         self._elapsed_steps = 0
         self._env_reward = 0.0
         self._raw: dict[str, Any] | None = None
+
+    @property
+    def sim(self) -> gym.Env:
+        """The simulator env itself (MuJoCo env, NLE env ...) for reading state."""
+        inner = self.env.unwrapped
+        return inner.sim.unwrapped if isinstance(inner, SimulatorEnv) else inner
 
     # -- family hooks -------------------------------------------------------------
     def read_raw(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rewardgym.envs.task import TaskEnv, TaskSpec, TaskUnavailableError
+from rewardgym.envs.task import SimulatorEnv, TaskEnv, TaskSpec, TaskUnavailableError
 from rewardgym.envs.view import Field, RawBatch, StateView, ViewSpec, raw
 
 MAX_EPISODE_STEPS = 500
@@ -188,7 +188,7 @@ class MetaWorldTaskEnv(TaskEnv):
         super().__init__(env, task, state_in_info=state_in_info)
         import mujoco
 
-        mw = self.env.unwrapped
+        mw = self.sim
         model = mw.model
         row: _Task = task.extra["mw"]
         if row.obj_body.startswith("site:"):
@@ -212,7 +212,7 @@ class MetaWorldTaskEnv(TaskEnv):
 
     # -- helpers --------------------------------------------------------------
     def _hand(self) -> np.ndarray:
-        xpos = self.env.unwrapped.data.site_xpos
+        xpos = self.sim.data.site_xpos
         return 0.5 * (xpos[self._right_tip] + xpos[self._left_tip])
 
     def _goal_error(self, hand: np.ndarray, obj: np.ndarray, goal: np.ndarray) -> float:
@@ -225,11 +225,11 @@ class MetaWorldTaskEnv(TaskEnv):
             return float(abs(obj[0] - goal[0]))
         if kind == "z":
             return float(abs(obj[2] - goal[2]))
-        head = self.env.unwrapped.data.site_xpos[self._peg_head]
+        head = self.sim.data.site_xpos[self._peg_head]
         return float(np.linalg.norm((head - goal) * np.array([1.0, 2.0, 2.0])))
 
     def _grasped(self) -> bool:
-        data = self.env.unwrapped.data
+        data = self.sim.data
         n = data.ncon
         if n == 0:
             return False
@@ -245,7 +245,7 @@ class MetaWorldTaskEnv(TaskEnv):
 
     # -- TaskEnv hooks --------------------------------------------------------
     def on_reset(self, obs: Any, info: dict) -> None:
-        mw = self.env.unwrapped
+        mw = self.sim
         # Some resets (window-close) set joint positions without recomputing kinematics;
         # mj_forward makes site/body positions match qpos (it does not change the state).
         self._mujoco.mj_forward(mw.model, mw.data)
@@ -259,7 +259,7 @@ class MetaWorldTaskEnv(TaskEnv):
         self._task_success = bool(info.get("success", 0.0))
 
     def read_raw(self) -> dict[str, Any]:
-        mw = self.env.unwrapped
+        mw = self.sim
         data = mw.data
         hand = self._hand()
         obj = np.array(mw._get_pos_objects(), dtype=np.float64)[:3]
@@ -310,7 +310,8 @@ def make_metaworld_base(env_name: str, render_mode: str | None = None, **kwargs:
     if "sawyer_observation_space" in env.__dict__:  # cached for the goal-hidden setting
         del env.sawyer_observation_space
     env.observation_space = env.sawyer_observation_space
-    return MetaWorldSeeding(env)
+    # SimulatorEnv: Meta-World classes define compute_reward, which checkers take for the goal-env API.
+    return SimulatorEnv(MetaWorldSeeding(env))
 
 
 def make_env(task_id: str, render_mode: str | None = None, state_in_info: bool = False,
