@@ -1,0 +1,805 @@
+"""Static validation of untrusted (e.g. LLM-written) reward programs, and their builtins.
+
+:func:`validate_source` parses a program and checks it against an **allow-list** of Python
+syntax before any of it runs; every violation is reported at once as
+``file:line:col: construct: reason`` (:class:`ProgramRejected`), so an LLM synthesis loop
+can feed all of them back in one round. Programs that pass run with :data:`SAFE_BUILTINS`
+only (see :mod:`rewardgym.rewards.program`) and, for ``rewardgym check`` and synthesis,
+in a child process under time and memory limits (:mod:`rewardgym.rewards.limits`): the
+static check keeps a program from reaching the interpreter, the file system or numpy's
+I/O; the limits stop it from looping or allocating forever.
+
+The rules (the decisions are recorded here, next to the code that enforces them):
+
+Module level
+    Only docstrings, ``def`` statements, constant assignments (``NAME = <constant>``,
+    ``A, B = 1, 2``, ``NAME: type = <constant>``) and the allowed imports. Nothing else runs
+    at import time: constants may use numbers, strings, tuples/lists/dicts/sets of them,
+    arithmetic, earlier constants, ``np.pi``-style module constants and a few pure numpy
+    /math calls (``np.array([...])``, ``np.zeros(3)``, ``np.deg2rad(30)``, ``math.sqrt(2)``).
+    The validator *evaluates* these expressions itself with size guards (integers up to
+    4096 bits, sequences up to 1e5 items, arrays up to 1e6 elements), so import-time code
+    is provably cheap: ``[0] * 10**10`` or ``9**9**9`` is rejected before anything runs.
+    Default values of module-level functions are evaluated at ``def`` time and follow the
+    same rule; annotations must be plain type expressions (``np.ndarray``, ``tuple[float, dict]``).
+Imports
+    ``import numpy``/``import numpy as np``, ``import math`` (any alias) and
+    ``from rewardgym.rewards.prelude import helper[, ...]`` (only helpers that are in
+    ``allowed_globals``), at module level only. Everything else is rejected, including
+    submodules (``import numpy.ctypeslib``), ``from numpy import x`` (write ``np.x``: the
+    same program must also run on the torch backend's ``np``), relative, star and
+    ``__future__`` imports. ``np`` is in scope without an import anyway.
+Syntax
+    Allowed: function definitions (nested ones too) without decorators or ``async``,
+    assignments (plain, augmented, annotated, walrus), ``if``/``for``/``while``,
+    comprehensions and generator expressions, ``lambda``, ``return``, ``raise``,
+    ``assert``, ``pass``/``break``/``continue``, ``del``, and expressions (arithmetic,
+    comparisons, boolean logic, conditional expressions, subscripts/slices, calls,
+    constants, displays, f-strings). Rejected: ``class``; ``try`` (an error must surface
+    with its file and line instead of being swallowed into a silent zero reward);
+    ``with``; ``global``/``nonlocal``; ``yield``/``await``/``async``; ``match``.
+Names
+    Any name starting with ``__`` (``__import__``, ``__builtins__``, ``__name__``) and the
+    escape/I-O builtins in :data:`FORBIDDEN_NAMES` (``eval``, ``exec``, ``compile``,
+    ``open``, ``getattr``, ``globals``, ``type``, ``object``, ``super``, ``print`` ...) are
+    rejected in every context, even as a local variable. ``print`` is rejected because a
+    reward program has no I/O: report diagnostics as terms of the returned dict (they reach
+    ``info["reward_terms"]`` and the episode statistics). A name that is loaded must be in
+    ``allowed_globals``, :data:`SAFE_BUILTINS` or bound by the program; the scope analysis is
+    deliberately simple: a module-level statement may use names bound by *earlier*
+    module-level statements; a name bound anywhere inside a module-level function
+    (parameters, assignments, loop/comprehension/lambda variables, nested defs, in any
+    nested scope) counts as bound everywhere in that function, plus every module-level
+    name. It catches typos and missing helpers, not use-before-assignment (which still
+    fails at run time with the line). Module names (``np``, ``math``, aliases) may not be
+    rebound and may only be used as ``np.<attr>``: a module cannot be passed around.
+Attributes
+    Any attribute starting with ``_`` (dunders *and* single-underscore privates such as
+    ``state._raw``; ``obj._x`` is never needed by a reward); the frame/generator/code
+    attributes that lead to a frame's globals (``gi_frame``, ``f_back``, ``f_globals``,
+    ``tb_frame``, ``mro`` ...); ``format``/``format_map`` on anything
+    (``"{0.__class__}".format(x)`` reaches attributes at run time; use f-strings, which
+    are checked); array escape hatches ``ctypes``, ``tofile``, ``dump``, ``dumps``; numpy's
+    file I/O names (``load``, ``save`` ...) on any object. Attribute assignment or deletion
+    (``np.pi = 3``, ``x.y = 1``) is rejected: programs may not mutate what they are given.
+numpy and math
+    ``np.a.b`` chains are resolved statically against the real numpy: the attribute must
+    exist (a typo such as ``np.clamp`` is reported with a suggestion), only the
+    submodules ``np.linalg`` and ``np.fft`` may be entered, and numpy's I/O, global state
+    and introspection functions (:data:`NUMPY_FORBIDDEN`: ``np.load``, ``np.save``,
+    ``np.memmap``, ``np.seterr``, ``np.random`` ...) are rejected. ``np.random`` is
+    rejected because a reward must be a deterministic function of state and action (and
+    numpy's global generator is shared with the trainer). ``np.vectorize`` and
+    ``np.frompyfunc`` are allowed: they only call functions the program could call anyway.
+    ``np`` in ``allowed_globals`` is assumed to be numpy or the torch-backed subset of it.
+State fields (``view_fields``)
+    When given, ``s.X`` and ``s.prev.X`` where ``s`` is the first parameter of
+    ``compute_reward``/``compute_potential``/``compute_success`` must name a field of the
+    view (besides ``s.prev`` and ``s.batch_size``), with a closest-match suggestion.
+    Accesses through another name (``p = s.prev; p.X``, helpers) are checked at run time by
+    the view itself. Item assignment into a state field (``s.x[0] = 1``) is rejected: views
+    are shared by every reward source of a step.
+Required functions
+    ``compute_reward`` must be defined at module level and accept ``(state, action)``;
+    ``compute_potential`` and ``compute_success``, when defined, accept ``(state)``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import difflib
+import math
+import types
+from typing import Any, Collection
+
+import numpy as np
+
+Violation = tuple[int, int, str, str]
+"""``(line, col, construct, reason)``; line and col are 1-based."""
+
+
+class ProgramRejected(ValueError):
+    """The program failed validation; ``violations`` lists (line, col, construct, reason)."""
+
+    def __init__(self, filename: str, violations: list[tuple[int, int, str, str]]):
+        self.filename = filename
+        self.violations = violations
+        lines = [f"{filename}:{ln}:{col}: {what}: {why}" for ln, col, what, why in violations]
+        super().__init__("reward program rejected:\n  " + "\n  ".join(lines))
+
+
+SAFE_BUILTINS: dict[str, Any] = {n: getattr(builtins, n) for n in (
+    "abs", "min", "max", "len", "range", "float", "int", "bool", "sum", "zip", "enumerate",
+    "dict", "list", "tuple", "round", "any", "all", "sorted", "isinstance", "ValueError",
+    "True", "False", "None", "reversed", "map", "filter", "set", "str",
+)}
+"""The builtins a sandboxed program gets (plus a restricted ``__import__`` added by the loader).
+
+Pure functions and containers only; ``ValueError`` so a program can ``raise`` on bad
+input. Deliberately absent: ``print``/``input``/``open`` (no I/O), ``getattr``/``type``/
+``object``/``vars``/``dir`` (introspection), ``eval``/``exec``/``compile``, ``pow``
+(``**`` does the same), ``format`` (not needed next to f-strings).
+"""
+
+PROGRAM_FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "compute_reward": ("state", "action"),
+    "compute_potential": ("state",),
+    "compute_success": ("state",),
+}
+"""The functions a program may define, with the positional arguments they are called with."""
+
+_IO = "no I/O: a reward program reads its state and returns arrays"
+FORBIDDEN_NAMES: dict[str, str] = {
+    **{n: "runs arbitrary code" for n in ("eval", "exec", "compile", "breakpoint")},
+    **{n: "introspection reaches interpreter internals" for n in (
+        "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "dir",
+        "type", "object", "super", "memoryview", "classmethod", "staticmethod", "property")},
+    "open": _IO, "input": _IO, "help": _IO, "exit": _IO, "quit": _IO,
+    "print": "no I/O: report diagnostics as terms of the returned dict instead",
+}
+"""Builtins rejected wherever they appear (even as a program's own variable), with the reason."""
+
+_ESCAPE = "leads to a frame's or function's globals (sandbox escape)"
+FORBIDDEN_ATTRS: dict[str, str] = {
+    **{a: _ESCAPE for a in (
+        "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await", "ag_frame",
+        "ag_code", "ag_await", "f_globals", "f_locals", "f_builtins", "f_back", "f_code",
+        "tb_frame", "tb_next", "func_globals", "func_code", "func_closure", "im_func",
+        "im_self", "cell_contents", "co_code", "mro")},
+    **{a: "str.format can reach attributes at run time ('{0.__class__}'); use an f-string"
+       for a in ("format", "format_map")},
+    "ctypes": "raw memory access", "tofile": _IO, "dump": _IO, "dumps": "pickling is not allowed",
+}
+"""Attribute names rejected on any object, with the reason."""
+
+NUMPY_FORBIDDEN: dict[str, str] = {
+    **{a: _IO for a in (
+        "load", "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt",
+        "fromfile", "fromregex", "memmap", "DataSource", "info", "show_config",
+        "show_runtime", "get_include", "set_printoptions", "printoptions")},
+    **{a: "changes numpy's process-wide state" for a in (
+        "seterr", "seterrcall", "setbufsize", "errstate")},
+    "random": "a reward must be a deterministic function of state and action (and numpy's "
+              "global generator is shared with the trainer)",
+}
+"""numpy attributes (``np.X``) rejected besides non-allowed submodules, with the reason."""
+
+NUMPY_SUBMODULES = ("numpy", "numpy.linalg", "numpy.fft")
+"""numpy modules a program may enter with ``np.<sub>.<name>``."""
+
+_FILE_IO_ATTRS = frozenset(a for a, r in NUMPY_FORBIDDEN.items() if r == _IO and a not in ("info",))
+
+_REJECTED_NODES: dict[type, tuple[str, str]] = {
+    ast.ClassDef: ("class definition", "classes are not allowed: a reward program is functions "
+                   "over arrays (class bodies run at import and expose the type machinery)"),
+    ast.Try: ("try statement", "try/except is not allowed: an error must surface with its file "
+              "and line instead of being swallowed into a silent zero reward"),
+    ast.With: ("with statement", "context managers are not allowed (files, numpy's global state)"),
+    ast.Global: ("global statement", "programs may not rebind module names; return values instead"),
+    ast.Nonlocal: ("nonlocal statement", "programs may not rebind enclosing names; return values instead"),
+    ast.Yield: ("yield", "generators are not allowed: reward functions return arrays"),
+    ast.YieldFrom: ("yield from", "generators are not allowed: reward functions return arrays"),
+    ast.Await: ("await", "async code is not allowed"),
+    ast.AsyncFunctionDef: ("async def", "async code is not allowed"),
+    ast.AsyncFor: ("async for", "async code is not allowed"),
+    ast.AsyncWith: ("async with", "async code is not allowed"),
+    ast.Match: ("match statement", "use if/elif"),
+}
+if hasattr(ast, "TryStar"):  # Python >= 3.11
+    _REJECTED_NODES[ast.TryStar] = _REJECTED_NODES[ast.Try]
+
+_ALLOWED_NODES: tuple[type, ...] = (
+    ast.Module, ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.If, ast.For, ast.While,
+    ast.Return, ast.Pass, ast.Break, ast.Continue, ast.Delete, ast.Assert, ast.Raise,
+    ast.FunctionDef, ast.Lambda, ast.Import, ast.ImportFrom, ast.alias, ast.arguments, ast.arg,
+    ast.keyword, ast.Name, ast.Attribute, ast.Subscript, ast.Slice, ast.Starred, ast.Constant,
+    ast.Tuple, ast.List, ast.Dict, ast.Set, ast.ListComp, ast.SetComp, ast.DictComp,
+    ast.GeneratorExp, ast.comprehension, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare,
+    ast.IfExp, ast.Call, ast.NamedExpr, ast.JoinedStr, ast.FormattedValue, ast.expr_context,
+    ast.operator, ast.unaryop, ast.cmpop, ast.boolop,
+    # only found under rejected statements (already reported): not reported again
+    ast.withitem, ast.excepthandler, ast.match_case, ast.pattern,
+)
+
+_PRELUDE_MODULE = "rewardgym.rewards.prelude"
+_IMPORT_RULE = ("only `import numpy as np`, `import math` and `from rewardgym.rewards.prelude "
+                "import <helper>` are allowed (np and the helpers are in scope without imports)")
+_CONST_RULE = ("only constants run at import time: numbers, strings, tuples/lists/dicts of them, "
+               "arithmetic, earlier constants, np.pi-style constants and np.array/np.zeros/"
+               "np.deg2rad-style calls; compute everything else inside compute_reward")
+_MAX_INT_BITS = 4096
+_MAX_ITEMS = 100_000
+_MAX_ARRAY = 1_000_000
+_CONST_NUMPY_CALLS = frozenset((
+    "array", "asarray", "zeros", "ones", "full", "eye", "arange", "linspace", "deg2rad",
+    "rad2deg", "radians", "degrees", "sqrt", "cos", "sin", "tan", "arctan2", "exp", "log",
+    "float64", "float32", "int64", "int32", "abs"))
+_CONST_MATH_CALLS = frozenset((
+    "sqrt", "cos", "sin", "tan", "atan2", "exp", "log", "log10", "radians", "degrees", "hypot"))
+
+
+class _NotConstant(Exception):
+    def __init__(self, node: ast.AST, construct: str, reason: str = _CONST_RULE):
+        super().__init__(reason)
+        self.node, self.construct, self.reason = node, construct, reason
+
+
+def _suggest(name: str, options: Collection[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _expr_text(node: ast.AST, limit: int = 40) -> str:
+    text = ast.unparse(node)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _bound_in(node: ast.AST) -> set[str]:
+    """Every name bound anywhere inside ``node`` (params, stores, dels, nested def names)."""
+    names: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.arg):
+            names.add(sub.arg)
+        elif isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
+            names.add(sub.id)
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(sub.name)
+        elif isinstance(sub, ast.alias):
+            names.add(sub.asname or sub.name.split(".")[0])
+        elif isinstance(sub, ast.ExceptHandler) and sub.name:
+            names.add(sub.name)
+    return names
+
+
+def _module_binds(stmt: ast.stmt) -> set[str]:
+    """Names a module-level statement binds in the module namespace."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.Import, ast.ImportFrom)):
+        return _bound_in(stmt)
+    return set()
+
+
+def _count_leaves(value: Any, budget: int) -> int:
+    """Scalars in a nested list/tuple, counting stops once ``budget`` is exceeded."""
+    if not isinstance(value, (list, tuple)):
+        return int(np.size(value)) if isinstance(value, np.ndarray) else 1
+    total = 0
+    for item in value:
+        total += _count_leaves(item, budget - total)
+        if total > budget:
+            break
+    return total
+
+
+class _Validator:
+    """One validation pass over a parsed program; :meth:`run` returns the sorted violations."""
+
+    def __init__(self, tree: ast.Module, allowed_globals: Collection[str],
+                 view_fields: Collection[str] | None):
+        self.tree = tree
+        self.allowed = set(allowed_globals) | set(SAFE_BUILTINS)
+        self.allowed_globals = set(allowed_globals)
+        self.view_fields = list(view_fields) if view_fields is not None else None
+        self.violations: list[Violation] = []
+        self.parents: dict[ast.AST, ast.AST] = {}
+        for parent in ast.walk(tree):
+            for child in ast.iter_child_nodes(parent):
+                self.parents[child] = parent
+        # module aliases: name -> real module (np is numpy unless the program rebinds it)
+        self.modules: dict[str, types.ModuleType] = {"np": np} if "np" in allowed_globals else {}
+        self.constants: dict[str, Any] = {}  # module-level constants evaluated so far
+
+    # -- reporting ---------------------------------------------------------------------
+    def add(self, node: ast.AST, construct: str, reason: str) -> None:
+        line = getattr(node, "lineno", 1) or 1
+        col = (getattr(node, "col_offset", 0) or 0) + 1
+        self.violations.append((line, col, construct, reason))
+
+    # -- driver -------------------------------------------------------------------------
+    def run(self) -> list[Violation]:
+        body = self.tree.body
+        for stmt in body:  # module aliases are known before any function body is checked
+            if isinstance(stmt, ast.Import):
+                for a in stmt.names:
+                    if a.name in ("numpy", "math"):
+                        self.modules[a.asname or a.name] = np if a.name == "numpy" else math
+        all_bound = set().union(*(_module_binds(s) for s in body)) if body else set()
+        bound_before: set[str] = set()
+        functions: dict[str, ast.FunctionDef] = {}
+        for i, stmt in enumerate(body):
+            self._top_level(stmt, i, bound_before, all_bound, functions)
+            bound_before |= _module_binds(stmt)
+        self._required_functions(functions)
+        return sorted(set(self.violations))
+
+    def _top_level(self, stmt: ast.stmt, index: int, bound_before: set[str], all_bound: set[str],
+                   functions: dict[str, ast.FunctionDef]) -> None:
+        scope = bound_before | self.allowed
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+                and isinstance(stmt.value.value, str):
+            return  # docstring
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            self._walk(stmt, scope)
+            return
+        if isinstance(stmt, ast.FunctionDef):
+            functions.setdefault(stmt.name, stmt)
+            n0 = len(self.violations)
+            self._check_def_header(stmt, scope)
+            defaults = [d for d in stmt.args.defaults + stmt.args.kw_defaults if d is not None]
+            if len(self.violations) == n0:
+                for d in defaults:
+                    self._constant_or_report(d)
+            self._walk_body(stmt, all_bound | _bound_in(stmt) | self.allowed)
+            return
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            n0 = len(self.violations)
+            self._walk(stmt, scope)
+            if len(self.violations) == n0:
+                self._constant_assignment(stmt)
+            return
+        if type(stmt) in _REJECTED_NODES:
+            self._walk(stmt, scope)
+            return
+        self.add(stmt, f"module-level {type(stmt).__name__.lower()}",
+                 "only docstrings, function definitions, constant assignments and allowed "
+                 "imports may appear at module level: no code runs at import time")
+        self._walk(stmt, scope | _bound_in(stmt))
+
+    # -- the syntax walk -----------------------------------------------------------------
+    def _walk(self, node: ast.AST, scope: set[str]) -> None:
+        """Check ``node`` and its children; ``scope`` is the set of names a load may use."""
+        if type(node) in _REJECTED_NODES:
+            self.add(node, *_REJECTED_NODES[type(node)])
+        elif not isinstance(node, _ALLOWED_NODES):
+            self.add(node, type(node).__name__, "not in the sandbox's allowed syntax")
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            self._check_import(node)
+            return
+        if isinstance(node, ast.FunctionDef):  # nested def (module-level ones go through _top_level)
+            self._check_def_header(node, scope)
+            self._walk_body(node, scope)
+            return
+        if isinstance(node, ast.ClassDef):
+            return  # reported; its body is not a program's code
+        if isinstance(node, ast.AnnAssign):
+            self._check_annotation(node.annotation, scope)
+            for child in (node.target, node.value):
+                if child is not None:
+                    self._walk(child, scope)
+            return
+        if isinstance(node, ast.comprehension) and node.is_async:
+            self.add(node.iter, "async for", "async code is not allowed")
+        if isinstance(node, ast.Name):
+            self._check_name(node, scope)
+        elif isinstance(node, ast.Attribute):
+            self._check_attribute(node)
+        elif isinstance(node, ast.arg):
+            self._check_identifier(node, node.arg, "parameter")
+            if node.annotation is not None:
+                self._check_annotation(node.annotation, scope)
+            return
+        for child in ast.iter_child_nodes(node):
+            self._walk(child, scope)
+
+    def _walk_body(self, fn: ast.FunctionDef, scope: set[str]) -> None:
+        for stmt in fn.body:
+            self._walk(stmt, scope)
+
+    def _check_def_header(self, fn: ast.FunctionDef, scope: set[str]) -> None:
+        """Decorators, name, parameters, annotations and defaults (evaluated at def time)."""
+        for dec in fn.decorator_list:
+            self.add(dec, f"@{_expr_text(dec)}", "decorators are not allowed (they run code at import time)")
+        self._check_identifier(fn, fn.name, "function name")
+        if fn.returns is not None:
+            self._check_annotation(fn.returns, scope)
+        args = fn.args
+        for a in args.posonlyargs + args.args + args.kwonlyargs + [x for x in (args.vararg, args.kwarg) if x]:
+            self._walk(a, scope)
+        for d in args.defaults + [d for d in args.kw_defaults if d is not None]:
+            self._walk(d, scope)
+
+    def _check_annotation(self, node: ast.expr, scope: set[str]) -> None:
+        for sub in ast.walk(node):
+            ok = isinstance(sub, (ast.Name, ast.Attribute, ast.Subscript, ast.Tuple, ast.List,
+                                  ast.Constant, ast.expr_context, ast.BitOr)) \
+                or (isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.BitOr))
+            if not ok:
+                self.add(node, f"annotation {_expr_text(node)}",
+                         "annotations must be type expressions such as np.ndarray or tuple[float, dict]")
+                return
+        self._walk(node, scope)
+
+    def _check_identifier(self, node: ast.AST, name: str, what: str) -> None:
+        if name.startswith("__"):
+            self.add(node, f"{what} {name!r}", "dunder names reach interpreter internals")
+        elif name in FORBIDDEN_NAMES:
+            self.add(node, f"{what} {name!r}", f"{name} is reserved: {FORBIDDEN_NAMES[name]}")
+        elif name in self.modules and what != "import alias":
+            self.add(node, f"{what} {name!r}", f"{name!r} is a module; do not rebind it")
+
+    def _check_name(self, node: ast.Name, scope: set[str]) -> None:
+        name = node.id
+        if name.startswith("__") or name in FORBIDDEN_NAMES:
+            self._check_identifier(node, name, "name")
+            return
+        if name in self.modules:
+            if not isinstance(node.ctx, ast.Load):
+                self._check_identifier(node, name, "name")
+                return
+            parent = self.parents.get(node)
+            if not (isinstance(parent, ast.Attribute) and parent.value is node):
+                self.add(node, f"name {name!r}", f"use the module only as {name}.<name>: modules "
+                         "may not be passed around or aliased")
+            return
+        if isinstance(node.ctx, ast.Load) and name not in scope:
+            self.add(node, f"name {name!r}",
+                     f"undefined name {name!r}{_suggest(name, scope)} (programs may use np, the "
+                     "prelude helpers, safe builtins and the names they define)")
+
+    def _check_attribute(self, node: ast.Attribute) -> None:
+        attr = node.attr
+        if attr.startswith("__"):
+            self.add(node, f"attribute .{attr}", "dunder attributes reach interpreter internals")
+            return
+        if attr.startswith("_"):
+            self.add(node, f"attribute .{attr}", "private attributes are not part of any API a "
+                     "reward needs")
+            return
+        if attr in FORBIDDEN_ATTRS:
+            self.add(node, f"attribute .{attr}", FORBIDDEN_ATTRS[attr])
+            return
+        if not isinstance(node.ctx, ast.Load):
+            self.add(node, f"attribute .{attr}", "attribute assignment is not allowed: programs "
+                     "may not mutate the objects they are given (np, state, helpers)")
+            return
+        owner = self._resolve(node.value)
+        if isinstance(owner, types.ModuleType):
+            self._check_module_attribute(node, owner)
+        elif attr in _FILE_IO_ATTRS:
+            self.add(node, f"attribute .{attr}", _IO)
+
+    def _resolve(self, node: ast.expr) -> Any:
+        """The real module/object an ``np.a.b`` / ``math.a`` chain names, else None."""
+        if isinstance(node, ast.Name):
+            return self.modules.get(node.id)
+        if isinstance(node, ast.Attribute):
+            owner = self._resolve(node.value)
+            if not isinstance(owner, types.ModuleType) or node.attr.startswith("_"):
+                return None
+            if owner.__name__.startswith("numpy") and node.attr in NUMPY_FORBIDDEN:
+                return None
+            value = getattr(owner, node.attr, None)
+            if isinstance(value, types.ModuleType) and value.__name__ not in NUMPY_SUBMODULES:
+                return None
+            return value
+        return None
+
+    def _check_module_attribute(self, node: ast.Attribute, module: types.ModuleType) -> None:
+        attr, text = node.attr, _expr_text(node)
+        is_numpy = module.__name__.startswith("numpy")
+        if is_numpy and attr in NUMPY_FORBIDDEN:
+            self.add(node, text, NUMPY_FORBIDDEN[attr])
+            return
+        if not hasattr(module, attr):
+            public = [n for n in dir(module) if not n.startswith("_")]
+            self.add(node, text, f"{module.__name__} has no attribute {attr!r}{_suggest(attr, public)}")
+            return
+        value = getattr(module, attr)
+        if isinstance(value, types.ModuleType):
+            if value.__name__ not in NUMPY_SUBMODULES:
+                self.add(node, text, f"module {value.__name__} is not available (only np.linalg, np.fft)")
+                return
+            parent = self.parents.get(node)
+            if not (isinstance(parent, ast.Attribute) and parent.value is node):
+                self.add(node, text, f"use the module only as {text}.<name>: modules may not be "
+                         "passed around or aliased")
+
+    def _check_import(self, node: ast.Import | ast.ImportFrom) -> None:
+        top = self.parents.get(node) is self.tree
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                construct = f"import {a.name}" + (f" as {a.asname}" if a.asname else "")
+                if a.name not in ("numpy", "math"):
+                    self.add(node, construct, _IMPORT_RULE)
+                elif not top:
+                    self.add(node, construct, "imports are allowed only at module level")
+                elif a.asname:
+                    self._check_identifier(node, a.asname, "import alias")
+            return
+        module = "." * node.level + (node.module or "")
+        names = ", ".join(a.name for a in node.names)
+        construct = f"from {module} import {names}"
+        if module != _PRELUDE_MODULE:
+            reason = _IMPORT_RULE
+            if module in ("numpy", "math"):
+                reason = f"write {'np' if module == 'numpy' else 'math'}.<name> instead of importing names"
+            self.add(node, construct, reason)
+            return
+        if not top:
+            self.add(node, construct, "imports are allowed only at module level")
+        for a in node.names:
+            if a.name == "*":
+                self.add(node, construct, "star imports are not allowed; name the helpers")
+            elif a.name not in self.allowed_globals:
+                self.add(node, construct, f"the prelude has no helper {a.name!r}"
+                         f"{_suggest(a.name, self.allowed_globals)}")
+            elif a.asname:
+                self._check_identifier(node, a.asname, "import alias")
+
+    # -- constants (the only code that runs at import time) ---------------------------------
+    def _constant_assignment(self, stmt: ast.Assign | ast.AnnAssign) -> None:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        for t in targets:
+            for sub in ast.walk(t):
+                if isinstance(sub, (ast.Attribute, ast.Subscript, ast.Starred)):
+                    self.add(sub, f"assignment to {_expr_text(sub)}",
+                             "module level allows only NAME = <constant> (or A, B = <constants>)")
+                    return
+        if stmt.value is None:
+            return
+        value = self._constant_or_report(stmt.value)
+        if value is _FAILED:
+            return
+        for t in targets:
+            try:
+                self._bind(t, value)
+            except (TypeError, ValueError) as exc:
+                self.add(t, f"assignment to {_expr_text(t)}", f"cannot unpack the constant: {exc}")
+
+    def _bind(self, target: ast.expr, value: Any) -> None:
+        if isinstance(target, ast.Name):
+            self.constants[target.id] = value
+            return
+        assert isinstance(target, (ast.Tuple, ast.List))
+        items = list(value)
+        if len(items) != len(target.elts):
+            raise ValueError(f"{len(target.elts)} names, {len(items)} values")
+        for t, v in zip(target.elts, items):
+            self._bind(t, v)
+
+    def _constant_or_report(self, node: ast.expr) -> Any:
+        try:
+            return self._const(node)
+        except _NotConstant as exc:
+            self.add(exc.node, exc.construct, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - the constant's own error, e.g. ZeroDivisionError
+            self.add(node, _expr_text(node), f"constant expression fails at import time: "
+                     f"{type(exc).__name__}: {exc}")
+        return _FAILED
+
+    def _const(self, node: ast.expr) -> Any:
+        """Evaluate a module-level constant expression with size guards (see module docstring)."""
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id in self.constants:
+                return self.constants[node.id]
+            raise _NotConstant(node, f"name {node.id!r}", f"{node.id!r} is not a module-level "
+                               "constant: functions, helpers and modules cannot be used at import time")
+        if isinstance(node, ast.Attribute):
+            value = self._resolve(node)
+            if value is None:
+                raise _NotConstant(node, _expr_text(node))
+            if isinstance(value, (int, float, complex, np.generic)) \
+                    or (isinstance(value, type) and issubclass(value, np.generic)):
+                return value
+            raise _NotConstant(node, _expr_text(node), f"{_expr_text(node)} is not a constant; {_CONST_RULE}")
+        if isinstance(node, ast.UnaryOp):
+            operand = self._const(node.operand)
+            ops = {ast.USub: lambda x: -x, ast.UAdd: lambda x: +x, ast.Not: lambda x: not x,
+                   ast.Invert: lambda x: ~x}
+            return self._guard(node, ops[type(node.op)](operand))
+        if isinstance(node, ast.BinOp):
+            return self._binop(node, self._const(node.left), self._const(node.right))
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            items: list[Any] = []
+            for elt in node.elts:
+                if isinstance(elt, ast.Starred):
+                    items.extend(self._const(elt.value))
+                else:
+                    items.append(self._const(elt))
+                self._guard(node, items)
+            kind = {ast.Tuple: tuple, ast.List: list, ast.Set: set}[type(node)]
+            return kind(items)
+        if isinstance(node, ast.Dict):
+            if any(k is None for k in node.keys):
+                raise _NotConstant(node, _expr_text(node), "dict unpacking (**) is not allowed at module level")
+            return self._guard(node, {self._const(k): self._const(v) for k, v in zip(node.keys, node.values)})
+        if isinstance(node, ast.Subscript):
+            container = self._const(node.value)
+            return self._guard(node, container[self._const_index(node.slice)])
+        if isinstance(node, ast.Call):
+            return self._call(node)
+        raise _NotConstant(node, _expr_text(node))
+
+    def _const_index(self, node: ast.expr) -> Any:
+        if isinstance(node, ast.Slice):
+            parts = [None if p is None else self._const(p) for p in (node.lower, node.upper, node.step)]
+            return slice(*parts)
+        if isinstance(node, ast.Tuple):
+            return tuple(self._const_index(e) for e in node.elts)
+        return self._const(node)
+
+    def _call(self, node: ast.Call) -> Any:
+        fn = self._resolve(node.func)
+        owner = node.func.value if isinstance(node.func, ast.Attribute) else None
+        module = self._resolve(owner) if owner is not None else None
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+        allowed = (module is np and name in _CONST_NUMPY_CALLS) or (module is math and name in _CONST_MATH_CALLS)
+        if fn is None or not allowed:
+            raise _NotConstant(node, f"call {_expr_text(node.func)}()",
+                               f"calls at import time are limited to np.array/np.zeros-style numpy and "
+                               f"pure math functions; {_CONST_RULE}")
+        if any(k.arg is None for k in node.keywords) or any(isinstance(a, ast.Starred) for a in node.args):
+            raise _NotConstant(node, f"call {_expr_text(node.func)}()", "*args/**kwargs are not allowed at import time")
+        args = [self._const(a) for a in node.args]
+        kwargs = {k.arg: self._const(k.value) for k in node.keywords}
+        for value in [*args, *kwargs.values()]:
+            self._check_leaves(node, value)
+        self._check_creation_size(node, name, args, kwargs)
+        return self._guard(node, fn(*args, **kwargs))
+
+    @staticmethod
+    def _check_leaves(node: ast.expr, value: Any) -> None:
+        if isinstance(value, (list, tuple)) and _count_leaves(value, _MAX_ARRAY) > _MAX_ARRAY:
+            raise _NotConstant(node, _expr_text(node), f"nested sequence of more than {_MAX_ARRAY} "
+                               "numbers at import time")
+
+    @staticmethod
+    def _check_creation_size(node: ast.Call, name: str, args: list, kwargs: dict) -> None:
+        size = 0.0
+        if name in ("zeros", "ones", "full"):
+            shape = args[0] if args else kwargs.get("shape", 0)
+            size = float(np.prod(np.atleast_1d(np.asarray(shape, dtype=float))))
+        elif name == "eye":
+            n = args[0] if args else kwargs.get("N", 0)
+            m = args[1] if len(args) > 1 else kwargs.get("M")
+            size = float(n) * float(n if m is None else m)
+        elif name == "arange":
+            named = dict(zip(("start", "stop", "step"), args), **kwargs)
+            if len(args) == 1 and "stop" not in kwargs:
+                named = {"start": 0, "stop": args[0], **kwargs}
+            start, stop = float(named.get("start", 0)), float(named.get("stop", 0))
+            step = float(named.get("step", 1))
+            size = (stop - start) / step if step else math.inf
+        elif name == "linspace":
+            size = float(args[2] if len(args) > 2 else kwargs.get("num", 50))
+        if not size <= _MAX_ARRAY:
+            raise _NotConstant(node, f"call {_expr_text(node.func)}()",
+                               f"array of {size:.3g} elements at import time (limit {_MAX_ARRAY})")
+
+    def _binop(self, node: ast.BinOp, left: Any, right: Any) -> Any:
+        op = node.op
+        text = _expr_text(node)
+        ints = all(isinstance(x, (int, np.integer)) for x in (left, right))
+        seqs = (str, bytes, list, tuple)
+        if isinstance(op, ast.Pow) and ints and right > 0 and abs(left) > 1 \
+                and math.log2(abs(int(left))) * int(right) > _MAX_INT_BITS:
+            raise _NotConstant(node, text, f"integer power too large for import time (> {_MAX_INT_BITS} bits)")
+        if isinstance(op, (ast.LShift, ast.RShift)) and ints and right > _MAX_INT_BITS:
+            raise _NotConstant(node, text, f"shift too large for import time (> {_MAX_INT_BITS} bits)")
+        if isinstance(op, ast.Mult) and (isinstance(left, seqs) or isinstance(right, seqs)):
+            seq, n = (left, right) if isinstance(left, seqs) else (right, left)
+            if isinstance(n, (int, np.integer)) and len(seq) * int(n) > _MAX_ITEMS:
+                raise _NotConstant(node, text, f"sequence of more than {_MAX_ITEMS} items at import time")
+        if isinstance(op, ast.Mod) and isinstance(left, (str, bytes)):
+            raise _NotConstant(node, text, "%-formatting at import time is not allowed; use an f-string "
+                               "inside a function")
+        if isinstance(op, ast.MatMult):
+            raise _NotConstant(node, text)
+        if isinstance(left, np.ndarray) or isinstance(right, np.ndarray):
+            self._check_leaves(node, left)
+            self._check_leaves(node, right)
+            shape = np.broadcast_shapes(np.shape(left), np.shape(right))
+            if math.prod(shape) > _MAX_ARRAY:
+                raise _NotConstant(node, text, f"array of shape {shape} at import time (limit {_MAX_ARRAY} elements)")
+        ops = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+               ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+               ast.Pow: lambda a, b: a ** b, ast.LShift: lambda a, b: a << b, ast.RShift: lambda a, b: a >> b,
+               ast.BitOr: lambda a, b: a | b, ast.BitAnd: lambda a, b: a & b, ast.BitXor: lambda a, b: a ^ b}
+        return self._guard(node, ops[type(op)](left, right))
+
+    @staticmethod
+    def _guard(node: ast.expr, value: Any) -> Any:
+        if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+            raise _NotConstant(node, _expr_text(node), f"integer larger than {_MAX_INT_BITS} bits at import time")
+        if isinstance(value, (str, bytes, list, tuple, set, dict)) and len(value) > _MAX_ITEMS:
+            raise _NotConstant(node, _expr_text(node), f"more than {_MAX_ITEMS} items at import time")
+        if isinstance(value, np.ndarray) and value.size > _MAX_ARRAY:
+            raise _NotConstant(node, _expr_text(node), f"array of more than {_MAX_ARRAY} elements at import time")
+        return value
+
+    # -- program functions and state fields -------------------------------------------------
+    def _required_functions(self, functions: dict[str, ast.FunctionDef]) -> None:
+        if "compute_reward" not in functions:
+            self.add(self.tree, "compute_reward", "missing: a program must define "
+                     "compute_reward(state, action) at module level")
+        for name, params in PROGRAM_FUNCTIONS.items():
+            fn = functions.get(name)
+            if fn is None:
+                continue
+            args = fn.args
+            positional = args.posonlyargs + args.args
+            required = len(positional) - len(args.defaults)
+            k = len(params)
+            if (len(positional) < k and args.vararg is None) or required > k:
+                self.add(fn, f"def {name}", f"{name} must accept ({', '.join(params)}): "
+                         f"{k} positional parameter{'s' * (k > 1)}, it has {len(positional)} "
+                         f"({required} without default)")
+            missing_kw = [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is None]
+            if missing_kw:
+                self.add(fn, f"def {name}", f"keyword-only parameters without defaults are never "
+                         f"passed: {', '.join(missing_kw)}")
+            if positional:
+                self._check_state_use(fn, positional[0].arg)
+
+    def _check_state_use(self, fn: ast.FunctionDef, state: str) -> None:
+        rebound = any(isinstance(n, ast.Name) and n.id == state and not isinstance(n.ctx, ast.Load)
+                      for n in ast.walk(fn)) or \
+            sum(isinstance(n, ast.arg) and n.arg == state for n in ast.walk(fn)) > 1
+        if rebound:
+            return  # ``state`` does not always name the view; checked at run time instead
+        fields = self.view_fields
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Load):
+                root = node.value
+                while isinstance(root, (ast.Attribute, ast.Subscript)):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id == state:
+                    self.add(node, f"assignment to {_expr_text(node)}", "state views are read-only "
+                             "(shared by every reward source of the step); copy the field first")
+            if fields is None or not isinstance(node, ast.Attribute) or node.attr.startswith("_"):
+                continue
+            value = node.value
+            if isinstance(value, ast.Name) and value.id == state:
+                if node.attr not in ("prev", "batch_size"):
+                    self._unknown_field(node, f"{state}.{node.attr}", fields)
+            elif isinstance(value, ast.Attribute) and value.attr == "prev" \
+                    and isinstance(value.value, ast.Name) and value.value.id == state:
+                if node.attr == "prev":
+                    self.add(node, f"{state}.prev.prev", "state.prev.prev does not exist: only one "
+                             "previous step is kept")
+                elif node.attr != "batch_size":
+                    self._unknown_field(node, f"{state}.prev.{node.attr}", fields)
+
+    def _unknown_field(self, node: ast.Attribute, construct: str, fields: list[str]) -> None:
+        if node.attr in fields:
+            return
+        close = difflib.get_close_matches(node.attr, fields, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        self.add(node, construct, f"unknown state field {node.attr!r}{hint}; the view's fields are: "
+                 f"{', '.join(fields)}")
+
+
+_FAILED = object()
+
+
+def validate_source(source: str, filename: str, allowed_globals: Collection[str],
+                    view_fields: Collection[str] | None = None) -> None:
+    """Raise :class:`ProgramRejected` listing every rule the program breaks (module docstring).
+
+    Args:
+        source: the program's Python source text.
+        filename: used in every message (``file:line:col: construct: reason``).
+        allowed_globals: names the program gets from its environment (``np`` and the
+            prelude helpers); ``np`` is assumed to be numpy (or the torch-backed subset).
+        view_fields: when given, the task view's field names; ``state.X`` is checked
+            against them in ``compute_reward``/``compute_potential``/``compute_success``.
+
+    Raises:
+        ProgramRejected: with ``violations`` sorted by ``(line, col)``; a syntax error is
+            reported as the single violation ``(line, col, "syntax error", message)``.
+    """
+    try:
+        tree = ast.parse(source, filename)
+    except SyntaxError as exc:
+        raise ProgramRejected(filename, [(exc.lineno or 1, exc.offset or 1, "syntax error",
+                                          exc.msg)]) from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
+        raise ProgramRejected(filename, [(1, 1, "source", f"cannot be parsed: {exc}")]) from None
+    violations = _Validator(tree, allowed_globals, view_fields).run()
+    if violations:
+        raise ProgramRejected(filename, violations)
