@@ -53,7 +53,10 @@ def list_tasks(
             print(f"| `{spec.id}` | {spec.base_id} | {spec.instruction} | {spec.success_doc} |")
         return
 
-    table = Table("id", "family", "simulator", "available", "instruction", show_lines=False)
+    table = Table(show_lines=False)
+    table.add_column("id", no_wrap=True)
+    for column in ("family", "simulator", "available", "instruction"):
+        table.add_column(column)
     for spec in all_tasks().values():
         if family and spec.family != family:
             continue

@@ -205,9 +205,13 @@ def stack_raw(rows: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """
     first = rows[0]
     out: dict[str, np.ndarray] = {}
+    single = len(rows) == 1
     for key, value in first.items():
-        if isinstance(value, (np.ndarray, int, float, bool, np.number)):
-            out[key] = np.stack([np.asarray(row[key]) for row in rows])
+        if isinstance(value, np.ndarray):
+            # [None] is a view: copy so the batch never aliases a simulator buffer
+            out[key] = value[None].copy() if single else np.stack([row[key] for row in rows])
+        elif isinstance(value, (int, float, bool, np.number)):
+            out[key] = np.array([row[key] for row in rows])
         else:  # strings, tuples of strings, other objects: one object per env
             arr = np.empty(len(rows), dtype=object)
             for i, row in enumerate(rows):

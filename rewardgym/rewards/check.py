@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from rewardgym.envs.registry import get_task
-from rewardgym.rewards.program import RewardProgram
 
 
 @dataclass
@@ -142,8 +141,16 @@ def check_program(program: str | Path, task_id: str, steps: int = 200, num_envs:
     from rewardgym.rewards.limits import ChildError, run_with_limits
     from rewardgym.rewards.program import RewardProgramError
 
+    from rewardgym.rewards.prelude import prelude_namespace
+    from rewardgym.rewards.sandbox import validate_source
+
     task = get_task(task_id)
-    RewardProgram.from_file(program, view=task.view, trusted=trusted)  # validate here first
+    path = Path(program)
+    if not path.is_file():
+        raise FileNotFoundError(f"reward program not found: {path}")
+    if not trusted:  # validate here (precise line/column errors); nothing runs in this process
+        validate_source(path.read_text(encoding="utf-8"), str(path),
+                        allowed_globals=set(prelude_namespace("numpy")), view_fields=list(task.view.fields))
     try:
         out = run_with_limits(_rollout, args=(str(program), task.id, steps, num_envs, seed, trusted),
                               timeout_s=timeout_s, memory_mb=memory_mb,

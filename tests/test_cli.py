@@ -1,0 +1,63 @@
+"""The command line: list, describe and check behave as documented, and bad input gets a
+clear one-line error (never a traceback)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from rewardgym.cli.main import app
+
+runner = CliRunner()
+
+
+def test_list_shows_tasks_and_unavailable_reason():
+    result = runner.invoke(app, ["list"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert "rewardgym/MetaWorld-PickPlace-v0" in result.output
+    assert "rewardgym/ManiSkill-PickCube-v0" in result.output and "no: " in result.output
+
+
+def test_list_markdown_is_a_table_of_every_task():
+    result = runner.invoke(app, ["list", "--markdown"])
+    rows = [line for line in result.output.splitlines() if line.startswith("| `rewardgym/")]
+    import rewardgym
+
+    assert len(rows) == len(rewardgym.all_tasks())
+
+
+def test_describe_prints_the_prompt_text():
+    result = runner.invoke(app, ["describe", "Hopper-Backflip"])
+    assert result.exit_code == 0, result.output
+    for needle in ("rewardgym/Hopper-Backflip-v0", "Instruction:", "Success test:", "torso_euler",
+                   "state.prev", "tolerance"):
+        assert needle in result.output
+
+
+def test_unknown_task_is_a_clear_error_with_closest_ids():
+    result = runner.invoke(app, ["describe", "MetaWorld-PickPlase"])
+    assert result.exit_code == 2
+    assert "rewardgym/MetaWorld-PickPlace-v0" in result.output and "Traceback" not in result.output
+
+
+def test_check_prints_term_statistics(tmp_path):
+    program = tmp_path / "r.py"
+    program.write_text("def compute_reward(state, action):\n"
+                       "    speed = state.torso_lin_vel[:, 0]\n"
+                       "    return speed, {'speed': speed, 'alive': speed * 0.0 + 1.0}\n")
+    result = subprocess.run([sys.executable, "-m", "rewardgym.cli.main", "check", str(program),
+                             "--task", "HalfCheetah-Run", "--steps", "20", "--num-envs", "2"],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "speed" in result.stdout and "alive" in result.stdout
+    assert "constant" in result.stdout  # the critic flags the constant term
+
+
+def test_check_rejects_an_unsafe_program_with_its_line(tmp_path):
+    program = tmp_path / "bad.py"
+    program.write_text("import os\n\ndef compute_reward(state, action):\n    return state.torso_height\n")
+    result = runner.invoke(app, ["check", str(program), "--task", "Hopper-Hop"])
+    assert result.exit_code == 1
+    assert f"{program}:1" in result.output and "Traceback" not in result.output
