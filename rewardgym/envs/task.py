@@ -147,8 +147,12 @@ class TaskEnv(gym.Wrapper):
     @property
     def sim(self) -> gym.Env:
         """The simulator env itself (MuJoCo env, NLE env ...) for reading state."""
-        inner = self.env.unwrapped
-        return inner.sim.unwrapped if isinstance(inner, SimulatorEnv) else inner
+        sim = self.__dict__.get("_sim")
+        if sim is None:  # cached: read_raw asks for it every step
+            inner = self.env.unwrapped
+            sim = inner.sim.unwrapped if isinstance(inner, SimulatorEnv) else inner
+            self.__dict__["_sim"] = sim
+        return sim
 
     # -- family hooks -------------------------------------------------------------
     def read_raw(self) -> dict[str, Any]:

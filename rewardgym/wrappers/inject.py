@@ -125,11 +125,15 @@ class RewardComputer:
                     self.ep_terms[name] = np.zeros(self.num_envs)
             self.term_names = list(terms)
         # Episode statistics (resetting rows were zeroed above and stay zero this step).
-        live = np.ones(self.num_envs, dtype=bool) if active is None else active
         self.ep_return += reward
-        self.ep_env_return += np.where(live, batch["env_reward"], 0.0)
-        self.ep_length += live
-        self.ep_success |= success & live
+        if active is None:
+            self.ep_env_return += batch["env_reward"]
+            self.ep_length += 1
+            self.ep_success |= success
+        else:
+            self.ep_env_return += np.where(active, batch["env_reward"], 0.0)
+            self.ep_length += active
+            self.ep_success |= success & active
         for name, value in terms.items():
             self.ep_terms[name] += value
         self.prev_raw = batch
