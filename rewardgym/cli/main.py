@@ -13,7 +13,7 @@ from rich.table import Table
 app = typer.Typer(
     name="rewardgym",
     help="Reward design for RL on real simulators: list tasks, read their state views, "
-         "check reward programs.",
+         "check reward programs, train and evaluate agents.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -116,6 +116,120 @@ def check(
     console.print(table)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def _load_config_file(path: Path) -> dict:
+    """Hyper-parameters from a .json or .toml file (a table of name = value)."""
+    import json
+    import tomllib
+
+    if not path.is_file():
+        _fail(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})")
+    except tomllib.TOMLDecodeError as exc:
+        _fail(f"{path}: invalid TOML ({exc})")
+    if not isinstance(data, dict):
+        _fail(f"{path}: expected a table of hyper-parameters")
+    return data
+
+
+@app.command()
+def train(
+    task: Optional[str] = typer.Argument(None, help="Task id (omit with --resume)."),
+    reward: str = typer.Option("expert", "--reward", "-r",
+                               help="env | sparse | expert | PROGRAM.py | a sum such as 'sparse + 0.1*r.py'."),
+    steps: int = typer.Option(100_000, "--steps", "-n", help="Total env steps (all envs)."),
+    num_envs: int = typer.Option(8, "--num-envs", help="Environments in the vector env."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (rewardgym PPO)."),
+    seed: int = typer.Option(0, "--seed"),
+    algo: str = typer.Option("ppo", "--algo", help="ppo (rewardgym) | sb3-ppo (Stable-Baselines3)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Hyper-parameters file (.json or .toml)."),
+    track: Optional[str] = typer.Option(None, "--track", help="tensorboard | wandb (offline unless configured)."),
+    asynchronous: bool = typer.Option(False, "--async", help="One process per environment."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run directories are created."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run directory name (default: generated)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="Seconds between checkpoints."),
+    trusted: bool = typer.Option(False, "--trusted", help="Run reward program files without the sandbox."),
+) -> None:
+    """Train an agent on TASK with an injected reward; writes a resumable run directory."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rewardgym.agents import train as training
+    from rewardgym.agents.runs import RunError
+    from rewardgym.rewards.program import RewardProgramError
+    from rewardgym.rewards.sandbox import ProgramRejected
+
+    if resume is None and task is None:
+        _fail("give a TASK to train on, or --resume RUN")
+    if resume is not None:
+        try:
+            spec = training.TrainSpec.from_config(training.RunDir.open(resume).config())
+        except RunError as exc:
+            _fail(str(exc))
+    else:
+        spec_task = _task_or_fail(task).id
+        spec = training.TrainSpec(task=spec_task, reward=reward, steps=steps, algo=algo, num_envs=num_envs,
+                                  seed=seed, device=device, track=track, asynchronous=asynchronous,
+                                  trusted=trusted, checkpoint_every_s=checkpoint_every,
+                                  hyperparams=_load_config_file(config) if config else {})
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+                        TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console)
+    bar = progress.add_task(f"{spec.algo} {spec.task}", total=spec.steps, status="")
+
+    def on_update(row: dict) -> None:
+        parts = [f"{row.get('fps', 0):,.0f} fps"]
+        if row.get("episode_return") is not None:
+            parts.append(f"return {row['episode_return']:.1f}")
+            parts.append(f"success {row.get('success_rate', 0.0):.2f}")
+        progress.update(bar, completed=row["global_step"], status="  ".join(parts))
+
+    try:
+        with progress:
+            run = training.resume(resume, on_update=on_update) if resume else training.train(
+                spec, runs_root=runs_dir, run_name=name, on_update=on_update)
+    except training.TrainingInterrupted as exc:
+        err.print(f"[yellow]{exc}[/]", highlight=False)
+        raise typer.Exit(130)
+    except (ValueError, RunError, ProgramRejected, RewardProgramError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    last = run.metrics()[-1] if run.metrics() else {}
+    console.print(f"run: {run.path}")
+    if last:
+        console.print(f"steps {last['global_step']:,}  return {last.get('episode_return')}  "
+                      f"env return {last.get('env_return')}  success {last.get('success_rate')}", highlight=False)
+
+
+@app.command("eval")
+def eval_run(
+    run: Path = typer.Argument(..., help="Run directory written by `rewardgym train`."),
+    episodes: int = typer.Option(10, "--episodes", help="Evaluation episodes (deterministic policy)."),
+    seed: int = typer.Option(10_000, "--seed", help="Seed of the first episode (then +1 each)."),
+    video: bool = typer.Option(False, "--video", help="Write video.mp4 of the first episode (off-screen)."),
+) -> None:
+    """Success rate and returns (mean ± std) of a trained run, per reward term; optional MP4."""
+    from rewardgym.agents.evaluate import evaluate
+    from rewardgym.agents.runs import RunError
+
+    try:
+        with console.status(f"evaluating {run} ({episodes} episodes)..."):
+            report = evaluate(run, episodes=episodes, seed=seed, video=video)
+    except RunError as exc:
+        _fail(str(exc))
+    table = Table("metric", "mean", "std", title=f"{report['task']}  reward={report['reward']}  "
+                                                  f"{report['algo']}: success rate {report['success_rate']:.2f} "
+                                                  f"over {episodes} episodes")
+    for key in ("return", "env_return", "length"):
+        table.add_row(key, f"{report[key]['mean']:.3f}", f"{report[key]['std']:.3f}")
+    for name, stats in report["terms"].items():
+        table.add_row(f"term {name}", f"{stats['mean']:.3f}", f"{stats['std']:.3f}")
+    console.print(table)
+    if "video" in report:
+        console.print(f"video: {report['video']}")
 
 
 @app.command()
