@@ -1,0 +1,92 @@
+"""Training runs are artifacts: a run directory with config, metrics, checkpoints and a
+plot; Ctrl-C saves a checkpoint; --resume continues from it without repeating logged
+work; eval reports success and returns; bad runs and checkpoints get clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rewardgym.agents.evaluate import evaluate
+from rewardgym.agents.runs import RunDir, RunError
+from rewardgym.agents.train import TrainSpec, load_ppo_checkpoint, train
+
+CLI = [sys.executable, "-m", "rewardgym.cli.main"]
+
+
+def test_sb3_run_directory_has_config_metrics_checkpoint_and_plot(tmp_path):
+    run = train(TrainSpec(task="Hopper-Hop", reward="expert", steps=1024, algo="sb3-ppo", num_envs=2,
+                          hyperparams={"n_steps": 256, "batch_size": 64, "n_epochs": 1}),
+                runs_root=tmp_path, run_name="r")
+    names = {p.name for p in run.path.iterdir()}
+    assert {"config.json", "metrics.jsonl", "checkpoints", "learning_curve.png"} <= names
+    assert (run.checkpoint_dir / "final.zip").is_file()
+    rows = run.metrics()
+    assert rows[-1]["global_step"] >= 1024
+    assert {"fps", "wall_time", "episode_return", "env_return", "success_rate"} <= set(rows[-1])
+    assert any(key.startswith("terms/") for key in rows[-1])
+    report = evaluate(run.path, episodes=2)
+    assert set(report) >= {"success_rate", "return", "env_return", "terms"}
+    assert json.loads((run.path / "eval.json").read_text())["episodes"] == 2
+
+
+def test_reward_program_is_copied_into_the_run_and_used_by_eval(tmp_path, monkeypatch):
+    program = tmp_path / "upright.py"
+    program.write_text("def compute_reward(state, action):\n"
+                       "    return state.torso_height, {'height': state.torso_height}\n")
+    run = train(TrainSpec(task="Hopper-Hop", reward=str(program), steps=256, algo="sb3-ppo", num_envs=1,
+                          hyperparams={"n_steps": 128, "batch_size": 64, "n_epochs": 1}),
+                runs_root=tmp_path / "runs", run_name="r")
+    program.unlink()  # eval must not depend on the original file
+    report = evaluate(run.path, episodes=1)
+    assert set(report["terms"]) == {"height"}
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path):
+    runs = tmp_path / "runs"
+    cmd = CLI + ["train", "Hopper-Hop", "--algo", "sb3-ppo", "--steps", "12000", "--num-envs", "2",
+                 "--runs-dir", str(runs), "--name", "r", "--checkpoint-every", "1000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    metrics = runs / "r" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or not metrics.read_text().strip()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    run = RunDir.open(runs / "r")
+    assert (run.checkpoint_dir / "latest.zip").is_file()
+    done_before = run.metrics()[-1]["global_step"]
+    assert done_before < 12000
+    result = subprocess.run(CLI + ["train", "--resume", str(run.path)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    steps = [r["global_step"] for r in run.metrics()]
+    assert steps == sorted(set(steps)), "no update is logged twice"
+    assert steps[-1] >= 12000 and (run.checkpoint_dir / "final.zip").is_file()
+
+
+def test_bad_run_directory_and_foreign_checkpoint_are_clear_errors(tmp_path):
+    with pytest.raises(RunError, match="no config.json"):
+        RunDir.open(tmp_path)
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(RunError, match="not a readable rewardgym checkpoint"):
+        load_ppo_checkpoint(bad, "rewardgym/Hopper-Hop-v0")
+    result = subprocess.run(CLI + ["eval", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no config.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_reward_fails_before_a_run_directory_is_created(tmp_path):
+    with pytest.raises(ValueError, match="unknown reward"):
+        train(TrainSpec(task="Hopper-Hop", reward="dense", steps=10, algo="sb3-ppo"), runs_root=tmp_path)
+    assert not any(tmp_path.iterdir())
