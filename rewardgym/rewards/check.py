@@ -92,27 +92,37 @@ def _rollout(program_path: str, task_id: str, steps: int, num_envs: int, seed: i
 
     import rewardgym  # noqa: F401  (registers ids in the child)
 
+    from rewardgym.rewards.program import RewardProgramError
+
     task = get_task(task_id)
     env = gym.make_vec(task.id, num_envs=num_envs, reward=program_path, trusted=trusted)
     try:
-        env.action_space.seed(seed)
-        env.reset(seed=seed)
-        rewards, terms, successes = [], {}, []
-        episodes = 0
-        for _ in range(steps):
-            _, reward, _, _, info = env.step(env.action_space.sample())
-            rewards.append(np.asarray(reward, dtype=np.float64))
-            for name, value in info["reward_terms"].items():
-                terms.setdefault(name, []).append(np.asarray(value, dtype=np.float64))
-            if "episode_stats" in info:
-                mask = info["_episode_stats"]
-                episodes += int(mask.sum())
-                successes.extend(info["episode_stats"]["success"][mask].tolist())
-            else:
-                pass
-        last_success = np.asarray(info["success"], dtype=bool)
+        return _rollout_loop(env, steps, seed)
+    except RewardProgramError as exc:  # sent back whole: file, line and term survive the process boundary
+        if isinstance(exc.__cause__, MemoryError):
+            raise  # run_with_limits turns it into ProgramMemoryError
+        return {"program_error": {"message": str(exc), "filename": exc.filename, "line": exc.line,
+                                  "term": exc.term}}
     finally:
         env.close()
+
+
+def _rollout_loop(env, steps: int, seed: int) -> dict[str, Any]:
+    """``steps`` random-action vector steps; every reward, term and finished episode."""
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    rewards, terms, successes = [], {}, []
+    episodes = 0
+    for _ in range(steps):
+        _, reward, _, _, info = env.step(env.action_space.sample())
+        rewards.append(np.asarray(reward, dtype=np.float64))
+        for name, value in info["reward_terms"].items():
+            terms.setdefault(name, []).append(np.asarray(value, dtype=np.float64))
+        if "episode_stats" in info:
+            mask = info["_episode_stats"]
+            episodes += int(mask.sum())
+            successes.extend(info["episode_stats"]["success"][mask].tolist())
+    last_success = np.asarray(info["success"], dtype=bool)
     return {"reward": np.concatenate(rewards),
             "terms": {k: np.concatenate(v) for k, v in terms.items()},
             "episodes": episodes,
@@ -159,6 +169,9 @@ def check_program(program: str | Path, task_id: str, steps: int = 200, num_envs:
         if getattr(exc, "exc_type", "") == "RewardProgramError":
             raise RewardProgramError(str(getattr(exc, "exc_message", exc)), str(program)) from None
         raise
+    if "program_error" in out:
+        err = out["program_error"]
+        raise RewardProgramError(err["message"], err["filename"], err["line"], err["term"])
     stats = [_stats("reward", out["reward"])] + [_stats(k, v) for k, v in out["terms"].items()]
     return CheckReport(program=str(program), task=task.id, steps=steps, num_envs=num_envs,
                        episodes=out["episodes"], success_rate=out["success_rate"], terms=stats,

@@ -164,14 +164,15 @@ class RewardProgram(RewardSource):
         else:
             reward, terms = out, {}
         batch = state.batch_size
-        reward = self._check_array(reward, "reward", batch, "compute_reward")
         checked: Terms = {}
+        # Terms first: a NaN in a term then names that term, not the total it spoiled.
         for key, value in terms.items():
             if not isinstance(key, str):
                 raise RewardProgramError(
                     f"{self.filename}:{self._return_line('compute_reward')}: term names must be strings, "
                     f"got {key!r}", self.filename, self._return_line("compute_reward"))
             checked[key] = self._check_array(value, key, batch, "compute_reward")
+        reward = self._check_array(reward, "reward", batch, "compute_reward")
         return reward, checked
 
     def compute(self, state: StateView, action: Any) -> tuple[Any, Terms]:

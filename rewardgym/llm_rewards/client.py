@@ -1,0 +1,605 @@
+"""LLM client for reward synthesis: any OpenAI-compatible chat endpoint, with a cache,
+a JSONL transcript, bounded retries and budget caps.
+
+:class:`LLMClient` wraps the official ``openai`` package (``openai.OpenAI(...)``,
+``client.chat.completions.create``) and is what the synthesis loop (Text2Reward, Xie et
+al., 2024; Eureka, Ma et al., 2024; Auto MC-Reward, Li et al., 2024) talks to.
+
+Configuration (arguments win over environment variables):
+
+====================  ==========================  ==========================================
+what                  argument                    environment
+====================  ==========================  ==========================================
+endpoint              ``base_url``                ``OPENAI_BASE_URL`` (e.g. ``http://localhost:8000/v1``)
+key                   ``api_key``                 ``OPENAI_API_KEY``
+model                 ``model``                   ``REWARDGYM_LLM_MODEL``
+cache directory       ``cache_dir``               ``REWARDGYM_LLM_CACHE`` (default ``~/.cache/rewardgym/llm``)
+====================  ==========================  ==========================================
+
+With neither a base URL nor a key the client refuses to start (:class:`LLMConfigError`
+naming the option and the variable). With a base URL and no key, the placeholder key
+``"EMPTY"`` is sent (the convention of local servers such as vLLM, which ignore it); a
+server that does want a key answers 401, reported as :class:`LLMAuthError`.
+
+Design decisions
+----------------
+* **Retries: our own loop, the openai client's disabled** (``max_retries=0``). The SDK's
+  retry loop does the right kind of thing (exponential back-off with jitter, honours
+  ``Retry-After``) but its delays are module constants (0.5 s doubling to 8 s), its
+  attempts are invisible to us, and it cannot stop at a wall-time budget. Our loop
+  retries 429, 408, 409, 5xx, connection errors and timeouts up to ``max_retries``
+  times; the delay is ``Retry-After`` (``retry-after-ms``, seconds, or an HTTP date) when
+  the server sends one and it is at most ``max_retry_after_s`` (a longer one fails at
+  once: a synthesis run should not sleep for an hour), else ``min(backoff_max_s,
+  backoff_initial_s * 2**attempt)`` with "equal jitter" (uniformly in [d/2, d]), so
+  parallel clients de-synchronise but never retry at once. Every failed attempt is
+  recorded in the transcript entry of its request.
+* **No retry** for 401/403 (:class:`LLMAuthError`, naming the base URL and model), for a
+  refused model (404, or 400 whose message says the model is unknown:
+  :class:`LLMModelError`, listing the models the server does serve when ``/models``
+  answers), or any other 4xx (:class:`LLMRequestError`: retrying the same request cannot
+  help).
+* **Cache.** A request is keyed by the sha256 of its canonical JSON (model, messages,
+  sampling parameters, sample index; sorted keys, no whitespace). The base URL and key are
+  not part of the key: the same model name answering the same request is the same
+  request. Entries are one JSON file each, ``cache_dir/<key[:2]>/<key>.json``, written to a
+  temporary file and ``os.replace``-d (atomic on POSIX), so an interrupted run never
+  leaves a torn entry and a resumed or repeated run pays nothing for requests it already
+  made. Cache hits cost no budget. To draw *fresh* samples for the same prompt, change
+  ``seed``.
+* **K samples.** Many OpenAI-compatible servers ignore ``n > 1`` (and OpenAI bills it as
+  K completions anyway), so :meth:`LLMClient.sample` makes K requests, sample ``i`` with
+  ``seed = seed + i`` and ``sample_index = i`` in the cache key: the K samples are K cache
+  entries and differ on servers that honour ``seed`` (at ``temperature > 0`` they differ
+  anyway). They run on up to ``max_workers`` threads.
+* **Budget** (:class:`Budget`): total tokens (prompt + completion, from ``usage``; a reply
+  without ``usage`` is counted as ``ceil(chars / 4)``), number of requests sent (failed ones
+  included, retries and cache hits not) and wall time since the client was created. A request is
+  refused with :class:`BudgetExceeded` *before* it is sent when a cap is already reached;
+  each attempt's timeout and each back-off sleep are cut to the wall time left.
+* **Transcript.** One JSON line per request (cached or not) is appended to
+  ``transcript_path`` (default ``run_dir/llm_transcript.jsonl``): ``time`` (UTC ISO),
+  ``key``, ``model``, ``base_url``, ``messages``, ``params``, ``sample_index``, ``reply``,
+  ``finish_reason``, ``usage`` (``prompt_tokens``, ``completion_tokens``,
+  ``total_tokens``), ``latency_s``, ``cached``, ``attempts``, ``retry_errors`` and
+  ``error`` (null on success).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import math
+import os
+import random
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import openai
+
+Message = Mapping[str, str]
+"""A chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
+
+ENV_BASE_URL = "OPENAI_BASE_URL"
+ENV_API_KEY = "OPENAI_API_KEY"
+ENV_MODEL = "REWARDGYM_LLM_MODEL"
+ENV_CACHE = "REWARDGYM_LLM_CACHE"
+PLACEHOLDER_KEY = "EMPTY"
+DEFAULT_CACHE_DIR = Path("~/.cache/rewardgym/llm")
+TRANSCRIPT_NAME = "llm_transcript.jsonl"
+
+_RETRY_STATUSES = frozenset({408, 409, 429})
+_MODEL_REFUSED_WORDS = ("not found", "does not exist", "unknown model", "invalid model", "no such model",
+                        "not a valid model", "model_not_found", "is not served", "not available")
+
+
+# -- errors ---------------------------------------------------------------------------------
+class LLMError(RuntimeError):
+    """Base class of the client's errors."""
+
+
+class LLMConfigError(LLMError):
+    """No endpoint or no model configured (the message names the option and the variable)."""
+
+
+class LLMAuthError(LLMError):
+    """The server refused the key (401/403). Not retried."""
+
+
+class LLMModelError(LLMError):
+    """The server does not serve the requested model (404, or 400 "model not found"). Not retried."""
+
+
+class LLMRequestError(LLMError):
+    """The server rejected the request (another 4xx, e.g. context too long). Not retried."""
+
+
+class LLMUnavailableError(LLMError):
+    """Retries exhausted on 429/5xx/connection errors/timeouts, or a Retry-After too long to wait."""
+
+
+class BudgetExceeded(LLMError):
+    """A budget cap (tokens, requests, wall time) is reached; the message says which."""
+
+
+# -- configuration and results -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    """Caps for one client (None: no cap).
+
+    Attributes:
+        max_total_tokens: prompt + completion tokens over all requests sent.
+        max_requests: requests sent to the server (cache hits and retries not counted).
+        max_wall_s: seconds since the client was created.
+    """
+
+    max_total_tokens: int | None = None
+    max_requests: int | None = None
+    max_wall_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One reply.
+
+    Attributes:
+        text: the assistant message.
+        prompt_tokens, completion_tokens: from the server's ``usage`` (estimated as
+            ``ceil(chars / 4)`` when the server sends none; ``usage_estimated`` then).
+        latency_s: seconds from the first attempt to the reply (0 for a cache hit).
+        cached: answered from the cache.
+        key: the request's cache key (sha256 hex).
+        finish_reason: the server's ``finish_reason`` (``"length"``: truncated).
+        model: the model that answered.
+        attempts: HTTP attempts made (0 for a cache hit).
+        sample_index: index of this sample among K (see :meth:`LLMClient.sample`).
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cached: bool
+    key: str
+    finish_reason: str | None = None
+    model: str = ""
+    attempts: int = 1
+    sample_index: int = 0
+    usage_estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Usage:
+    """Running totals of one client (what counts against the :class:`Budget`)."""
+
+    requests: int = 0
+    attempts: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def request_key(model: str, messages: Sequence[Message], params: Mapping[str, Any], sample_index: int = 0) -> str:
+    """sha256 hex of the canonical JSON of a request (the cache key; see the module docstring)."""
+    canonical = json.dumps({"model": model, "messages": [dict(m) for m in messages],
+                            "params": {k: v for k, v in params.items() if v is not None},
+                            "sample_index": sample_index},
+                           sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _retry_after_s(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``retry-after`` (seconds or HTTP date), or None."""
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            parsed = email.utils.parsedate_tz(value)
+            if parsed is None:
+                continue
+            seconds = email.utils.mktime_tz(parsed) - time.time()
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+def _estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+class LLMClient:
+    """Chat completions from an OpenAI-compatible endpoint, cached, logged, retried, budgeted.
+
+    Args:
+        model: model name (default ``$REWARDGYM_LLM_MODEL``).
+        base_url: API root, e.g. ``http://localhost:8000/v1`` (default ``$OPENAI_BASE_URL``;
+            None with a key: api.openai.com).
+        api_key: the key (default ``$OPENAI_API_KEY``; ``"EMPTY"`` with a base URL and no key).
+        run_dir: directory of the transcript (``run_dir/llm_transcript.jsonl``).
+        transcript_path: explicit transcript file (overrides ``run_dir``); None and no
+            ``run_dir``: no transcript.
+        cache_dir: cache directory (default ``$REWARDGYM_LLM_CACHE`` or
+            ``~/.cache/rewardgym/llm``); ``False`` disables the cache.
+        timeout_s: seconds per HTTP attempt (connect timeout ``min(10, timeout_s)``).
+        max_retries: retries after the first attempt on retryable errors.
+        backoff_initial_s, backoff_max_s: exponential back-off, seconds.
+        max_retry_after_s: longest ``Retry-After`` the client waits; longer fails at once.
+        budget: caps (:class:`Budget`).
+        temperature, max_tokens: default sampling parameters (per-call arguments win).
+
+    Raises:
+        LLMConfigError: no model, or neither a base URL nor a key.
+    """
+
+    def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None, *,
+                 run_dir: str | Path | None = None, transcript_path: str | Path | None = None,
+                 cache_dir: str | Path | bool | None = None, timeout_s: float = 120.0, max_retries: int = 4,
+                 backoff_initial_s: float = 1.0, backoff_max_s: float = 30.0, max_retry_after_s: float = 120.0,
+                 budget: Budget | None = None, temperature: float | None = 1.0, max_tokens: int | None = None):
+        model = model or os.environ.get(ENV_MODEL) or None
+        base_url = base_url or os.environ.get(ENV_BASE_URL) or None
+        api_key = api_key or os.environ.get(ENV_API_KEY) or None
+        if base_url is None and api_key is None:
+            raise LLMConfigError(
+                "no LLM endpoint configured: pass --base-url (or set OPENAI_BASE_URL) to an OpenAI-compatible "
+                "server such as http://localhost:8000/v1, or set OPENAI_API_KEY to use api.openai.com")
+        if model is None:
+            raise LLMConfigError(f"no LLM model configured: pass --model (or set {ENV_MODEL}), "
+                                 f"e.g. {ENV_MODEL}=gpt-4o")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.model = model
+        self.api_key_given = api_key is not None
+        self.timeout_s = float(timeout_s)
+        self.max_retries = int(max_retries)
+        self.backoff_initial_s = float(backoff_initial_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.max_retry_after_s = float(max_retry_after_s)
+        self.budget = budget or Budget()
+        self.defaults = {"temperature": temperature, "max_tokens": max_tokens}
+        self._openai = openai.OpenAI(base_url=base_url, api_key=api_key or PLACEHOLDER_KEY, max_retries=0,
+                                     timeout=openai.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
+        self.base_url = str(self._openai.base_url).rstrip("/")
+        if transcript_path is not None:
+            self.transcript_path: Path | None = Path(transcript_path)
+        elif run_dir is not None:
+            self.transcript_path = Path(run_dir) / TRANSCRIPT_NAME
+        else:
+            self.transcript_path = None
+        if cache_dir is False:
+            self.cache_dir: Path | None = None
+        elif cache_dir is None or cache_dir is True:
+            self.cache_dir = Path(os.environ.get(ENV_CACHE) or DEFAULT_CACHE_DIR).expanduser()
+        else:
+            self.cache_dir = Path(cache_dir).expanduser()
+        self.usage = Usage()
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._reserved = 0  # requests admitted by the budget but not finished
+
+    # -- public API -----------------------------------------------------------------------
+    def complete(self, messages: Sequence[Message], *, temperature: float | None = None,
+                 max_tokens: int | None = None, seed: int | None = None, sample_index: int = 0,
+                 **params: Any) -> Completion:
+        """One chat completion for ``messages`` (cache first, then the server).
+
+        Args:
+            messages: the conversation, ``[{"role": ..., "content": ...}, ...]``.
+            temperature, max_tokens: override the client's defaults.
+            seed: sent to the server (servers that honour it sample deterministically).
+            sample_index: which of K samples this is (part of the cache key).
+            **params: further ``chat.completions.create`` parameters (``top_p`` ...).
+
+        Raises:
+            LLMAuthError, LLMModelError, LLMRequestError: refused, not retried.
+            LLMUnavailableError: retries exhausted.
+            BudgetExceeded: a cap is reached (checked before sending).
+        """
+        messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+        call_params = {"temperature": self.defaults["temperature"] if temperature is None else temperature,
+                       "max_tokens": self.defaults["max_tokens"] if max_tokens is None else max_tokens,
+                       "seed": seed, **params}
+        call_params = {k: v for k, v in call_params.items() if v is not None}
+        key = request_key(self.model, messages, call_params, sample_index)
+        record: dict[str, Any] = {"time": _now_iso(), "key": key, "model": self.model, "base_url": self.base_url,
+                                  "messages": messages, "params": call_params, "sample_index": sample_index}
+        cached = self._cache_get(key)
+        if cached is not None:
+            with self._lock:
+                self.usage.cache_hits += 1
+            usage = cached.get("usage") or {}
+            result = Completion(text=cached["reply"], prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                                completion_tokens=int(usage.get("completion_tokens", 0)), latency_s=0.0,
+                                cached=True, key=key, finish_reason=cached.get("finish_reason"),
+                                model=cached.get("model", self.model), attempts=0, sample_index=sample_index)
+            self._log(record, result, {"attempts": 0, "retry_errors": []}, None)
+            return result
+        trace: dict[str, Any] = {"attempts": 0, "retry_errors": []}
+        try:
+            self._admit()
+            try:
+                result = self._send(messages, call_params, key, sample_index, trace)
+            finally:  # a request that failed after reaching the server counts too
+                with self._lock:
+                    self._reserved -= 1
+                    self.usage.requests += 1
+        except LLMError as exc:
+            with self._lock:
+                self.usage.errors += 1
+            self._log(record, None, trace, exc)
+            raise
+        self._cache_put(key, record, result)
+        self._log(record, result, trace, None)
+        return result
+
+    def sample(self, messages: Sequence[Message], k: int, *, seed: int = 0, max_workers: int = 1,
+               **kwargs: Any) -> list[Completion]:
+        """K samples for the same prompt: K requests, sample ``i`` with ``seed + i``.
+
+        See the module docstring ("K samples"). Results are in sample order. The first
+        error (budget, auth ...) is raised after the running requests finish.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if max_workers <= 1 or k == 1:
+            return [self.complete(messages, seed=seed + i, sample_index=i, **kwargs) for i in range(k)]
+        with ThreadPoolExecutor(max_workers=min(max_workers, k), thread_name_prefix="rewardgym-llm") as pool:
+            futures = [pool.submit(self.complete, messages, seed=seed + i, sample_index=i, **kwargs)
+                       for i in range(k)]
+            return [f.result() for f in futures]
+
+    def list_models(self) -> list[str]:
+        """Model ids the server lists at ``GET /models`` (raises the client's errors)."""
+        try:
+            return sorted(m.id for m in self._openai.models.list().data)
+        except openai.AuthenticationError as exc:
+            raise self._auth_error(exc) from None
+        except openai.APIError as exc:
+            raise LLMRequestError(f"{self.base_url}/models failed: {exc}") from None
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the client was created (the wall-time budget's clock)."""
+        return time.monotonic() - self._started
+
+    def summary(self) -> dict[str, Any]:
+        """Usage totals and caps, for run reports."""
+        return {"model": self.model, "base_url": self.base_url, **asdict(self.usage),
+                "total_tokens": self.usage.total_tokens, "elapsed_s": round(self.elapsed_s, 3),
+                "budget": asdict(self.budget)}
+
+    # -- budget -----------------------------------------------------------------------------
+    def _wall_left(self) -> float | None:
+        if self.budget.max_wall_s is None:
+            return None
+        return self.budget.max_wall_s - self.elapsed_s
+
+    def _admit(self) -> None:
+        b = self.budget
+        with self._lock:
+            sent = self.usage.requests + self._reserved
+            if b.max_requests is not None and sent >= b.max_requests:
+                raise BudgetExceeded(f"LLM budget exceeded: {sent} of max {b.max_requests} requests already "
+                                     f"sent (raise --max-requests)")
+            if b.max_total_tokens is not None and self.usage.total_tokens >= b.max_total_tokens:
+                raise BudgetExceeded(f"LLM budget exceeded: {self.usage.total_tokens} tokens used of max "
+                                     f"{b.max_total_tokens} (raise --max-tokens)")
+            left = self._wall_left()
+            if left is not None and left <= 0:
+                raise BudgetExceeded(f"LLM budget exceeded: {self.elapsed_s:.1f} s elapsed of max "
+                                     f"{b.max_wall_s:g} s wall time (raise --max-wall-time)")
+            self._reserved += 1
+
+    # -- sending ------------------------------------------------------------------------------
+    def _send(self, messages: list[dict], params: dict[str, Any], key: str, sample_index: int,
+              trace: dict[str, Any]) -> Completion:
+        """Send with retries; ``trace`` collects ``attempts`` and ``retry_errors``."""
+        retry_errors: list[str] = trace["retry_errors"]
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            timeout = self.timeout_s
+            left = self._wall_left()
+            if left is not None:
+                if left <= 0:
+                    raise BudgetExceeded(f"LLM budget exceeded: max wall time of {self.budget.max_wall_s:g} s "
+                                         f"reached while retrying ({'; '.join(retry_errors[-1:])})")
+                timeout = min(timeout, left)
+            with self._lock:
+                self.usage.attempts += 1
+            trace["attempts"] += 1
+            try:
+                response = self._openai.chat.completions.create(
+                    model=self.model, messages=messages, timeout=timeout, **params)
+            except openai.AuthenticationError as exc:
+                raise self._auth_error(exc) from None
+            except openai.PermissionDeniedError as exc:
+                raise self._auth_error(exc) from None
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if self._model_refused(exc):
+                    raise self._model_error(exc) from None
+                if status in _RETRY_STATUSES or status >= 500:
+                    retry_errors.append(f"HTTP {status}: {_short(exc.message)}")
+                    delay = self._delay(attempt, exc.response.headers, retry_errors)
+                else:
+                    raise LLMRequestError(f"{self.base_url} refused the request for model {self.model!r} "
+                                          f"(HTTP {status}, not retried): {_short(exc.message, 300)}") from None
+            except openai.APITimeoutError:
+                retry_errors.append(f"timeout after {timeout:.3g} s")
+                delay = self._delay(attempt, None, retry_errors)
+            except openai.APIConnectionError as exc:
+                cause = exc.__cause__ or exc
+                retry_errors.append(f"connection error: {_short(str(cause))}")
+                delay = self._delay(attempt, None, retry_errors)
+            else:
+                return self._completion(response, key, sample_index, start, attempt + 1)
+            attempt += 1
+            left = self._wall_left()
+            if left is not None and delay >= left:
+                raise BudgetExceeded(f"LLM budget exceeded: max wall time of {self.budget.max_wall_s:g} s would "
+                                     f"pass during the retry back-off (last error: {retry_errors[-1]})")
+            time.sleep(delay)
+
+    def _delay(self, attempt: int, headers: Any, retry_errors: list[str]) -> float:
+        """Back-off before the next attempt, or raise when retries are exhausted."""
+        if attempt >= self.max_retries:
+            raise LLMUnavailableError(
+                f"{self.base_url} (model {self.model!r}) failed after {attempt + 1} attempt(s): "
+                + "; ".join(retry_errors[-4:]))
+        retry_after = _retry_after_s(headers)
+        if retry_after is not None:
+            if retry_after > self.max_retry_after_s:
+                raise LLMUnavailableError(
+                    f"{self.base_url} (model {self.model!r}) asked to retry after {retry_after:.0f} s, longer than "
+                    f"max_retry_after_s={self.max_retry_after_s:g} s; giving up ({retry_errors[-1]})")
+            return retry_after
+        base = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** attempt)
+        return base / 2.0 + random.uniform(0.0, base / 2.0)
+
+    def _completion(self, response: Any, key: str, sample_index: int, start: float, attempts: int) -> Completion:
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content if choice is not None and choice.message is not None else None) or ""
+        usage = getattr(response, "usage", None)
+        estimated = usage is None or usage.prompt_tokens is None
+        if estimated:
+            prompt_tokens = 0  # the prompt is known to the caller; only the reply is estimated
+            completion_tokens = _estimate_tokens(text)
+        else:
+            prompt_tokens = int(usage.prompt_tokens or 0)
+            completion_tokens = int(usage.completion_tokens or 0)
+        with self._lock:
+            self.usage.prompt_tokens += prompt_tokens
+            self.usage.completion_tokens += completion_tokens
+        return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                          latency_s=time.monotonic() - start, cached=False, key=key,
+                          finish_reason=getattr(choice, "finish_reason", None), model=response.model or self.model,
+                          attempts=attempts, sample_index=sample_index, usage_estimated=estimated)
+
+    # -- error classification -------------------------------------------------------------------
+    @staticmethod
+    def _model_refused(exc: openai.APIStatusError) -> bool:
+        if exc.status_code == 404:
+            return True
+        if exc.status_code not in (400, 422):
+            return False
+        text = f"{exc.code or ''} {exc.message}".lower()
+        return "model" in text and any(w in text for w in _MODEL_REFUSED_WORDS)
+
+    def _auth_error(self, exc: openai.APIStatusError) -> LLMAuthError:
+        hint = ("check OPENAI_API_KEY (or --api-key)" if self.api_key_given else
+                "no key was given (sent the placeholder 'EMPTY'): set OPENAI_API_KEY (or pass --api-key)")
+        return LLMAuthError(f"{self.base_url} refused the API key for model {self.model!r} "
+                            f"(HTTP {exc.status_code}: {_short(exc.message)}); {hint}")
+
+    def _model_error(self, exc: openai.APIStatusError) -> LLMModelError:
+        served = ""
+        try:
+            models = self.list_models()
+            served = f"; the server lists: {', '.join(models[:20])}" if models else ""
+        except LLMError:
+            pass
+        return LLMModelError(
+            f"{self.base_url} does not serve model {self.model!r} (HTTP {exc.status_code}: {_short(exc.message)}); "
+            f"choose another with --model / {ENV_MODEL}, or check that the base URL is the API root "
+            f"(e.g. http://host:8000/v1){served}")
+
+    # -- cache and transcript ---------------------------------------------------------------------
+    def _cache_path(self, key: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / key[:2] / f"{key}.json"
+
+    def _cache_get(self, key: str) -> dict[str, Any] | None:
+        path = self._cache_path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None  # unreadable entry: ask again (and overwrite it)
+        return entry if isinstance(entry, dict) and isinstance(entry.get("reply"), str) else None
+
+    def _cache_put(self, key: str, record: dict[str, Any], result: Completion) -> None:
+        path = self._cache_path(key)
+        if path is None:
+            return
+        entry = {"key": key, "model": result.model, "request": {k: record[k] for k in ("messages", "params",
+                                                                                       "sample_index")},
+                 "reply": result.text, "finish_reason": result.finish_reason,
+                 "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
+                 "created": _now_iso()}
+        _atomic_write(path, json.dumps(entry, ensure_ascii=False))
+
+    def _log(self, record: dict[str, Any], result: Completion | None, trace: dict[str, Any],
+             error: BaseException | None) -> None:
+        if self.transcript_path is None:
+            return
+        entry = dict(record)
+        entry.update({
+            "reply": result.text if result else None,
+            "finish_reason": result.finish_reason if result else None,
+            "usage": ({"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                       "total_tokens": result.total_tokens, "estimated": result.usage_estimated}
+                      if result else None),
+            "latency_s": round(result.latency_s, 4) if result else None,
+            "cached": bool(result and result.cached),
+            "attempts": trace["attempts"],
+            "retry_errors": list(trace["retry_errors"]),
+            "error": f"{type(error).__name__}: {error}" if error else None,
+        })
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        with self._lock:
+            self.transcript_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.transcript_path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+
+    def __repr__(self) -> str:
+        return f"LLMClient(model={self.model!r}, base_url={self.base_url!r})"
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

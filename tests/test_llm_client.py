@@ -1,0 +1,240 @@
+"""LLMClient against the TEST TOOLING server (rewardgym.testing.openai_server) over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from rewardgym.llm_rewards.client import (BudgetExceeded, Budget, LLMAuthError, LLMClient, LLMConfigError,
+                                          LLMModelError, LLMRequestError, LLMUnavailableError, request_key)
+from rewardgym.testing import ScriptedOpenAIServer, ScriptedResponse, load_transcript
+
+MESSAGES = [{"role": "system", "content": "You write reward programs."},
+            {"role": "user", "content": "Write a reward for hopping forward."}]
+
+
+@pytest.fixture(autouse=True)
+def _no_llm_env(monkeypatch):
+    """Tests configure the client explicitly; the developer's environment must not leak in."""
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REWARDGYM_LLM_MODEL", "REWARDGYM_LLM_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def make_client(server: ScriptedOpenAIServer, tmp_path, **kwargs) -> LLMClient:
+    opts = dict(model=server.model, base_url=server.base_url, api_key=server.api_key, run_dir=tmp_path / "run",
+                cache_dir=tmp_path / "cache", timeout_s=5.0, max_retries=2, backoff_initial_s=0.01,
+                backoff_max_s=0.05)
+    opts.update(kwargs)
+    return LLMClient(**opts)
+
+
+def read_transcript(tmp_path) -> list[dict]:
+    path = tmp_path / "run" / "llm_transcript.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_success_transcript_and_cache(tmp_path):
+    with ScriptedOpenAIServer("good_programs") as server:
+        client = make_client(server, tmp_path)
+        first = client.complete(MESSAGES, temperature=0.7, max_tokens=2000)
+        assert "def compute_reward" in first.text and not first.cached
+        assert first.completion_tokens == len(first.text.split())  # the server counts words
+        assert first.prompt_tokens == sum(len(m["content"].split()) for m in MESSAGES)
+        second = client.complete(MESSAGES, temperature=0.7, max_tokens=2000)
+        assert second.cached and second.text == first.text and second.key == first.key
+        assert server.chat_request_count == 1  # the repeat never reached the server
+        # a new client over the same cache (a resumed run) pays nothing either
+        resumed = make_client(server, tmp_path)
+        assert resumed.complete(MESSAGES, temperature=0.7, max_tokens=2000).cached
+        assert server.chat_request_count == 1
+        body = server.chat_requests[0].body
+        assert body["model"] == server.model and body["messages"] == MESSAGES
+        assert body["temperature"] == 0.7 and body["max_tokens"] == 2000
+    records = read_transcript(tmp_path)
+    assert [r["cached"] for r in records] == [False, True, True]
+    rec = records[0]
+    assert rec["messages"] == MESSAGES and rec["params"] == {"temperature": 0.7, "max_tokens": 2000}
+    assert rec["reply"] == first.text and rec["error"] is None and rec["attempts"] == 1
+    assert rec["usage"]["prompt_tokens"] == first.prompt_tokens
+    assert rec["usage"]["completion_tokens"] == first.completion_tokens
+    assert rec["usage"]["total_tokens"] == first.total_tokens
+    assert rec["latency_s"] > 0 and rec["time"] and rec["key"] == first.key
+    assert client.usage.requests == 1 and client.usage.cache_hits == 1
+    assert client.usage.total_tokens == first.total_tokens
+    # one atomically written JSON file per entry, named by the key
+    entry = tmp_path / "cache" / first.key[:2] / f"{first.key}.json"
+    assert json.loads(entry.read_text())["reply"] == first.text
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_cache_key_covers_model_messages_params_and_sample():
+    base = request_key("m", MESSAGES, {"temperature": 1.0}, 0)
+    assert base == request_key("m", [dict(m) for m in MESSAGES], {"temperature": 1.0}, 0)
+    assert base != request_key("m2", MESSAGES, {"temperature": 1.0}, 0)
+    assert base != request_key("m", MESSAGES[:1], {"temperature": 1.0}, 0)
+    assert base != request_key("m", MESSAGES, {"temperature": 0.5}, 0)
+    assert base != request_key("m", MESSAGES, {"temperature": 1.0}, 1)
+
+
+def test_corrupt_cache_entry_is_asked_again(tmp_path):
+    reply = ScriptedResponse(text="```python\ndef compute_reward(state, action):\n    return state.dt\n```",
+                             repeat=True)
+    with ScriptedOpenAIServer([reply]) as server:
+        client = make_client(server, tmp_path)
+        key = client.complete(MESSAGES).key
+        (tmp_path / "cache" / key[:2] / f"{key}.json").write_text('{"reply": ')  # torn by hand
+        again = client.complete(MESSAGES)
+        assert not again.cached and server.chat_request_count == 2
+
+
+def test_k_samples_are_k_requests_with_distinct_seeds(tmp_path):
+    with ScriptedOpenAIServer([ScriptedResponse(text="sample", repeat=True)]) as server:
+        client = make_client(server, tmp_path)
+        samples = client.sample(MESSAGES, 3, seed=10, max_workers=3)
+        assert [s.sample_index for s in samples] == [0, 1, 2]
+        assert len({s.key for s in samples}) == 3
+        assert sorted(r.body["seed"] for r in server.chat_requests) == [10, 11, 12]
+        assert all(r.body.get("n") is None for r in server.chat_requests)
+        again = client.sample(MESSAGES, 3, seed=10)
+        assert all(s.cached for s in again) and server.chat_request_count == 3
+
+
+def test_rate_limit_then_success_honours_retry_after(tmp_path):
+    with ScriptedOpenAIServer("rate_limit_then_success") as server:
+        client = make_client(server, tmp_path, backoff_initial_s=5.0, backoff_max_s=5.0)
+        t0 = time.monotonic()
+        result = client.complete(MESSAGES)
+        elapsed = time.monotonic() - t0
+        assert "def compute_reward" in result.text and result.attempts == 2
+        assert server.chat_request_count == 2
+        assert 0.2 <= elapsed < 2.0  # waited Retry-After (0.2 s), not the 5 s back-off
+    rec = read_transcript(tmp_path)[0]
+    assert rec["attempts"] == 2 and rec["retry_errors"][0].startswith("HTTP 429")
+
+
+def test_retry_after_longer_than_allowed_fails_at_once(tmp_path):
+    script = [ScriptedResponse(kind="error", status=429, retry_after=3600), ScriptedResponse(text="late")]
+    with ScriptedOpenAIServer(script) as server:
+        client = make_client(server, tmp_path, max_retry_after_s=10)
+        with pytest.raises(LLMUnavailableError, match="retry after 3600 s"):
+            client.complete(MESSAGES)
+        assert server.chat_request_count == 1
+
+
+def test_server_error_retries_then_fails(tmp_path):
+    with ScriptedOpenAIServer("server_error") as server:
+        client = make_client(server, tmp_path, max_retries=2)
+        with pytest.raises(LLMUnavailableError) as info:
+            client.complete(MESSAGES)
+        assert server.chat_request_count == 3  # 1 + 2 retries
+        assert "failed after 3 attempt(s)" in str(info.value) and "HTTP 500" in str(info.value)
+        assert server.base_url in str(info.value) and server.model in str(info.value)
+    rec = read_transcript(tmp_path)[0]
+    assert rec["error"].startswith("LLMUnavailableError") and rec["reply"] is None and rec["attempts"] == 3
+    assert client.usage.errors == 1 and client.usage.requests == 1
+
+
+def test_hung_connection_times_out_within_bounded_time(tmp_path):
+    with ScriptedOpenAIServer("hang", hang_s=30) as server:
+        client = make_client(server, tmp_path, timeout_s=0.3, max_retries=1)
+        t0 = time.monotonic()
+        with pytest.raises(LLMUnavailableError, match="timeout after 0.3 s"):
+            client.complete(MESSAGES)
+        assert time.monotonic() - t0 < 3.0  # 2 attempts x 0.3 s + back-off
+        assert server.chat_request_count == 2
+
+
+def test_wrong_key_is_a_clear_auth_error_without_retry(tmp_path):
+    with ScriptedOpenAIServer([ScriptedResponse(text="never")]) as server:
+        client = make_client(server, tmp_path, api_key="sk-wrong")
+        with pytest.raises(LLMAuthError) as info:
+            client.complete(MESSAGES)
+        text = str(info.value)
+        assert server.base_url in text and server.model in text and "OPENAI_API_KEY" in text
+        assert server.chat_request_count == 1
+    with ScriptedOpenAIServer("wrong_key") as server:  # the scripted 401
+        client = make_client(server, tmp_path)
+        with pytest.raises(LLMAuthError):
+            client.complete(MESSAGES)
+        assert server.chat_request_count == 1
+
+
+def test_refused_model_names_the_model_and_what_is_served(tmp_path):
+    with ScriptedOpenAIServer([ScriptedResponse(text="never")]) as server:
+        client = make_client(server, tmp_path, model="gpt-does-not-exist")
+        with pytest.raises(LLMModelError) as info:
+            client.complete(MESSAGES)
+        text = str(info.value)
+        assert "gpt-does-not-exist" in text and server.base_url in text and "REWARDGYM_LLM_MODEL" in text
+        assert "the server lists: rewardgym-test-model" in text
+        assert server.chat_request_count == 1
+
+
+def test_other_client_errors_are_not_retried(tmp_path):
+    with ScriptedOpenAIServer([]) as server:  # empty script: the server answers 400 "script exhausted"
+        client = make_client(server, tmp_path)
+        with pytest.raises(LLMRequestError, match="HTTP 400, not retried"):
+            client.complete(MESSAGES)
+        assert server.chat_request_count == 1
+
+
+def test_configuration_errors_and_environment(tmp_path, monkeypatch):
+    with pytest.raises(LLMConfigError, match="OPENAI_BASE_URL"):
+        LLMClient(model="m", cache_dir=False)
+    with pytest.raises(LLMConfigError, match="REWARDGYM_LLM_MODEL"):
+        LLMClient(base_url="http://127.0.0.1:9/v1", cache_dir=False)
+    with ScriptedOpenAIServer("good_programs") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
+        monkeypatch.setenv("REWARDGYM_LLM_MODEL", server.model)
+        monkeypatch.setenv("REWARDGYM_LLM_CACHE", str(tmp_path / "envcache"))
+        client = LLMClient()
+        assert client.model == server.model and client.base_url == server.base_url
+        client.complete(MESSAGES)
+        assert list((tmp_path / "envcache").rglob("*.json"))
+
+
+def test_budget_caps(tmp_path):
+    with ScriptedOpenAIServer([ScriptedResponse(text="one two three", repeat=True)]) as server:
+        client = make_client(server, tmp_path, budget=Budget(max_requests=2))
+        client.complete(MESSAGES, seed=1)
+        client.complete(MESSAGES, seed=2)
+        with pytest.raises(BudgetExceeded, match="max 2 requests"):
+            client.complete(MESSAGES, seed=3)
+        assert client.complete(MESSAGES, seed=1).cached  # cache hits are free
+        assert server.chat_request_count == 2
+
+        tokens = make_client(server, tmp_path, cache_dir=False, budget=Budget(max_total_tokens=10))
+        tokens.complete(MESSAGES)  # 13 prompt + 3 completion words
+        with pytest.raises(BudgetExceeded, match="tokens used of max 10"):
+            tokens.complete(MESSAGES)
+    assert "BudgetExceeded" in read_transcript(tmp_path)[2]["error"]
+    with ScriptedOpenAIServer("hang", hang_s=30) as server:
+        client = make_client(server, tmp_path, cache_dir=False, timeout_s=30, max_retries=5,
+                             budget=Budget(max_wall_s=0.5))
+        t0 = time.monotonic()
+        with pytest.raises(BudgetExceeded, match="wall time"):
+            client.complete(MESSAGES)
+        assert time.monotonic() - t0 < 2.0  # the attempt's timeout was cut to the wall time left
+
+
+def test_transcripts_load():
+    for name in ("good_programs", "hang", "synthesis_hopper"):
+        assert load_transcript(name)
+    with pytest.raises(FileNotFoundError, match="shipped"):
+        load_transcript("no-such-transcript")
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = LLMClient(model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key="k", cache_dir=False,
+                       timeout_s=2, max_retries=1, backoff_initial_s=0.01)
+    with pytest.raises(LLMUnavailableError, match="connection error"):
+        client.complete(MESSAGES)
+    assert client.usage.attempts == 2
