@@ -135,9 +135,9 @@ def test_continuous_rewardgym_task_end_to_end():
     assert last["global_step"] == 3 * 4 * 64 and last["episodes"] >= 8  # 50-step episodes
     assert seen[0]["learning_rate"] > seen[-1]["learning_rate"]  # annealed
     obs, _ = env.reset(seed=5)
-    action = agent.predict(obs)
+    action, _ = agent.predict(obs, deterministic=True)
     assert action.shape == (4, 4) and np.all(np.abs(action) <= 1.0)
-    assert agent.predict(obs[0]).shape == (4,)
+    assert agent.predict(obs[0], deterministic=True)[0].shape == (4,)
 
 
 def test_pendulum_runs_a_few_updates_and_clips_actions():
@@ -147,7 +147,7 @@ def test_pendulum_runs_a_few_updates_and_clips_actions():
     agent.learn(2 * 64 * 2)
     stored = agent.buffer.actions
     assert stored.abs().max() > 2.0  # the learner keeps the unclipped Gaussian samples ...
-    assert np.all(np.abs(agent.predict(np.zeros((3, 3)), deterministic=False)) <= 2.0)  # ... the env gets clipped ones
+    assert np.all(np.abs(agent.predict(np.zeros((3, 3)), deterministic=False)[0]) <= 2.0)  # ... the env gets clipped ones
 
 
 # ----------------------------------------------------------------------------- determinism & resume
@@ -279,7 +279,7 @@ def test_minihack_dict_policy_forward_and_updates():
     agent.learn(2 * cfg.batch_size, callback=seen.append)
     assert len(seen) == 2 and all(math.isfinite(m["policy_loss"]) for m in seen)
     assert any(not torch.equal(before[k], v) for k, v in params_of(agent).items())
-    assert agent.predict({k: v[0] for k, v in obs.items()}).shape == ()
+    assert agent.predict({k: v[0] for k, v in obs.items()}, deterministic=True)[0].shape == ()
 
 
 # ----------------------------------------------------------------------------- torch-batched envs
@@ -359,7 +359,7 @@ def _torch_env_run(device: str, monkeypatch) -> PPO:
 
 def test_torch_batched_env_stays_in_torch(monkeypatch):
     agent = _torch_env_run("cpu", monkeypatch)
-    action = agent.predict(torch.zeros(3, 4))
+    action, _ = agent.predict(torch.zeros(3, 4), deterministic=True)
     assert isinstance(action, torch.Tensor) and action.shape == (3, 2)
 
 

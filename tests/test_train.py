@@ -90,3 +90,39 @@ def test_unknown_reward_fails_before_a_run_directory_is_created(tmp_path):
     with pytest.raises(ValueError, match="unknown reward"):
         train(TrainSpec(task="Hopper-Hop", reward="dense", steps=10, algo="sb3-ppo"), runs_root=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_ppo_run_resumes_from_its_checkpoint_and_evaluates(tmp_path):
+    spec = TrainSpec(task="Hopper-Hop", reward="expert", steps=1024, algo="ppo", num_envs=2,
+                     hyperparams={"num_steps": 128, "num_minibatches": 2, "update_epochs": 1})
+    run = train(spec, runs_root=tmp_path, run_name="r")
+    assert (run.checkpoint_dir / "final.pt").is_file()
+    # extend the run: resume continues from the checkpoint's global step, logging no step twice
+    config = run.config()
+    config["steps"] = 2048
+    run.write_config({k: v for k, v in config.items() if k != "run_format"})
+    from rewardgym.agents.train import resume
+
+    resume(run.path)
+    steps = [r["global_step"] for r in run.metrics()]
+    assert steps == sorted(set(steps)) and steps[-1] == 2048
+    report = evaluate(run.path, episodes=2)
+    assert 0.0 <= report["success_rate"] <= 1.0 and set(report["terms"]) == {"forward", "healthy", "ctrl"}
+
+
+def test_checkpoint_of_another_task_is_rejected(tmp_path):
+    run = train(TrainSpec(task="Hopper-Hop", steps=256, algo="ppo", num_envs=1,
+                          hyperparams={"num_steps": 128, "num_minibatches": 1, "update_epochs": 1}),
+                runs_root=tmp_path, run_name="r")
+    with pytest.raises(RunError, match="for task 'rewardgym/Hopper-Hop-v0', not 'rewardgym/Walker2d-Walk-v0'"):
+        load_ppo_checkpoint(run.checkpoint_dir / "final.pt", "rewardgym/Walker2d-Walk-v0")
+
+
+def test_unknown_config_key_names_the_file_and_the_closest_key(tmp_path):
+    config = tmp_path / "ppo.toml"
+    config.write_text("learning_rate = 1e-3\nclip_coeff = 0.1\n")
+    result = subprocess.run(CLI + ["train", "Hopper-Hop", "--steps", "100", "--config", str(config),
+                                   "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "clip_coeff" in result.stderr and "clip_coef" in result.stderr and str(config) in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()

@@ -46,7 +46,7 @@ class _Policy:
             payload = load_ppo_checkpoint(ckpt, config["task"])
             hyper = {**config.get("hyperparams", {}), "num_envs": 1, "seed": config["seed"], "device": "cpu"}
             self.agent = PPO(env, PPOConfig.from_dict(hyper, source=str(run.config_path)))
-            self.agent.load_state_dict(payload["agent"])
+            self.agent.load_policy(payload["agent"])
         elif self.algo == "sb3-ppo":
             from stable_baselines3 import PPO as SB3PPO
 

@@ -386,7 +386,7 @@ class PPO:
 
         envs = gym.make_vec("rewardgym/HalfCheetah-Run-v0", num_envs=8, reward="expert")
         agent = PPO(envs, PPOConfig(seed=0)).learn(1_000_000, callback=print)
-        action = agent.predict(obs)
+        action, _ = agent.predict(obs, deterministic=True)
     """
 
     def __init__(self, env: Any, config: PPOConfig | Mapping[str, Any] | None = None):
@@ -739,8 +739,13 @@ class PPO:
 
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()
-    def predict(self, obs: Any, deterministic: bool = True) -> Any:
-        """Actions for a batch ``(N, *obs_shape)`` (or one unbatched observation).
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[Any, None]:
+        """``(actions, None)`` for a batch ``(N, *obs_shape)`` (or one unbatched observation).
+
+        Same signature and return as Stable-Baselines3's ``predict`` (``state`` and
+        ``episode_start`` exist for recurrent policies and are ignored here), so code written
+        for one works with the other.
 
         Observations are normalised with the frozen running statistics. Returns what the
         env takes (clipped for ``Box``), as numpy for numpy input and as a tensor (on the
@@ -758,7 +763,7 @@ class PPO:
         action = self.policy.env_action(action)
         if unbatched:
             action = action[0]
-        return action if is_tensor else action.cpu().numpy()
+        return (action if is_tensor else action.cpu().numpy()), None
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -778,16 +783,28 @@ class PPO:
             "episode_stats": list(self.episode_stats),
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` (into a PPO built with the same config on equivalent envs)."""
+    def load_policy(self, state: Mapping[str, Any]) -> None:
+        """Restore only the policy and observation statistics of :meth:`state_dict` (for
+        evaluation or deployment: any number of envs, no optimiser or rollout state)."""
+        self._check_checkpoint(state, ("hidden_sizes", "activation", "norm_obs"))
+        self.policy.load_state_dict(state["policy"])
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(state["obs_normalizer"])
+
+    def _check_checkpoint(self, state: Mapping[str, Any], keys: tuple[str, ...]) -> None:
         if state.get("format") != CHECKPOINT_FORMAT or state.get("algo") != "ppo":
             raise ValueError(f"not a PPO checkpoint of format {CHECKPOINT_FORMAT}: "
                              f"format={state.get('format')!r} algo={state.get('algo')!r}")
         saved = state["config"]
-        for key in ("num_envs", "num_steps", "hidden_sizes", "activation", "norm_obs", "norm_reward"):
+        for key in keys:
             mine = self.config.to_dict()[key]
             if saved.get(key) != mine:
                 raise ValueError(f"checkpoint config {key}={saved.get(key)!r} differs from this PPO's {mine!r}")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (into a PPO built with the same config on equivalent envs)."""
+        self._check_checkpoint(state, ("num_envs", "num_steps", "hidden_sizes", "activation", "norm_obs",
+                                       "norm_reward"))
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.obs_normalizer is not None:

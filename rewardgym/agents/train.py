@@ -268,9 +268,8 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
                     last_ckpt = time.perf_counter()
                 return not flag["stop"]
 
-            remaining = spec.steps - int(agent.global_step)
-            if remaining > 0:
-                agent.learn(remaining, callback=callback)
+            if spec.steps > int(agent.global_step):
+                agent.learn(spec.steps, callback=callback)  # an absolute target: same LR schedule on resume
             save_ppo_checkpoint(agent, spec, run)
             if flag["stop"]:
                 raise TrainingInterrupted(run, int(agent.global_step))

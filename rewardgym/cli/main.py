@@ -177,6 +177,14 @@ def train(
                                   seed=seed, device=device, track=track, asynchronous=asynchronous,
                                   trusted=trusted, checkpoint_every_s=checkpoint_every,
                                   hyperparams=_load_config_file(config) if config else {})
+        if config is not None and algo == "ppo":  # report bad keys against the file they came from
+            from rewardgym.agents.ppo import PPOConfig
+
+            try:
+                PPOConfig.from_dict({**spec.hyperparams, "num_envs": num_envs, "seed": seed, "device": device},
+                                    source=str(config))
+            except ValueError as exc:
+                _fail(str(exc))
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
                         TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console)
     bar = progress.add_task(f"{spec.algo} {spec.task}", total=spec.steps, status="")
