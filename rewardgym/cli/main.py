@@ -241,6 +241,129 @@ def eval_run(
 
 
 @app.command()
+def synthesize(
+    task: Optional[str] = typer.Argument(None, help="Task id (omit with --resume)."),
+    instruction: Optional[str] = typer.Option(None, "--instruction", "-i",
+                                              help="Behaviour to reward (default: the task's instruction)."),
+    rounds: int = typer.Option(3, "--rounds", help="Design/reflection rounds."),
+    samples: int = typer.Option(4, "--samples", "-k", help="Programs asked for per round."),
+    steps: int = typer.Option(50_000, "--steps", "-n", help="Training env steps per candidate."),
+    num_envs: int = typer.Option(4, "--num-envs", help="Environments per training run."),
+    model: Optional[str] = typer.Option(None, "--model", help="LLM model (default $REWARDGYM_LLM_MODEL)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible API root "
+                                           "(default $OPENAI_BASE_URL)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Candidates trained in parallel."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) | ray."),
+    feedback: str = typer.Option("none", "--feedback", help="none | interactive | FILE with feedback text."),
+    max_repairs: int = typer.Option(2, "--max-repairs", help="Repair requests per failing program."),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help="No few-shot examples from the library."),
+    seed: int = typer.Option(0, "--seed"),
+    algo: str = typer.Option("ppo", "--algo", help="ppo | sb3-ppo."),
+    eval_episodes: int = typer.Option(5, "--eval-episodes", help="Evaluation episodes per candidate."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Budget: total LLM tokens."),
+    max_candidates: Optional[int] = typer.Option(None, "--max-candidates", help="Budget: programs in all."),
+    max_wall_time: Optional[float] = typer.Option(None, "--max-wall-time", help="Budget: LLM wall time (s)."),
+    check_timeout: float = typer.Option(60.0, "--check-timeout", help="Critic: time limit per program run (s)."),
+    llm_timeout: float = typer.Option(120.0, "--llm-timeout", help="Seconds per LLM HTTP attempt."),
+    llm_retries: int = typer.Option(4, "--llm-retries", help="Retries on 429/5xx/connection errors."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir"),
+    name: Optional[str] = typer.Option(None, "--name", help="Run directory name (default: generated)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the synthesis run in this directory."),
+) -> None:
+    """LLM reward synthesis: design, criticise, train, reflect; keeps the best reward program."""
+    from rewardgym.llm_rewards.client import Budget, LLMClient, LLMError
+    from rewardgym.llm_rewards.synthesize import SynthesisSpec, Synthesizer, load_spec, new_run_dir
+
+    if resume is None and task is None:
+        _fail("give a TASK, or --resume RUN")
+    if resume is not None:
+        try:
+            spec = load_spec(resume)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        run_dir = resume
+    else:
+        spec = SynthesisSpec(task=_task_or_fail(task).id, instruction=instruction, rounds=rounds, samples=samples,
+                             steps=steps, num_envs=num_envs, seed=seed, algo=algo, workers=workers,
+                             executor=executor, feedback=feedback, max_repairs=max_repairs, zero_shot=zero_shot,
+                             eval_episodes=eval_episodes, max_candidates=max_candidates, model=model,
+                             base_url=base_url, max_tokens=max_tokens, max_wall_s=max_wall_time,
+                             check_timeout_s=check_timeout, llm_timeout_s=llm_timeout, llm_retries=llm_retries)
+        if feedback not in ("none", "interactive") and not Path(feedback).is_file():
+            _fail(f"--feedback takes none, interactive or a file; {feedback!r} is not a file")
+        if executor not in ("local", "ray"):
+            _fail(f"--executor takes local or ray, got {executor!r}")
+    try:
+        run_path = Path(run_dir) if resume is not None else None
+        client_kwargs = dict(model=model or spec.model, base_url=base_url or spec.base_url, api_key=api_key,
+                             budget=Budget(max_total_tokens=spec.max_tokens, max_requests=spec.max_requests,
+                                           max_wall_s=spec.max_wall_s),
+                             timeout_s=spec.llm_timeout_s, max_retries=spec.llm_retries,
+                             backoff_initial_s=min(1.0, spec.llm_timeout_s), temperature=spec.temperature)
+        client = LLMClient(**client_kwargs)  # fails before a run directory is made when nothing is configured
+        if run_path is None:
+            run_path = new_run_dir(spec, runs_dir, name)
+        client.transcript_path = run_path / "llm_transcript.jsonl"
+    except (LLMError, ValueError) as exc:
+        _fail(str(exc))
+
+    def ask(table: str, plot: Path | None) -> str:
+        console.print(table)
+        if plot is not None and plot.is_file():
+            console.print(f"plot: {plot}")
+        return typer.prompt("feedback for the next round (empty: none)", default="", show_default=False)
+
+    synth = Synthesizer(spec, run_path, client, log=lambda m: console.print(m, highlight=False), ask_feedback=ask)
+    console.print(f"synthesis run: {run_path}")
+    try:
+        best = synth.run_loop()
+    except LLMError as exc:
+        synth.write_report()
+        _fail(f"{exc}\n(nothing finished is lost: resume with rewardgym synthesize --resume {run_path})", code=1)
+    except KeyboardInterrupt:
+        synth.write_report()
+        err.print(f"interrupted; resume with: rewardgym synthesize --resume {run_path}")
+        raise typer.Exit(130)
+    if best is None:
+        _fail(f"no candidate could be trained; see {run_path / 'report.md'}", code=1)
+    console.print(f"best: {best['id']} success {best['eval']['success_rate']:.2f}  -> {run_path / 'best_reward.py'}")
+    console.print(f"report: {run_path / 'report.md'}")
+
+
+library_app = typer.Typer(help="The reward-program library (expert programs + programs you add).",
+                          no_args_is_help=True)
+app.add_typer(library_app, name="library")
+
+
+@library_app.command("list")
+def library_list(origin: Optional[str] = typer.Option(None, help="expert | user")) -> None:
+    """List the library's programs."""
+    from rewardgym.llm_rewards.library import list_programs
+
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    for column in ("origin", "task", "summary"):
+        table.add_column(column)
+    for entry in list_programs(origin=origin):
+        row = entry.row()
+        table.add_row(row["name"], row["origin"], row["task"], row["summary"])
+    console.print(table)
+
+
+@library_app.command("show")
+def library_show(name: str = typer.Argument(..., help="Program name (see `rewardgym library list`).")) -> None:
+    """Print a library program's source."""
+    from rewardgym.llm_rewards.library import LibraryError, get_program
+
+    try:
+        entry = get_program(name)
+    except (LibraryError, KeyError) as exc:
+        _fail(str(exc).strip("'\""))
+    sys.stdout.write(entry.source)
+
+
+@app.command()
 def version() -> None:
     """Print rewardgym's version."""
     from rewardgym import __version__
