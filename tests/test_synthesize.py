@@ -110,3 +110,15 @@ def test_wrong_key_or_model_is_a_clear_error(tmp_path, bad, message):
                                 env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert "--resume" in result.stderr
+
+
+def test_feedback_file_joins_the_reflection_prompt(tmp_path):
+    feedback = tmp_path / "feedback.txt"
+    feedback.write_text("The hopper leans too far forward; reward a level torso.")
+    with ScriptedOpenAIServer("synthesis_hopper") as server:
+        result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "2", "--samples", "2", "--name", "fb",
+                      "--feedback", str(feedback), *TINY)
+        assert result.returncode == 0, result.stdout + result.stderr
+        reflection = server.chat_requests[-1].body["messages"][-1]["content"]
+    assert "Reward reflection request" in reflection and "reward a level torso" in reflection
+    assert "success rate" in reflection  # the trajectory analysis is in the prompt too
