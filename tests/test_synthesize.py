@@ -122,3 +122,13 @@ def test_feedback_file_joins_the_reflection_prompt(tmp_path):
         reflection = server.chat_requests[-1].body["messages"][-1]["content"]
     assert "Reward reflection request" in reflection and "reward a level torso" in reflection
     assert "success rate" in reflection  # the trajectory analysis is in the prompt too
+
+
+def test_ray_executor_trains_candidates_on_a_local_ray(tmp_path):
+    pytest.importorskip("ray", reason="--executor ray needs `pip install rewardgym[ray]`")
+    with ScriptedOpenAIServer("good_programs") as server:
+        result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "1", "--samples", "2", "--name", "ray",
+                      "--executor", "ray", "--workers", "2", *TINY)
+        assert result.returncode == 0, result.stdout + result.stderr
+    state = json.loads((tmp_path / "runs" / "ray" / "state.json").read_text())
+    assert [c["status"] for c in state["rounds"][0]["candidates"]] == ["trained", "trained"]
