@@ -278,7 +278,7 @@ def test_state_in_info_row_is_picklable_and_cheap():
     _, info = env.reset(seed=0)
     _, _, _, _, info = env.step(env.action_space.sample())
     row = pickle.loads(pickle.dumps(info["state"]))
-    assert set(row) == {"qpos", "qvel", "com", "episode", "env_reward", "elapsed_steps"}
+    assert set(row) == {"qpos", "qvel", "com", "episode", "env_reward", "elapsed_steps", "terminated"}
     env.close()
 
 

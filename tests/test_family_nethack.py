@@ -16,7 +16,7 @@ from rewardgym.rewards.program import RewardProgram  # noqa: E402
 
 STR_FIELDS = {"message", "inventory"}
 BOOL_FIELDS = {"on_stairs_down", "stairs_down_visible", "stairs_up_visible", "pet_adjacent",
-               "oracle_adjacent", "gold_visible", "success"}
+               "oracle_adjacent", "gold_visible", "success", "terminated"}
 
 
 def _spec(name: str):

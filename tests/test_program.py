@@ -13,7 +13,7 @@ from rewardgym.rewards.source import WeightedSum, resolve_reward
 
 def _state(task, xs=(0.1, -0.2, 0.3)):
     rows = [{"x": x, "x_dot": 0.0, "theta": 0.01 * i, "theta_dot": 0.0, "env_reward": 1.0,
-             "elapsed_steps": 1, "success": False} for i, x in enumerate(xs)]
+             "elapsed_steps": 1, "terminated": False, "success": False} for i, x in enumerate(xs)]
     batch = stack_raw(rows)
     return StateView(task.view, batch, stack_raw(rows))
 
@@ -81,7 +81,7 @@ def test_weighted_sum_string_adds_weighted_parts(cartpole_task, write_program):
     reward, terms = source.compute(state, None)
     expected = 0.0 + 0.5 * state.x - 2.0 * 1.0
     assert np.allclose(reward, expected)
-    assert set(terms) == {"sparse/success", "reward/x", "env/env"}
+    assert set(terms) == {"sparse/success", "reward/x", "env"}
     assert np.allclose(sum(terms.values()), reward)
 
 

@@ -73,9 +73,13 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
     """Evaluate a run; writes ``eval.json`` (and ``video.mp4`` of the first episode)."""
     run = RunDir.open(run_path)
     config = run.config()
+    shaping = {}
+    if config.get("shaping"):  # the same reward the agent trained on, shaping term included
+        gamma = float(config.get("hyperparams", {}).get("gamma", 0.99))
+        shaping = {"shaping": config["shaping"], "gamma": gamma}
     env = gym.make_vec(config["task"], num_envs=1, reward=reward_for_run(run),
                        trusted=bool(config.get("trusted", False)),
-                       render_mode="rgb_array" if video else None)
+                       render_mode="rgb_array" if video else None, **shaping)
     policy = _Policy(run, env)
     sub_envs = getattr(env.unwrapped, "envs", None)
     fps = int(sub_envs[0].metadata.get("render_fps", 30)) if sub_envs else 30

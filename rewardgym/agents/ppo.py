@@ -69,6 +69,7 @@ from torch import nn
 
 from rewardgym.agents.normalize import ObsNormalizer, RewardNormalizer
 from rewardgym.agents.policies import ACTIVATIONS, ActorCritic, make_policy
+from rewardgym.rewards.shaping import check_agent_gamma
 
 CHECKPOINT_FORMAT = 1
 
@@ -402,6 +403,8 @@ class PPO:
             raise ConfigError(f"config num_envs={cfg.num_envs} but the env has num_envs={env.num_envs}")
         self.env = env
         self.config = cfg
+        # Potential-based shaping is policy-invariant only with the learner's own discount.
+        check_agent_gamma(env, self.config.gamma)
         self.observation_space: gym.Space = env.single_observation_space
         self.action_space: gym.Space = env.single_action_space
         self.device = self._resolve_device(cfg.device, env)

@@ -53,6 +53,8 @@ class TrainSpec:
         track: ``None``, ``"tensorboard"`` or ``"wandb"``.
         trusted: run reward program files without the sandbox.
         checkpoint_every_s: seconds between periodic checkpoints.
+        shaping: potential-based shaping (``"expert"`` or a program path with
+            ``compute_potential``), applied with the agent's own gamma.
     """
 
     task: str
@@ -67,12 +69,13 @@ class TrainSpec:
     track: str | None = None
     trusted: bool = False
     checkpoint_every_s: float = 60.0
+    shaping: str | None = None
 
     def to_config(self) -> dict[str, Any]:
         return {"task": self.task, "reward": self.reward, "steps": self.steps, "algo": self.algo,
                 "num_envs": self.num_envs, "seed": self.seed, "device": self.device,
                 "hyperparams": self.hyperparams, "asynchronous": self.asynchronous, "track": self.track,
-                "trusted": self.trusted, "checkpoint_every_s": self.checkpoint_every_s,
+                "trusted": self.trusted, "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
                 "rewardgym_version": rewardgym.__version__}
 
     @classmethod
@@ -161,6 +164,10 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     spec.task = task.id
     # Fail on a bad reward or bad hyper-parameters before creating anything on disk.
     rewardgym.resolve_reward(spec.reward, task, trusted=spec.trusted)
+    if spec.shaping:
+        from rewardgym.rewards.shaping import resolve_potential
+
+        resolve_potential(spec.shaping, task, trusted=spec.trusted)
     if spec.algo == "ppo":
         from rewardgym.agents.ppo import PPOConfig
 
@@ -204,9 +211,10 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     return run
 
 
-def _make_env(spec: TrainSpec) -> gym.vector.VectorEnv:
+def _make_env(spec: TrainSpec, gamma: float) -> gym.vector.VectorEnv:
+    shaping = {"shaping": spec.shaping, "gamma": gamma} if spec.shaping else {}
     return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=spec.reward,
-                        asynchronous=spec.asynchronous, trusted=spec.trusted)
+                        asynchronous=spec.asynchronous, trusted=spec.trusted, **shaping)
 
 
 def save_ppo_checkpoint(agent, spec: TrainSpec, run: RunDir, name: str = "latest.pt") -> Path:
@@ -249,7 +257,7 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     from rewardgym.agents.ppo import PPO, PPOConfig
 
     config = PPOConfig.from_dict(_ppo_dict(spec), source=str(run.config_path))
-    env = _make_env(spec)
+    env = _make_env(spec, config.gamma)
     try:
         agent = PPO(env, config)
         if resume_from is not None:
@@ -285,7 +293,9 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
 
     from rewardgym.agents.sb3 import EpisodeStatsLog, make_sb3_vec_env, save_sb3_checkpoint, sb3_callback
 
-    env = make_sb3_vec_env(spec.task, spec.reward, spec.num_envs, spec.seed, trusted=spec.trusted)
+    gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
+    env = make_sb3_vec_env(spec.task, spec.reward, spec.num_envs, spec.seed, trusted=spec.trusted,
+                           shaping=spec.shaping, gamma=gamma)
     try:
         device = "cpu" if spec.device == "auto" else spec.device
         if resume_from is not None:
@@ -297,6 +307,9 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             except TypeError as exc:
                 raise ValueError(f"sb3-ppo hyper-parameters: {exc}") from None
         model.set_logger(Logger(folder=None, output_formats=[]))  # no stray SB3-* folders in /tmp
+        from rewardgym.rewards.shaping import check_agent_gamma
+
+        check_agent_gamma(env.envs[0], model.gamma)
         log = EpisodeStatsLog()
         with _sigint_flag() as flag:
             callback = sb3_callback(run, log, notify, spec.checkpoint_every_s)

@@ -155,6 +155,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
     checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="Seconds between checkpoints."),
     trusted: bool = typer.Option(False, "--trusted", help="Run reward program files without the sandbox."),
+    shaping: Optional[str] = typer.Option(None, "--shaping", help="Potential-based shaping: expert | PROGRAM.py "
+                                          "with compute_potential (uses the agent's gamma)."),
 ) -> None:
     """Train an agent on TASK with an injected reward; writes a resumable run directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -175,7 +177,7 @@ def train(
         spec_task = _task_or_fail(task).id
         spec = training.TrainSpec(task=spec_task, reward=reward, steps=steps, algo=algo, num_envs=num_envs,
                                   seed=seed, device=device, track=track, asynchronous=asynchronous,
-                                  trusted=trusted, checkpoint_every_s=checkpoint_every,
+                                  trusted=trusted, checkpoint_every_s=checkpoint_every, shaping=shaping,
                                   hyperparams=_load_config_file(config) if config else {})
         if config is not None and algo == "ppo":  # report bad keys against the file they came from
             from rewardgym.agents.ppo import PPOConfig

@@ -20,6 +20,7 @@ import gymnasium as gym
 
 from rewardgym.envs.registry import get_task
 from rewardgym.envs.task import TaskEnv, TaskSpec, TaskUnavailableError
+from rewardgym.rewards.shaping import with_shaping
 from rewardgym.rewards.source import resolve_reward
 from rewardgym.wrappers.inject import RewardInjection, VectorRewardInjection
 
@@ -39,7 +40,8 @@ def make_task_env(task_id: str, render_mode: str | None = None, state_in_info: b
 
 
 def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
-             trusted: bool = False, **base_kwargs: Any) -> gym.Env:
+             trusted: bool = False, shaping: Any = None, gamma: float | None = None,
+             **base_kwargs: Any) -> gym.Env:
     """Single environment of ``task_id`` with ``reward`` injected (``gym.make`` entry point).
 
     Args:
@@ -47,18 +49,21 @@ def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
         reward: what :func:`~rewardgym.rewards.source.resolve_reward` accepts.
         render_mode: passed to the simulator (``"rgb_array"`` renders off-screen).
         trusted: run reward program files as trusted code (skip the sandbox).
+        shaping: potential for potential-based shaping (``"expert"``, a program path with
+            ``compute_potential``, or a callable); adds the term ``"shaping"``.
+        gamma: the discount of the agent that will train on the env (required with ``shaping``).
         **base_kwargs: passed to the simulator's constructor.
     """
     task = get_task(task_id)
     _check_available(task)
-    source = resolve_reward(reward, task, trusted=trusted)
+    source = with_shaping(resolve_reward(reward, task, trusted=trusted), shaping, gamma, task, trusted)
     env = task.make_env(render_mode=render_mode, state_in_info=False, **base_kwargs)
     return RewardInjection(env, source)
 
 
 def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchronous: bool = False,
-                 render_mode: str | None = None, trusted: bool = False,
-                 **base_kwargs: Any) -> gym.vector.VectorEnv:
+                 render_mode: str | None = None, trusted: bool = False, shaping: Any = None,
+                 gamma: float | None = None, **base_kwargs: Any) -> gym.vector.VectorEnv:
     """Vector env of ``task_id`` with the reward computed once per batch (``gym.make_vec`` entry point).
 
     Args:
@@ -66,12 +71,12 @@ def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchron
         num_envs: number of environments ``B``.
         reward: what :func:`~rewardgym.rewards.source.resolve_reward` accepts.
         asynchronous: one process per env (``AsyncVectorEnv``) instead of in-process.
-        render_mode, trusted, **base_kwargs: as for :func:`make_env`.
+        render_mode, trusted, shaping, gamma, **base_kwargs: as for :func:`make_env`.
     """
     base_kwargs.pop("max_episode_steps", None)  # gym.make_vec forwards the spec's (None) limit
     task = get_task(task_id)
     _check_available(task)
-    source = resolve_reward(reward, task, trusted=trusted)
+    source = with_shaping(resolve_reward(reward, task, trusted=trusted), shaping, gamma, task, trusted)
     env_fn = partial(make_task_env, task.id, render_mode=render_mode, state_in_info=asynchronous,
                      **base_kwargs)
     if asynchronous:

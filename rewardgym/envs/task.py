@@ -142,6 +142,7 @@ class TaskEnv(gym.Wrapper):
         self.state_in_info = state_in_info
         self._elapsed_steps = 0
         self._env_reward = 0.0
+        self._terminated = False
         self._raw: dict[str, Any] | None = None
 
     @property
@@ -170,6 +171,7 @@ class TaskEnv(gym.Wrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         self._elapsed_steps = 0
         self._env_reward = 0.0
+        self._terminated = False
         self.on_reset(obs, info)
         self._raw = None
         if self.state_in_info:
@@ -180,6 +182,7 @@ class TaskEnv(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._elapsed_steps += 1
         self._env_reward = float(reward)
+        self._terminated = bool(terminated)
         self.on_step(obs, action, info)
         self._raw = None
         if self.state_in_info:
@@ -192,5 +195,6 @@ class TaskEnv(gym.Wrapper):
             row = self.read_raw()
             row["env_reward"] = self._env_reward
             row["elapsed_steps"] = self._elapsed_steps
+            row["terminated"] = self._terminated
             self._raw = row
         return self._raw

@@ -91,6 +91,9 @@ def common_fields() -> list[Field]:
         Field("elapsed_steps", "(B,)", "steps",
               "Steps taken so far in this episode (1 on the first step after reset).",
               raw("elapsed_steps", np.int64)),
+        Field("terminated", "(B,)", "bool",
+              "Whether this step ended the episode in a terminal state (not a time-limit truncation).",
+              raw("terminated", np.bool_)),
     ]
 
 

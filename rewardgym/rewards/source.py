@@ -130,7 +130,9 @@ class WeightedSum(RewardSource):
             reward, part_terms = source.compute(state, action)
             contribution = reward * weight if weight != 1.0 else reward
             total = contribution if total is None else total + contribution
-            if part_terms:
+            if part_terms and set(part_terms) == {prefix}:  # e.g. shaping's single term "shaping"
+                terms[prefix] = part_terms[prefix] * weight if weight != 1.0 else part_terms[prefix]
+            elif part_terms:
                 for key, value in part_terms.items():
                     terms[f"{prefix}/{key}"] = value * weight if weight != 1.0 else value
             else:

@@ -12,3 +12,8 @@ def compute_reward(state, action):
     reach = 1.0 - np.tanh(state.grip_to_goal / 0.1)
     bonus = np.where(state.success, 1.0, 0.0)
     return reach + bonus, {"reach": reach, "success": bonus}
+
+
+def compute_potential(state):
+    """Φ(s) for potential-based shaping: closeness of the gripper to the goal, in [0, 1]."""
+    return 1.0 - np.tanh(state.grip_to_goal / 0.1)

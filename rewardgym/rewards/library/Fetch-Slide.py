@@ -29,3 +29,8 @@ def compute_reward(state, action):
     bonus = np.where(state.success, 1.0, 0.0)
     return approach + launch + slide + bonus, {"approach": approach, "launch": launch,
                                                "slide": slide, "success": bonus}
+
+
+def compute_potential(state):
+    """Φ(s) for potential-based shaping: gripper near the object, object near the goal, in [0, 3]."""
+    return (1.0 - np.tanh(state.grip_to_obj / 0.1)) + 2.0 * (1.0 - np.tanh(state.obj_to_goal / 0.1))

@@ -37,3 +37,8 @@ def compute_reward(state, action):
     shaped = grasp_place + carry
     bonus = np.where(state.success, 10.0 - shaped, 0.0)
     return shaped + bonus, {"grasp_place": grasp_place, "carry": carry, "success": bonus}
+
+
+def compute_potential(state):
+    """Φ(s) for potential-based shaping: hand near the object, object near the goal, in [0, 3]."""
+    return (1.0 - np.tanh(state.hand_to_obj / 0.1)) + 2.0 * (1.0 - np.tanh(state.obj_to_goal / 0.1))

@@ -25,3 +25,8 @@ def compute_reward(state, action):
     shaped = reach + push
     bonus = np.where(state.success, 10.0 - shaped, 0.0)
     return shaped + bonus, {"reach": reach, "push": push, "success": bonus}
+
+
+def compute_potential(state):
+    """Φ(s) for potential-based shaping: hand near the object, object near the goal, in [0, 3]."""
+    return (1.0 - np.tanh(state.hand_to_obj / 0.1)) + 2.0 * (1.0 - np.tanh(state.obj_to_goal / 0.1))

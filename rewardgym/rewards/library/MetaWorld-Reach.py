@@ -21,3 +21,9 @@ def compute_reward(state, action):
     in_place = long_tail(state.hand_to_goal, 0.05, margin)
     reward = 10.0 * in_place
     return reward, {"in_place": reward}
+
+
+def compute_potential(state):
+    """Φ(s) for potential-based shaping: the dense reach term, in [0, 10]."""
+    margin = distance(state.hand_init_pos, state.goal_pos)
+    return 10.0 * long_tail(state.hand_to_goal, 0.05, margin)
