@@ -8,7 +8,7 @@ candidates are whatever the model writes). Prints the share of wall time spent i
 calls, validation (critic), training (+ evaluation) and the rest (analysis, reports),
 and the speed-up.
 
-    python benchmarks/synthesis_overhead.py [--steps 20000] [--workers 2]
+    python benchmarks/synthesis_overhead.py [--steps 100000] [--workers 2]
     python benchmarks/synthesis_overhead.py --base-url http://localhost:8000/v1 --model M
 
 Target (issue: synthesis): >= 1.8x with 2 workers on a 2-core machine, since training dominates.
@@ -61,7 +61,7 @@ def run_once(workers: int, steps: int, root: Path, base_url: str | None, model: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20_000, help="training env steps per candidate")
+    parser.add_argument("--steps", type=int, default=100_000, help="training env steps per candidate")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--base-url", default=None, help="a real OpenAI-compatible endpoint (default: test server)")
     parser.add_argument("--model", default=os.environ.get("REWARDGYM_LLM_MODEL"))
