@@ -13,7 +13,7 @@ from rich.table import Table
 app = typer.Typer(
     name="rewardgym",
     help="Reward design for RL on real simulators: list tasks, read their state views, "
-         "check reward programs, train and evaluate agents.",
+         "check reward programs, train and evaluate agents, synthesize rewards with an LLM.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
