@@ -388,3 +388,18 @@ def test_compiled_update_matches_eager():
         results.append(params_of(PPO(env, cfg).learn(2 * cfg.batch_size)))
     for k in results[0]:
         torch.testing.assert_close(results[0][k], results[1][k], rtol=1e-3, atol=1e-4)
+
+
+def test_compile_failure_falls_back_to_the_eager_update(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def fail(*args, **kw):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    env = gym.make_vec("Pendulum-v1", num_envs=2)
+    agent = PPO(env, PPOConfig(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=1, compile=True, seed=0))
+    with pytest.warns(RuntimeWarning, match="compile=True failed"):
+        agent.learn(128)
+    assert agent.global_step >= 128 and all(torch.isfinite(p).all() for p in agent.policy.parameters())
+    env.close()

@@ -57,6 +57,7 @@ import re
 import time
 import types
 import typing
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -423,6 +424,7 @@ class PPO:
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self._params, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=fused)
         self._compiled: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] | None = None
+        self._compile_checked = False
         # all learner randomness (action samples, minibatch permutations) comes from here
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
@@ -718,8 +720,19 @@ class PPO:
         def run(obs: Any, mb: dict[str, torch.Tensor]) -> torch.Tensor:
             states = [opt.state[p] for p in params]
             lr = torch.tensor(float(group["lr"]), device=self.device)
-            return compiled(obs, mb, lr, [p.detach() for p in params], [s["exp_avg"] for s in states],
-                            [s["exp_avg_sq"] for s in states], [s["step"] for s in states])
+            args = (obs, mb, lr, [p.detach() for p in params], [s["exp_avg"] for s in states],
+                    [s["exp_avg_sq"] for s in states], [s["step"] for s in states])
+            if self._compile_checked:
+                return compiled(*args)
+            try:  # compilation happens on this first call, before anything is updated
+                out = compiled(*args)
+            except Exception as exc:  # noqa: BLE001 - no C++ compiler / Triton, unsupported op ...
+                warnings.warn(f"compile=True failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                              "training continues with the eager update", RuntimeWarning, stacklevel=2)
+                self._compiled = self._eager_step
+                return self._eager_step(obs, mb)
+            self._compile_checked = True
+            return out
 
         self._compiled = run
         return run
