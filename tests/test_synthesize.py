@@ -132,3 +132,18 @@ def test_ray_executor_trains_candidates_on_a_local_ray(tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
     state = json.loads((tmp_path / "runs" / "ray" / "state.json").read_text())
     assert [c["status"] for c in state["rounds"][0]["candidates"]] == ["trained", "trained"]
+
+
+def test_interactive_feedback_is_read_after_each_round(tmp_path):
+    with ScriptedOpenAIServer("synthesis_hopper") as server:
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MUJOCO_GL": "osmesa",
+               "PYOPENGL_PLATFORM": "osmesa", "REWARDGYM_LLM_CACHE": str(tmp_path / "llm-cache")}
+        cmd = CLI + ["Hopper-Hop", "--rounds", "2", "--samples", "2", "--name", "i", "--feedback", "interactive",
+                     "--base-url", server.base_url, "--model", server.model, "--api-key", server.api_key,
+                     "--runs-dir", str(tmp_path / "runs"), *TINY]
+        result = subprocess.run(cmd, input="hop higher, not further\n", capture_output=True, text=True,
+                                timeout=600, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        reflection = server.chat_requests[-1].body["messages"][-1]["content"]
+    assert "| r0c0 |" in result.stdout  # the round's table was shown before asking
+    assert "hop higher, not further" in reflection
