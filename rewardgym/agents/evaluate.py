@@ -17,19 +17,20 @@ import numpy as np
 from rewardgym.agents.runs import RunDir, RunError, atomic_write_text
 
 
+def _run_copy(run: RunDir, token: str) -> str:
+    """``token`` with a program/model path replaced by the run's own copy when the original is gone."""
+    core = token.split("*")[-1]
+    if core.endswith((".py", ".pt")) and not Path(core).is_file() and (run.path / Path(core).name).is_file():
+        return token.replace(core, str(run.path / Path(core).name))
+    return token
+
+
 def reward_for_run(run: RunDir) -> str:
     """The run's reward spec with program paths pointing at the run's own copies."""
-    spec = str(run.config()["reward"])
-    out = []
-    for token in spec.split(" "):
-        core = token.split("*")[-1]
-        if core.endswith(".py") and not Path(core).is_file() and (run.path / Path(core).name).is_file():
-            token = token.replace(core, str(run.path / Path(core).name))
-        out.append(token)
-    return " ".join(out)
+    return " ".join(_run_copy(run, token) for token in str(run.config()["reward"]).split(" "))
 
 
-class _Policy:
+class RunPolicy:
     """Deterministic actions from a run's checkpoint, whatever the algorithm."""
 
     def __init__(self, run: RunDir, env: gym.vector.VectorEnv):
@@ -76,11 +77,11 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
     shaping = {}
     if config.get("shaping"):  # the same reward the agent trained on, shaping term included
         gamma = float(config.get("hyperparams", {}).get("gamma", 0.99))
-        shaping = {"shaping": config["shaping"], "gamma": gamma}
+        shaping = {"shaping": _run_copy(run, config["shaping"]), "gamma": gamma}
     env = gym.make_vec(config["task"], num_envs=1, reward=reward_for_run(run),
                        trusted=bool(config.get("trusted", False)),
                        render_mode="rgb_array" if video else None, **shaping)
-    policy = _Policy(run, env)
+    policy = RunPolicy(run, env)
     sub_envs = getattr(env.unwrapped, "envs", None)
     fps = int(sub_envs[0].metadata.get("render_fps", 30)) if sub_envs else 30
     results: dict[str, list[float]] = {"return": [], "env_return": [], "length": [], "success": []}

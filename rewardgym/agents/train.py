@@ -110,10 +110,12 @@ def _sigint_flag() -> Iterator[dict[str, bool]]:
 
 
 def _copy_reward_files(spec: TrainSpec, run: RunDir) -> None:
-    """Copy reward program files into the run so that eval reproduces the reward."""
-    for token in spec.reward.replace("*", " ").replace("+", " ").split():
+    """Copy reward program and perceptual model files (reward and shaping) into the run
+    so that eval reproduces the reward."""
+    tokens = spec.reward.replace("*", " ").replace("+", " ").split() + ([spec.shaping] if spec.shaping else [])
+    for token in tokens:
         path = Path(token)
-        if token.endswith(".py") and path.is_file():
+        if token.endswith((".py", ".pt")) and path.is_file():
             shutil.copy2(path, run.path / path.name)
 
 

@@ -13,7 +13,8 @@ from rich.table import Table
 app = typer.Typer(
     name="rewardgym",
     help="Reward design for RL on real simulators: list tasks, read their state views, "
-         "check reward programs, train and evaluate agents, synthesize rewards with an LLM.",
+         "check reward programs, train and evaluate agents, synthesize rewards with an LLM, "
+         "learn perceptual rewards from demonstrations.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -363,6 +364,115 @@ def library_show(name: str = typer.Argument(..., help="Program name (see `reward
     except (LibraryError, KeyError) as exc:
         _fail(str(exc).strip("'\""))
     sys.stdout.write(entry.source)
+
+
+demos_app = typer.Typer(help="Demonstrations and perceptual rewards learned from them (Sermanet et al. 2016).",
+                        no_args_is_help=True)
+app.add_typer(demos_app, name="demos")
+
+
+@demos_app.command("collect")
+def demos_collect(
+    task: str = typer.Argument(..., help="Task id, e.g. MetaWorld-DrawerClose."),
+    episodes: int = typer.Option(10, "--episodes", "-n", help="Successful episodes to record."),
+    from_run: Optional[Path] = typer.Option(None, "--from-run", help="A trained run whose policy demonstrates "
+                                            "(default: the simulator's scripted expert)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .npz (default: demos/<Task>.npz)."),
+    size: int = typer.Option(64, help="Frame height and width, pixels."),
+    camera: str = typer.Option("default", help="MuJoCo camera name, or 'default' for the family's camera."),
+    seed: int = typer.Option(0, help="Episode i of the attempts resets with seed + i."),
+    after_success: int = typer.Option(10, help="Frames kept after the first success step."),
+) -> None:
+    """Record successful demonstrations (frames rendered off-screen + states) into one .npz file."""
+    from rewardgym.perceptual.demos import DemoError, collect
+
+    spec = _task_or_fail(task)
+    out = out or Path("demos") / f"{spec.short_name}.npz"
+    try:
+        with console.status(f"recording {episodes} demonstrations of {spec.id}") as status:
+            demos = collect(spec.id, episodes=episodes, from_run=from_run, size=size, camera=camera, seed=seed,
+                            after_success=after_success,
+                            on_episode=lambda a, ok, n: status.update(
+                                f"episode {a}: {'success' if ok else 'failed'} in {n} steps"))
+    except (DemoError, ValueError) as exc:
+        _fail(str(exc))
+    demos.save(out)
+    console.print(f"{demos}\nwrote {out} ({out.stat().st_size / 1e6:.1f} MB)", highlight=False)
+
+
+@demos_app.command("fit")
+def demos_fit(
+    demos_path: Path = typer.Argument(..., metavar="DEMOS", help="Demonstrations file from `demos collect`."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Model file (.pt; default: DEMOS with .pt)."),
+    steps: int = typer.Option(3, "--steps", "-k", help="Intermediate steps to discover (K)."),
+    features_per_step: int = typer.Option(8, help="Features each step's classifier reads (M)."),
+    encoder: str = typer.Option("tcn", help="tcn (trained on the demos, offline) | pretrained (torchvision --arch "
+                                "+ --weights state dict) | torchscript (--weights from torch.jit.save)."),
+    arch: Optional[str] = typer.Option(None, help="torchvision architecture for --encoder pretrained, e.g. resnet18."),
+    weights: Optional[Path] = typer.Option(None, help="Weights file: a state dict for --arch, or a TorchScript "
+                                           "module."),
+    input_size: int = typer.Option(224, help="Input side (pixels) of pretrained/TorchScript networks."),
+    holdout: int = typer.Option(0, help="Demonstrations kept out of fitting to report generalisation."),
+    iterations: int = typer.Option(600, help="Training iterations of the time-contrastive encoder."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Learn a perceptual reward from demonstrations; use it with reward=MODEL.pt or --shaping MODEL.pt."""
+    from rewardgym.perceptual.demos import DemoError, Demos
+    from rewardgym.perceptual.model import PerceptualModel
+
+    out = out or demos_path.with_suffix(".pt")
+    if out.suffix != ".pt":
+        _fail(f"--out {out}: perceptual models are .pt files (that is how reward= recognises them)")
+    try:
+        demos = Demos.load(demos_path)
+        ids = sorted(set(demos.episode.tolist()))
+        if holdout and holdout >= len(ids) - 1:
+            _fail(f"--holdout {holdout} leaves fewer than 2 of the {len(ids)} demonstrations to fit on")
+        train_demos = demos.select(ids[:len(ids) - holdout]) if holdout else demos
+        with console.status("fitting") as status:
+            model = PerceptualModel.fit(train_demos, steps=steps, features_per_step=features_per_step, encoder=encoder,
+                                        arch=arch, weights=weights, input_size=input_size,
+                                        tcn_iterations=iterations, seed=seed,
+                                        on_progress=status.update)
+        if holdout:
+            model.report["holdout"] = model.evaluate(demos.select(ids[len(ids) - holdout:]))
+            model.report["holdout"]["demos"] = holdout
+    except (DemoError, ValueError) as exc:
+        _fail(str(exc))
+    model.save(out)
+    _print_model_report(model)
+    console.print(f"wrote {out}: use it as reward={out} or --shaping {out}", highlight=False)
+
+
+def _print_model_report(model) -> None:
+    report = model.report
+    table = Table(title=f"perceptual model of {model.task} (K={model.num_steps}, "
+                        f"encoder {model.encoder_config['kind']})")
+    table.add_column("demos")
+    table.add_column("progress ρ with time")
+    table.add_column("progress at start → end")
+    table.add_row(f"fit ({report.get('demos', '?')})", f"{report['progress_rank_correlation']:.2f}",
+                  f"{report['progress_first']:.2f} → {report['progress_last']:.2f}")
+    if "holdout" in report:
+        held = report["holdout"]
+        table.add_row("held out", f"{held['progress_rank_correlation']:.2f}",
+                      f"{held['progress_first']:.2f} → {held['progress_last']:.2f}")
+    console.print(table)
+
+
+@demos_app.command("show")
+def demos_show(path: Path = typer.Argument(..., help="A demonstrations .npz or a perceptual model .pt.")) -> None:
+    """Describe a demonstrations file or a perceptual model."""
+    from rewardgym.perceptual.demos import DemoError, Demos
+    from rewardgym.perceptual.model import PerceptualModel
+
+    try:
+        if path.suffix == ".pt":
+            _print_model_report(PerceptualModel.load(path))
+        else:
+            console.print(repr(Demos.load(path)), highlight=False)
+    except (DemoError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
 
 
 @app.command()

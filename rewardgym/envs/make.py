@@ -32,11 +32,17 @@ def _check_available(task: TaskSpec) -> None:
 
 
 def make_task_env(task_id: str, render_mode: str | None = None, state_in_info: bool = False,
-                  **base_kwargs: Any) -> TaskEnv:
-    """The task's simulator env wrapped as a :class:`TaskEnv`, without reward injection."""
+                  requires: dict[str, Any] | None = None, **base_kwargs: Any) -> TaskEnv:
+    """The task's simulator env wrapped as a :class:`TaskEnv`, without reward injection.
+
+    Args:
+        requires: extra raw readings for the reward (:meth:`RewardSource.requires`:
+            camera frames, the observation), passed to :meth:`TaskEnv.require`.
+    """
     task = get_task(task_id)
     _check_available(task)
-    return task.make_env(render_mode=render_mode, state_in_info=state_in_info, **base_kwargs)
+    env = task.make_env(render_mode=render_mode, state_in_info=state_in_info, **base_kwargs)
+    return env.require(**requires) if requires else env
 
 
 def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
@@ -57,7 +63,7 @@ def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
     task = get_task(task_id)
     _check_available(task)
     source = with_shaping(resolve_reward(reward, task, trusted=trusted), shaping, gamma, task, trusted)
-    env = task.make_env(render_mode=render_mode, state_in_info=False, **base_kwargs)
+    env = make_task_env(task.id, render_mode=render_mode, requires=source.requires(), **base_kwargs)
     return RewardInjection(env, source)
 
 
@@ -78,7 +84,7 @@ def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchron
     _check_available(task)
     source = with_shaping(resolve_reward(reward, task, trusted=trusted), shaping, gamma, task, trusted)
     env_fn = partial(make_task_env, task.id, render_mode=render_mode, state_in_info=asynchronous,
-                     **base_kwargs)
+                     requires=source.requires(), **base_kwargs)
     if asynchronous:
         venv = gym.vector.AsyncVectorEnv([env_fn] * num_envs)
     else:

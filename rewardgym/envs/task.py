@@ -144,6 +144,26 @@ class TaskEnv(gym.Wrapper):
         self._env_reward = 0.0
         self._terminated = False
         self._raw: dict[str, Any] | None = None
+        self._obs: Any = None
+        self._frames: Any = None  # FrameRenderer once a reward asks for frames
+        self._keep_obs = False
+
+    def require(self, frames: Any = None, obs: bool = False) -> "TaskEnv":
+        """Add readings that some reward sources need to every raw row.
+
+        Args:
+            frames: a :class:`~rewardgym.envs.frames.FrameSpec`: raw rows get ``"frame"``
+                ``(H, W, 3)`` uint8 rendered off-screen from that camera.
+            obs: raw rows get ``"obs"``, the observation the agent sees (e.g. for a
+                value-function potential).
+        """
+        if frames is not None and (self._frames is None or self._frames.spec != frames):
+            from rewardgym.envs.frames import FrameRenderer
+
+            self._frames = FrameRenderer(self.sim, frames)
+        self._keep_obs = self._keep_obs or bool(obs)
+        self._raw = None
+        return self
 
     @property
     def sim(self) -> gym.Env:
@@ -173,6 +193,7 @@ class TaskEnv(gym.Wrapper):
         self._env_reward = 0.0
         self._terminated = False
         self.on_reset(obs, info)
+        self._obs = obs
         self._raw = None
         if self.state_in_info:
             info["state"] = self.raw_state()
@@ -184,10 +205,17 @@ class TaskEnv(gym.Wrapper):
         self._env_reward = float(reward)
         self._terminated = bool(terminated)
         self.on_step(obs, action, info)
+        self._obs = obs
         self._raw = None
         if self.state_in_info:
             info["state"] = self.raw_state()
         return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
+        super().close()
 
     def raw_state(self) -> dict[str, Any]:
         """The raw row of the current state (cached until the next step/reset)."""
@@ -196,5 +224,9 @@ class TaskEnv(gym.Wrapper):
             row["env_reward"] = self._env_reward
             row["elapsed_steps"] = self._elapsed_steps
             row["terminated"] = self._terminated
+            if self._frames is not None:
+                row["frame"] = self._frames.render()
+            if self._keep_obs:
+                row["obs"] = np.array(self._obs, dtype=np.float32, copy=True)
             self._raw = row
         return self._raw

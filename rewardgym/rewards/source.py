@@ -10,6 +10,7 @@ A :class:`RewardSource` turns a batch of states (and the actions taken) into a r
 ``"sparse"``           1.0 on steps where the task's success test holds, else 0.0
 ``"expert"``           the task's expert program from the reward library
 ``"path/to/r.py"``     a reward program (validated as untrusted unless ``trusted=True``)
+``"path/to/m.pt"``     a perceptual reward model (``rewardgym demos fit``; reads camera frames)
 ``"sparse + 0.1*r.py"``  a weighted sum of any of the above (``+``, ``-``, ``w*``)
 a RewardSource         used as is (e.g. ``RewardProgram``, ``WeightedSum``)
 ``[(w, src), ...]``    a weighted sum
@@ -41,9 +42,18 @@ class RewardSource:
     Subclasses set ``name`` (used to prefix terms in compositions) and implement
     :meth:`compute`. Stateful sources (running statistics, learned models) may override
     :meth:`on_episode_start`, called with the batch indices of environments that reset.
+    Sources that read more than the state view (camera frames, the agent's observation)
+    say so in :meth:`requires`; the env builders then add those readings to ``state.raw``.
     """
 
     name: str = "source"
+
+    def requires(self) -> dict[str, Any]:
+        """Extra raw readings this source needs: ``{"frames": FrameSpec, "obs": True}`` (default none).
+
+        Passed to :meth:`rewardgym.envs.task.TaskEnv.require` by ``gym.make``/``make_vec``.
+        """
+        return {}
 
     def compute(self, state: StateView, action: Any) -> tuple[Any, Terms]:
         raise NotImplementedError
@@ -143,8 +153,23 @@ class WeightedSum(RewardSource):
         for _, source in self.parts:
             source.on_episode_start(env_indices)
 
+    def requires(self) -> dict[str, Any]:
+        return merge_requirements(part.requires() for _, part in self.parts)
+
     def __repr__(self) -> str:
         return " + ".join(f"{w:g}*{s.name}" for w, s in self.parts)
+
+
+def merge_requirements(requirements: Any) -> dict[str, Any]:
+    """Union of several sources' :meth:`RewardSource.requires`; two different frame specs are an error."""
+    merged: dict[str, Any] = {}
+    for req in requirements:
+        for key, value in req.items():
+            if key in merged and merged[key] != value and key == "frames":
+                raise ValueError(f"reward sources need different camera frames ({merged[key]} and {value}); "
+                                 f"compose sources that use the same camera and size")
+            merged[key] = merged.get(key) or value
+    return merged
 
 
 # Named sources beyond env/sparse/expert (e.g. learned intrinsic rewards) register here:
@@ -201,6 +226,8 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False) -> Reward
         return spec
     if isinstance(spec, (list, tuple)):
         return WeightedSum([(float(w), resolve_reward(s, task, trusted)) for w, s in spec])
+    if isinstance(spec, Path) and spec.suffix == ".pt":
+        return _perceptual(spec, task)
     if isinstance(spec, Path):
         return RewardProgram.from_file(spec, view=task.view, trusted=trusted)
     if not isinstance(spec, str):
@@ -220,9 +247,18 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False) -> Reward
         return SOURCE_FACTORIES[text](task)
     if text.endswith(".py") and " " not in text and "*" not in text:
         return RewardProgram.from_file(text, view=task.view, trusted=trusted)
+    if text.endswith(".pt") and " " not in text and "*" not in text:
+        return _perceptual(text, task)
     parts = _split_sum(text)
     if len(parts) > 1 or (parts and parts[0][0] != 1.0):
         return WeightedSum([(w, resolve_reward(name, task, trusted)) for w, name in parts])
     known = ["env", "sparse", "expert", *SOURCE_FACTORIES]
     raise ValueError(f"unknown reward {spec!r}: use one of {', '.join(map(repr, known))}, a path to a "
-                     f"reward program (.py), or a weighted sum such as 'sparse + 0.1*my_reward.py'")
+                     f"reward program (.py) or a perceptual model (.pt, from `rewardgym demos fit`), or a "
+                     f"weighted sum such as 'sparse + 0.1*my_reward.py'")
+
+
+def _perceptual(path: str | Path, task: "TaskSpec") -> RewardSource:
+    from rewardgym.perceptual.reward import PerceptualReward  # torch-heavy: imported on use
+
+    return PerceptualReward(path, task)

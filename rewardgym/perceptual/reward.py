@@ -1,0 +1,58 @@
+"""The perceptual reward as a reward source: ``reward="model.pt"`` or ``shaping="model.pt"``.
+
+The source asks the env for camera frames (:meth:`requires`), so ``gym.make`` renders
+one ``(H, W, 3)`` frame per env per step from the model's camera; the reward is the
+progress φ of the new frame (:meth:`PerceptualModel.progress`), term ``"progress"``.
+As a potential (``shaping=``), Φ = φ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rewardgym.envs.view import StateView
+from rewardgym.perceptual.model import PerceptualModel
+from rewardgym.rewards.source import RewardSource, Terms
+
+if TYPE_CHECKING:
+    from rewardgym.envs.task import TaskSpec
+
+
+class PerceptualReward(RewardSource):
+    """Reward = progress through the demonstrated steps, read from camera frames.
+
+    Args:
+        model: a fitted :class:`PerceptualModel` (or the path of one).
+        task: the task the env runs; must be the task of the demonstrations.
+    """
+
+    name = "perceptual"
+
+    def __init__(self, model: PerceptualModel | str | Path, task: "TaskSpec | None" = None):
+        self.path = None if isinstance(model, PerceptualModel) else str(model)
+        self.model = model if isinstance(model, PerceptualModel) else PerceptualModel.load(model)
+        if task is not None and task.id != self.model.task:
+            where = f"{self.path}: " if self.path else ""
+            raise ValueError(f"{where}perceptual model was fitted on demonstrations of {self.model.task}, "
+                             f"not {task.id}")
+
+    def requires(self) -> dict[str, Any]:
+        return {"frames": self.model.frame_spec}
+
+    def potential(self, state: StateView) -> np.ndarray:
+        """Φ(s) = progress of the state's frame, ``(B,)``."""
+        frames = state.raw.get("frame") if hasattr(state.raw, "get") else None
+        if frames is None:
+            raise ValueError("the perceptual reward needs camera frames in state.raw['frame']: make the env with "
+                             "gym.make/make_vec (they render frames for sources that require them)")
+        return self.model.progress(np.asarray(frames))
+
+    def compute(self, state: StateView, action: Any) -> tuple[Any, Terms]:
+        progress = self.potential(state)
+        return progress, {"progress": progress}
+
+    def __repr__(self) -> str:
+        return f"PerceptualReward({self.path or self.model.task}, K={self.model.num_steps})"
