@@ -53,8 +53,13 @@ class TrainSpec:
         track: ``None``, ``"tensorboard"`` or ``"wandb"``.
         trusted: run reward program files without the sandbox.
         checkpoint_every_s: seconds between periodic checkpoints.
-        shaping: potential-based shaping (``"expert"`` or a program path with
-            ``compute_potential``), applied with the agent's own gamma.
+        shaping: potential-based shaping (``"expert"``, a program path with
+            ``compute_potential``, a perceptual model ``.pt`` or a trained run directory),
+            applied with the agent's own gamma.
+        intrinsic: ``None`` or ``"oni"``: add ONI's learned intrinsic reward (term ``oni``)
+            to ``reward`` (:mod:`rewardgym.intrinsic`); its label store and stats live in
+            the run directory, so a resumed run re-uses its labels.
+        oni: :class:`rewardgym.intrinsic.OniOptions` fields (model, annotator, beta, goal ...).
     """
 
     task: str
@@ -70,13 +75,15 @@ class TrainSpec:
     trusted: bool = False
     checkpoint_every_s: float = 60.0
     shaping: str | None = None
+    intrinsic: str | None = None
+    oni: dict[str, Any] = field(default_factory=dict)
 
     def to_config(self) -> dict[str, Any]:
         return {"task": self.task, "reward": self.reward, "steps": self.steps, "algo": self.algo,
                 "num_envs": self.num_envs, "seed": self.seed, "device": self.device,
                 "hyperparams": self.hyperparams, "asynchronous": self.asynchronous, "track": self.track,
                 "trusted": self.trusted, "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
-                "rewardgym_version": rewardgym.__version__}
+                "intrinsic": self.intrinsic, "oni": self.oni, "rewardgym_version": rewardgym.__version__}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "TrainSpec":
@@ -165,7 +172,8 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     task = get_task(spec.task)
     spec.task = task.id
     # Fail on a bad reward or bad hyper-parameters before creating anything on disk.
-    rewardgym.resolve_reward(spec.reward, task, trusted=spec.trusted)
+    _check_intrinsic(spec)
+    rewardgym.resolve_reward(_reward_spec(spec), task, trusted=spec.trusted)
     if spec.shaping:
         from rewardgym.rewards.shaping import resolve_potential
 
@@ -203,10 +211,11 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             cb(row)
 
     try:
-        if spec.algo == "ppo":
-            _train_ppo(spec, run, resume_from, notify)
-        else:
-            _train_sb3(spec, run, resume_from, notify)
+        with _intrinsic_rewards(spec, run):
+            if spec.algo == "ppo":
+                _train_ppo(spec, run, resume_from, notify)
+            else:
+                _train_sb3(spec, run, resume_from, notify)
     finally:
         tracker.close()
         run.plot_learning_curve()
@@ -215,8 +224,45 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
 
 def _make_env(spec: TrainSpec, gamma: float) -> gym.vector.VectorEnv:
     shaping = {"shaping": spec.shaping, "gamma": gamma} if spec.shaping else {}
-    return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=spec.reward,
+    return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=_reward_spec(spec),
                         asynchronous=spec.asynchronous, trusted=spec.trusted, **shaping)
+
+
+def _uses_oni(spec: TrainSpec) -> bool:
+    return spec.intrinsic == "oni" or "oni" in spec.reward.replace("*", " ").replace("+", " ").replace("-", " ").split()
+
+
+def _reward_spec(spec: TrainSpec) -> str:
+    """The reward string the envs get: ``reward`` plus ``oni`` with ``intrinsic="oni"``."""
+    if spec.intrinsic == "oni" and not _uses_oni(TrainSpec(task=spec.task, reward=spec.reward)):
+        return f"{spec.reward} + oni"
+    return spec.reward
+
+
+def _check_intrinsic(spec: TrainSpec) -> None:
+    if spec.intrinsic not in (None, "oni"):
+        raise ValueError(f"unknown intrinsic reward {spec.intrinsic!r}; --intrinsic takes 'oni'")
+    if _uses_oni(spec):
+        from rewardgym.intrinsic.oni import OniOptions, validate
+
+        validate(OniOptions.from_dict(spec.oni))
+
+
+@contextmanager
+def _intrinsic_rewards(spec: TrainSpec, run: RunDir) -> Iterator[None]:
+    """ONI's options for the envs built inside (label store and stats in the run directory)."""
+    if not _uses_oni(spec):
+        yield
+        return
+    from rewardgym.intrinsic.oni import OniOptions, close_all, oni_options
+
+    options = {"store_path": str(run.path / "oni_labels.sqlite"), "stats_path": str(run.path / "oni_stats.json"),
+               "transcript_path": str(run.path / "oni_llm_transcript.jsonl"), **spec.oni}
+    try:
+        with oni_options(OniOptions.from_dict(options)):
+            yield
+    finally:
+        close_all()  # stops the annotation and trainer threads, writes the final stats
 
 
 def save_ppo_checkpoint(agent, spec: TrainSpec, run: RunDir, name: str = "latest.pt") -> Path:
@@ -271,6 +317,10 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             def callback(metrics: dict[str, Any]) -> bool:
                 nonlocal last_ckpt
                 row = {k: v for k, v in metrics.items()}
+                if _uses_oni(spec):  # annotation backlog, labels, coverage beside the training metrics
+                    from rewardgym.intrinsic.oni import metrics as oni_metrics
+
+                    row.update(oni_metrics())
                 run.append_metrics([row])
                 notify(row)
                 if time.perf_counter() - last_ckpt >= spec.checkpoint_every_s:
@@ -296,7 +346,7 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     from rewardgym.agents.sb3 import EpisodeStatsLog, make_sb3_vec_env, save_sb3_checkpoint, sb3_callback
 
     gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
-    env = make_sb3_vec_env(spec.task, spec.reward, spec.num_envs, spec.seed, trusted=spec.trusted,
+    env = make_sb3_vec_env(spec.task, _reward_spec(spec), spec.num_envs, spec.seed, trusted=spec.trusted,
                            shaping=spec.shaping, gamma=gamma)
     try:
         device = "cpu" if spec.device == "auto" else spec.device

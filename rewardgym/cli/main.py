@@ -138,6 +138,31 @@ def _load_config_file(path: Path) -> dict:
     return data
 
 
+def _oni_options(intrinsic: Optional[str], oni_model: str, annotator: str, beta: float, goal: Optional[str],
+                 extra: list[str], model: Optional[str], base_url: Optional[str]) -> dict:
+    """``TrainSpec.oni`` from the train command's ONI options (empty without --intrinsic)."""
+    import json
+
+    if intrinsic is None:
+        return {}
+    options: dict = {"model": oni_model, "annotator": annotator, "beta": beta}
+    if goal:
+        options["goal"] = goal
+    if model:
+        options["llm_model"] = model
+    if base_url:
+        options["base_url"] = base_url
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--oni-option {item!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
 @app.command()
 def train(
     task: Optional[str] = typer.Argument(None, help="Task id (omit with --resume)."),
@@ -157,7 +182,25 @@ def train(
     checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="Seconds between checkpoints."),
     trusted: bool = typer.Option(False, "--trusted", help="Run reward program files without the sandbox."),
     shaping: Optional[str] = typer.Option(None, "--shaping", help="Potential-based shaping: expert | PROGRAM.py "
-                                          "with compute_potential (uses the agent's gamma)."),
+                                          "with compute_potential | MODEL.pt (perceptual progress) | RUN (its "
+                                          "value function); uses the agent's gamma."),
+    intrinsic: Optional[str] = typer.Option(None, "--intrinsic", help="Learned intrinsic reward added to --reward: "
+                                            "oni (LLM-labelled game messages, NetHack/MiniHack; term 'oni')."),
+    oni_model: str = typer.Option("classification", "--oni-model", help="ONI reward model: retrieval | "
+                                  "classification | ranking."),
+    annotator: str = typer.Option("embedding", "--annotator", help="ONI labeller: embedding (offline, packaged "
+                                  "sentence encoder) | llm (--model/--base-url/--api-key)."),
+    oni_beta: float = typer.Option(0.1, "--oni-beta", help="ONI intrinsic coefficient beta."),
+    goal: Optional[str] = typer.Option(None, "--goal", help="ONI goal description (embedding annotator: positives, "
+                                       "';' separates several; LLM: context line). Default: the task's."),
+    oni_option: list[str] = typer.Option([], "--oni-option", help="Further ONI option KEY=VALUE (JSON value), e.g. "
+                                         "count_exponent=1.0; see docs/ONI.md."),
+    model: Optional[str] = typer.Option(None, "--model", help="LLM model of the llm annotator "
+                                        "(default $REWARDGYM_LLM_MODEL)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible API root of the llm "
+                                           "annotator (default $OPENAI_BASE_URL)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key of the llm annotator (default "
+                                          "$OPENAI_API_KEY; never written to the run directory)."),
 ) -> None:
     """Train an agent on TASK with an injected reward; writes a resumable run directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -169,6 +212,10 @@ def train(
 
     if resume is None and task is None:
         _fail("give a TASK to train on, or --resume RUN")
+    if api_key:  # the LLM annotator's key: from the environment, never from config.json
+        import os
+
+        os.environ["OPENAI_API_KEY"] = api_key
     if resume is not None:
         try:
             spec = training.TrainSpec.from_config(training.RunDir.open(resume).config())
@@ -179,7 +226,9 @@ def train(
         spec = training.TrainSpec(task=spec_task, reward=reward, steps=steps, algo=algo, num_envs=num_envs,
                                   seed=seed, device=device, track=track, asynchronous=asynchronous,
                                   trusted=trusted, checkpoint_every_s=checkpoint_every, shaping=shaping,
-                                  hyperparams=_load_config_file(config) if config else {})
+                                  hyperparams=_load_config_file(config) if config else {},
+                                  intrinsic=intrinsic, oni=_oni_options(intrinsic, oni_model, annotator, oni_beta,
+                                                                        goal, oni_option, model, base_url))
         if config is not None and algo == "ppo":  # report bad keys against the file they came from
             from rewardgym.agents.ppo import PPOConfig
 

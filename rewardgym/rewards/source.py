@@ -243,6 +243,8 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False) -> Reward
             raise ValueError(f"task {task.id} has no expert reward program")
         # Shipped programs are validated like any other: they prove the sandbox admits real rewards.
         return RewardProgram.from_file(task.expert_path, view=task.view, name="expert")
+    if text == "oni" and text not in SOURCE_FACTORIES:
+        import rewardgym.intrinsic  # noqa: F401 - registers "oni" (imported on use: it is not small)
     if text in SOURCE_FACTORIES:
         return SOURCE_FACTORIES[text](task)
     if text.endswith(".py") and " " not in text and "*" not in text:
@@ -252,7 +254,7 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False) -> Reward
     parts = _split_sum(text)
     if len(parts) > 1 or (parts and parts[0][0] != 1.0):
         return WeightedSum([(w, resolve_reward(name, task, trusted)) for w, name in parts])
-    known = ["env", "sparse", "expert", *SOURCE_FACTORIES]
+    known = ["env", "sparse", "expert", *sorted(set(SOURCE_FACTORIES) | {"oni"})]
     raise ValueError(f"unknown reward {spec!r}: use one of {', '.join(map(repr, known))}, a path to a "
                      f"reward program (.py) or a perceptual model (.pt, from `rewardgym demos fit`), or a "
                      f"weighted sum such as 'sparse + 0.1*my_reward.py'")
