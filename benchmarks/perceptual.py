@@ -108,6 +108,11 @@ def main() -> None:
     _plot(out, args)
 
 
+def plot_only(out: str, tasks: list[str], seeds: int = 3) -> None:
+    """Redraw ``perceptual.png`` from finished runs (every variant found) without training."""
+    _plot(Path(out), argparse.Namespace(tasks=tasks, seeds=seeds))
+
+
 def _plot(out: Path, args) -> None:
     import matplotlib
 
@@ -119,18 +124,18 @@ def _plot(out: Path, args) -> None:
     fig, axes = plt.subplots(1, len(args.tasks), figsize=(4.2 * len(args.tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], args.tasks):
         for variant, color in zip(VARIANTS, ("tab:orange", "tab:green", "tab:purple", "tab:blue")):
-            if variant not in args.variants:
-                continue
             for seed in range(args.seeds):
+                if not (out / f"{task}-{variant}-s{seed}" / "eval.json").is_file():
+                    continue  # not run (e.g. a variant left out with --variants)
                 rows = [m for m in RunDir(out / f"{task}-{variant}-s{seed}").metrics()
                         if m.get("success_rate") is not None]
                 ax.plot([m["global_step"] for m in rows], [m["success_rate"] for m in rows], color=color, alpha=0.8,
                         label=variant if seed == 0 else None)
+        ax.legend(fontsize=7)
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("success rate (training episodes)")
-    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "perceptual.png", dpi=100)
     print(f"\nwrote {out / 'perceptual.png'}")
