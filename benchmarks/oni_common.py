@@ -35,10 +35,26 @@ def parser(doc: str, steps: int, tasks: list[str], metric: str) -> argparse.Argu
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--beta", type=float, default=0.1, help="ONI intrinsic coefficient")
     p.add_argument("--annotator", default="embedding", choices=("embedding", "llm"))
+    p.add_argument("--oni-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="another OniOptions field (JSON value), e.g. count_exponent=2; repeatable")
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--out", default=f"runs/oni_{metric}")
     p.add_argument("--plot", default=None, help="PNG path (default docs/img/oni_<name>.png)")
     return p
+
+
+def oni_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--oni-option KEY=VALUE`` pairs as a dict (values parsed as JSON, else kept as text)."""
+    out = {}
+    for item in args.oni_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--oni-option {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def run_one(task: str, extrinsic: str, variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -48,10 +64,11 @@ def run_one(task: str, extrinsic: str, variant: str, seed: int, args: argparse.N
     result_path = out / name / "bench_result.json"
     if result_path.is_file():
         result = json.loads(result_path.read_text())
-        if result.get("steps") == args.steps and result.get("annotator", "embedding") == args.annotator:
+        if (result.get("steps") == args.steps and result.get("annotator", "embedding") == args.annotator
+                and result.get("oni_options", {}) == (oni_overrides(args) if variant != "none" else {})):
             return result
     oni = {} if variant == "none" else {"model": variant, "annotator": args.annotator, "beta": args.beta,
-                                        "seed": seed}
+                                        "seed": seed, **oni_overrides(args)}
     spec = TrainSpec(task=task, reward=extrinsic, steps=args.steps, num_envs=args.num_envs, seed=seed, device="cpu",
                      hyperparams=dict(HYPER), checkpoint_every_s=600, intrinsic=None if variant == "none" else "oni",
                      oni=oni)
@@ -66,6 +83,7 @@ def run_one(task: str, extrinsic: str, variant: str, seed: int, args: argparse.N
     last = rows[-1]
     result = {"task": task, "variant": variant, "seed": seed, "steps": args.steps, "wall_s": wall,
               "annotator": args.annotator, "beta": args.beta,
+              "oni_options": oni_overrides(args) if variant != "none" else {},
               "success_rate": last.get("success_rate"), "env_return": last.get("env_return"),
               "oni_term": last.get("terms/oni"), "fps": args.steps / wall,
               "curve": [(r["global_step"], r.get("success_rate"), r.get("env_return")) for r in rows],
@@ -141,7 +159,7 @@ def main(doc: str, name: str, tasks: list[str], extrinsic: str, steps: int, key:
                 print(f"{task} {variant:14s} seed {seed}: {label} {r[key]}  ({r['wall_s']:.0f} s, "
                       f"{r['fps']:.0f} steps/s)", flush=True)
     print(f"\n{args.steps} env steps per run, {args.seeds} seeds, PPO {HYPER}, {args.num_envs} envs, "
-          f"annotator {args.annotator}, beta {args.beta}; {(time.perf_counter() - start) / 60:.1f} min\n")
+          f"annotator {args.annotator}, beta {args.beta}, options {oni_overrides(args)}; {(time.perf_counter() - start) / 60:.1f} min\n")
     print(summarize(results, key, label))
     png = Path(args.plot or f"docs/img/oni_{name}.png")
     plot(results, 1 if key == "success_rate" else 2, label, png)

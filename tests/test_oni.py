@@ -21,6 +21,7 @@ from rewardgym.intrinsic import (AnnotationParseError, AnnotationService, Classi
                                  Label, LabelStore, LLMAnnotator, OniOptions, OniReward, OniSystem, OniWrapper,
                                  Preference, RankingModel, RetrievalModel, caption_key, close_all, normalize_caption,
                                  oni_options, parse_reply)
+from rewardgym.intrinsic.annotators import default_goal
 from rewardgym.intrinsic.encoder import CaptionEncoder
 from rewardgym.llm_rewards.client import LLMClient
 from rewardgym.testing import ScriptedOpenAIServer
@@ -207,13 +208,39 @@ def test_llm_preferences_for_ranking(tmp_path):
 
 
 def test_embedding_annotator_labels_by_similarity_to_the_goal(encoder):
-    annotator = EmbeddingAnnotator("You kill a monster. You defeat the enemy.", encoder=encoder)
+    annotator = EmbeddingAnnotator("You kill a monster.; You defeat the enemy.", encoder=encoder)
     labels = annotator.label(POSITIVE[:3] + NEGATIVE[:3])
     assert [lb.value for lb in labels] == [1.0] * 3 + [0.0] * 3
     assert all(-2 <= lb.score <= 2 for lb in labels)
     (pref,) = annotator.prefer([("It's a wall.", "You kill the newt!")])
     assert pref.value == 0.0
     assert EmbeddingAnnotator("find gold", encoder=encoder).config != annotator.config  # another fingerprint
+
+
+# Messages collected from MiniHack play, with the label a NetHack player would give them.
+# Each "no" shares words with its task's goal: the first labeller rewarded "This door is
+# locked.", which an agent farms by bumping into the door.
+MINIHACK_MESSAGES = {
+    "MiniHack-KeyRoom-S5": {"g - a key named The Master Key of Thievery.": 1,
+                            "You see here a key named The Master Key of Thievery.": 1,
+                            "This door is locked.": 0, "The stairs are solidly fixed to the floor.": 0,
+                            "It won't come off the hinges.": 0, "There is nothing here to pick up.": 0},
+    "MiniHack-MultiRoom-N2": {"The door opens.": 1, "The door resists!": 0,
+                              "You can't move diagonally into an intact doorway.": 0},
+    "MiniHack-River": {"You push the boulder into the water.  Now you can cross it!": 1,
+                       "You try to move the boulder, but in vain.": 0,
+                       "You try to crawl out of the water.  Pheew!  That was close.": 0},
+    "MiniHack-CorridorBattle": {"You kill the giant rat!  The giant rat bites!": 1, "The giant rat bites!": 0,
+                                "You miss the giant rat.  The giant rat bites!": 0, "You miss the giant rat.": 0},
+}
+
+
+@pytest.mark.parametrize("task", sorted(MINIHACK_MESSAGES))
+def test_embedding_annotator_labels_minihack_messages(encoder, task):
+    annotator = EmbeddingAnnotator(default_goal(f"rewardgym/{task}-v0"), encoder=encoder)
+    messages = MINIHACK_MESSAGES[task]
+    labels = annotator.label(list(messages))
+    assert {lb.caption: lb.value for lb in labels} == {m: float(v) for m, v in messages.items()}
 
 
 def test_embedding_annotator_throughput(encoder):
@@ -273,8 +300,9 @@ def test_ranking_learns_the_toy_preferences(encoder):
 # ------------------------------------------------------------------------------------------------
 def labelled_system(tmp_path, model="retrieval", **options) -> OniSystem:
     """A system restarted on a store that already holds two labels of its labeller."""
-    opts = OniOptions(model=model, store_path=str(tmp_path / "labels.sqlite"), count_exponent=1.0, beta=0.5,
-                      goal="You kill a monster.", **options)
+    options = {"count_exponent": 1.0, **options}
+    opts = OniOptions(model=model, store_path=str(tmp_path / "labels.sqlite"), beta=0.5, goal="You kill a monster.",
+                      **options)
     first = OniSystem(opts, MINIHACK)
     first.store.put_labels([Label("You kill the newt!", 1.0), Label("It's a wall.", 0.0)])
     first.close()
@@ -298,6 +326,24 @@ def test_oni_reward_counts_normalises_and_never_waits(tmp_path):
         assert system.wait_until_scored(20)
         assert caption_key("\ufffd\ufffd") in system.scores  # and it was labelled like any other caption
         assert system.stats()["oni/step_coverage"] > 0
+    finally:
+        system.close()
+
+
+def test_a_repeated_progress_message_cannot_be_farmed(tmp_path):
+    """The exploit: bump into the same "progress" message every step. With the default
+    anti-repetition (α = 2) one episode of it pays at most ζ(2)·β ≈ 1.64·β; with α = 0.5
+    the same farming pays ~2·β·√N and grows without bound."""
+    system = labelled_system(tmp_path, count_exponent=OniOptions().count_exponent)
+    try:
+        source = OniReward(rewardgym.get_task(MINIHACK), system.options, system=system)
+        kill = "You kill the newt!"
+        source.rewards_for([kill])
+        assert system.wait_until_scored(20)
+        source.on_episode_start(np.array([0]))
+        farmed = sum(float(source.rewards_for([kill])[0]) for _ in range(300))
+        assert 0.5 <= farmed <= 0.5 * np.pi ** 2 / 6  # beta = 0.5, first payment 0.5
+        assert 0.5 * sum(n ** -0.5 for n in range(1, 301)) > 10 * farmed  # what α = 0.5 would have paid
     finally:
         system.close()
 

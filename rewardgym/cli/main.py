@@ -194,7 +194,7 @@ def train(
     goal: Optional[str] = typer.Option(None, "--goal", help="ONI goal description (embedding annotator: positives, "
                                        "';' separates several; LLM: context line). Default: the task's."),
     oni_option: list[str] = typer.Option([], "--oni-option", help="Further ONI option KEY=VALUE (JSON value), e.g. "
-                                         "count_exponent=1.0; see docs/ONI.md."),
+                                         "count_exponent=0.5; see docs/ONI.md."),
     model: Optional[str] = typer.Option(None, "--model", help="LLM model of the llm annotator "
                                         "(default $REWARDGYM_LLM_MODEL)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible API root of the llm "

@@ -218,23 +218,32 @@ class LLMAnnotator(Annotator):
 
 
 # Default goal descriptions for the embedding annotator (positives) and what is not progress.
-NETHACK_GOAL = ("You kill a monster. You defeat the enemy. You find gold. You pick up a useful item. "
-                "You go down the stairs to a deeper dungeon level. You gain experience and reach a new level. "
-                "You open a door. You find a hidden passage. You eat and are no longer hungry.")
+# One sentence per anchor: the score is the *max* cosine over anchors, and a long paragraph
+# embeds as the average of its topics, so "You kill the jackal!" would match it weakly.
+NETHACK_GOAL = ("You kill a monster.; You defeat the enemy.; You find gold.; You pick up a useful item.; "
+                "You go down the stairs to a deeper dungeon level.; You gain experience and reach a new level.; "
+                "You open a door.; You find a hidden passage.; You eat and are no longer hungry.")
+# NetHack's everyday "that did not work" messages. Without them, messages that share words
+# with a goal ("This door is locked." vs "You open a door.") score as progress, and an agent
+# farms them by bumping into the same locked door (the anti-repetition count only slows this).
 NETHACK_NEGATIVES = (
-    "It's a wall. It's solid stone. You can't move there.",
-    "Nothing happens. You see nothing special here. Never mind.",
-    "The monster bites you. You are hit. You feel weak and hungry.",
-    "Unknown command. Are you sure? Really attack?",
-    "Hello, welcome to the game. You are a neutral human monk.",
+    "It's a wall.", "It's solid stone.", "You can't move there.",
+    "Nothing happens.", "You see nothing special here.", "Never mind.", "There is nothing here to pick up.",
+    "This door is locked.", "The door is closed.", "The door resists!", "It won't come off the hinges.",
+    "The stairs are solidly fixed to the floor.", "You can't go down here.",
+    "You can't move diagonally out of an intact doorway.", "You try to move the boulder, but in vain.",
+    "The monster bites!", "The monster misses!", "The monster just misses!", "You miss the monster.", "You are hit.", "Ouch! That hurts!", "You feel weak and hungry.",
+    "Pheew!  That was close.", "You try to crawl out of the water.",
+    "Unknown command.", "Are you sure?", "Really attack?",
+    "Hello, welcome to the game.", "You are a neutral human monk.",
 )
 TASK_GOALS = {
-    "MiniHack-KeyRoom-S5": "You pick up the key. You unlock the door. The door opens. You reach the stairs down.",
-    "MiniHack-River": ("You push the boulder into the water and it fills the river. Now you can cross it. "
-                       "You push the boulder. With great effort you move the boulder."),
-    "MiniHack-CorridorBattle": "You kill the rat! You destroy the monster. You hit the rat.",
-    "MiniHack-MultiRoom-N2": "The door opens. You open the door. You find a new room.",
-    "MiniHack-Room-5x5": "You reach the staircase down. There is a staircase down here.",
+    "MiniHack-KeyRoom-S5": "You pick up the key.; You unlock the door.; The door opens.; You reach the stairs down.",
+    "MiniHack-River": ("You push the boulder into the water and it fills the river.; Now you can cross it.; "
+                       "You push the boulder.; With great effort you move the boulder."),
+    "MiniHack-CorridorBattle": "You kill the monster!; You destroy the monster.; The monster is killed!",
+    "MiniHack-MultiRoom-N2": "The door opens.; You open the door.; You find a new room.",
+    "MiniHack-Room-5x5": "You reach the staircase down.; There is a staircase down here.",
 }
 
 
@@ -245,6 +254,15 @@ def default_goal(task_id: str | None) -> str:
         if short in TASK_GOALS:
             return TASK_GOALS[short]
     return NETHACK_GOAL
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _sentences(caption: str) -> list[str]:
+    """``"You kill the newt!  The jackal bites!"`` -> ``["You kill the newt!", "The jackal bites!"]``."""
+    parts = [p for p in _SENTENCE_END.split(caption.strip()) if p]
+    return parts or [caption]
 
 
 def _split(text: str | Sequence[str]) -> list[str]:
@@ -270,7 +288,7 @@ class EmbeddingAnnotator(Annotator):
     kind = "embedding"
 
     def __init__(self, goal: str | Sequence[str] = NETHACK_GOAL, negatives: str | Sequence[str] = NETHACK_NEGATIVES,
-                 margin: float = 0.0, tie_margin: float = 0.02, encoder: CaptionEncoder | None = None,
+                 margin: float = 0.1, tie_margin: float = 0.02, encoder: CaptionEncoder | None = None,
                  batch_size: int = 64):
         self.goal = _split(goal)
         self.negatives = _split(negatives)
@@ -288,17 +306,25 @@ class EmbeddingAnnotator(Annotator):
                 "negatives": self.negatives, "margin": self.margin}
 
     def scores(self, captions: Sequence[str]) -> np.ndarray:
-        """``max cos(c, goal) - max cos(c, negatives)`` per caption, ``(N,)``."""
+        """Per caption, the best of its sentences: ``max_i [max_j cos(s_i, goal_j) - max_k cos(s_i, neg_k)]``.
+
+        NetHack joins the messages of one turn ("You kill the jackal!  The newt bites!"); a
+        caption with one sign of progress in it is progress, so sentences are scored apart.
+        Returns ``(N,)`` float64.
+        """
         if self._anchors is None:
             pos = self.encoder.encode(self.goal)
             neg = self.encoder.encode(self.negatives) if self.negatives else np.zeros((0, pos.shape[1]), np.float32)
             self._anchors = (pos, neg)
         pos, neg = self._anchors
-        emb = self.encoder.encode(list(captions))
-        s = (emb @ pos.T).max(axis=1)
+        sentences = [_sentences(c) for c in captions]
+        flat = [t for parts in sentences for t in parts]
+        emb = self.encoder.encode(flat)
+        per_sentence = (emb @ pos.T).max(axis=1)
         if len(neg):
-            s = s - (emb @ neg.T).max(axis=1)
-        return s.astype(np.float64)
+            per_sentence = per_sentence - (emb @ neg.T).max(axis=1)
+        bounds = np.cumsum([0] + [len(parts) for parts in sentences])
+        return np.maximum.reduceat(per_sentence, bounds[:-1]).astype(np.float64)
 
     def label(self, captions: Sequence[str]) -> list[Label | None]:
         s = self.scores(captions)

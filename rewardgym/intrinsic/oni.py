@@ -69,7 +69,9 @@ class OniOptions:
         model: ``"retrieval"`` | ``"classification"`` | ``"ranking"``.
         annotator: ``"embedding"`` (offline, default) | ``"llm"``.
         beta: intrinsic coefficient β (the term ``oni`` is ``beta * ...``).
-        count_exponent: α in ``1 / N(c) ** α`` (0: no anti-repetition).
+        count_exponent: α in ``1 / N(c) ** α`` (0: no anti-repetition). The default 2 bounds
+            what one caption can pay in an episode to ζ(2) ≈ 1.64 times its first payment;
+            with α ≤ 1 the sum grows without bound and a repeatable message can be farmed.
         count_scope: ``"episode"`` (Motif) | ``"global"`` (over the whole run) | ``"none"``.
         threshold: ε on the normalised score (None: 0.5 for retrieval/classification).
         threshold_quantile: ε as this quantile of the normalised scores of the captions
@@ -97,13 +99,13 @@ class OniOptions:
     model: str = "classification"
     annotator: str = "embedding"
     beta: float = 0.1
-    count_exponent: float = 0.5
+    count_exponent: float = 2.0
     count_scope: str = "episode"
     threshold: float | None = None
     threshold_quantile: float | None = None
     goal: str | None = None
     negatives: list[str] | None = None
-    margin: float = 0.0
+    margin: float = 0.1
     store_path: str | None = None
     stats_path: str | None = None
     llm_model: str | None = None
