@@ -171,6 +171,15 @@ def test_value_function_of_a_trained_run_is_a_shaping_potential(tmp_path):
                                          "rewardgym/MetaWorld-Push-v0"):
         gym.make("rewardgym/MetaWorld-Push-v0", reward="sparse", shaping=str(run.path), gamma=0.99)
 
+    # the same run demonstrates: its policy drives `demos collect --from-run`; this barely
+    # trained one does not succeed, which is reported with the count, never saved as demos
+    from rewardgym.perceptual.demos import DemoError, collect
+
+    with pytest.raises(DemoError, match=r"only 0 of 2 demonstration episodes succeeded"):
+        collect(task, episodes=1, from_run=run.path, max_attempts=2, after_success=0)
+    with pytest.raises(DemoError, match="trained task 'rewardgym/MetaWorld-Reach-v0', not 'rewardgym/MetaWorld-Push-v0'"):
+        collect("rewardgym/MetaWorld-Push-v0", episodes=1, from_run=run.path)
+
 
 def test_cli_collects_and_fits(tmp_path):
     from typer.testing import CliRunner
