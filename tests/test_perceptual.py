@@ -130,6 +130,20 @@ def test_bad_inputs_get_clear_errors(model_path, demos, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"nope")
     with pytest.raises(ValueError, match="junk.pt: not a rewardgym perceptual reward model"):
         gym.make(TASK, reward=str(tmp_path / "junk.pt"))
+    # a model file from someone else must not run code when loaded (pickle's __reduce__)
+    marker = tmp_path / "pwned"
+    torch.save({"kind": "rewardgym-perceptual-model", "x": _RunsCode(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="evil.pt: not a rewardgym perceptual reward model"):
+        PerceptualModel.load(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+class _RunsCode:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
 
 
 def test_pretrained_features_load_user_weights_and_reject_another_architecture(tmp_path, demos):

@@ -39,7 +39,7 @@ from rewardgym.perceptual.demos import DemoError, Demos
 from rewardgym.perceptual.features import (PretrainedFeatures, TCNEncoder, TorchScriptFeatures, embed, to_tensor,
                                            train_tcn)
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: arrays stored as tensors, so loading never unpickles code (weights_only)
 
 
 def segment(features: np.ndarray, k: int, min_length: int = 2) -> np.ndarray:
@@ -272,8 +272,10 @@ class PerceptualModel:
         state = self.encoder.state_dict() if self.encoder_config["kind"] == "tcn" else None
         payload = {"format": MODEL_FORMAT, "kind": "rewardgym-perceptual-model", "task": self.task,
                    "frame_spec": self.frame_spec.as_dict(), "encoder_config": self.encoder_config,
-                   "encoder_state": state, "mean": self.mean, "std": self.std, "selected": self.selected,
-                   "coef": self.coef, "bias": self.bias, "report": self.report}
+                   "encoder_state": state, "mean": torch.from_numpy(np.asarray(self.mean)),
+                   "std": torch.from_numpy(np.asarray(self.std)), "selected": torch.from_numpy(np.asarray(self.selected)),
+                   "coef": torch.from_numpy(np.asarray(self.coef)), "bias": torch.from_numpy(np.asarray(self.bias)),
+                   "report": self.report}
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         path = Path(path)
@@ -288,9 +290,12 @@ class PerceptualModel:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such perceptual reward model")
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
+            # weights_only: a model file is a shareable artifact; loading it must not run code.
+            payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
-            raise ValueError(f"{path}: not a rewardgym perceptual reward model ({type(exc).__name__}: {exc})") from None
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ValueError(f"{path}: not a rewardgym perceptual reward model of format {MODEL_FORMAT} "
+                             f"({type(exc).__name__}: {first_line}); refit it with `rewardgym demos fit`") from None
         if not isinstance(payload, dict) or payload.get("kind") != "rewardgym-perceptual-model":
             raise ValueError(f"{path}: not a rewardgym perceptual reward model (fit one with `rewardgym demos fit`)")
         if payload.get("format") != MODEL_FORMAT:
@@ -305,8 +310,9 @@ class PerceptualModel:
             encoder = TorchScriptFeatures(config["weights"], config["input_size"])
         else:
             encoder = PretrainedFeatures(config["arch"], config["weights"], config["input_size"])
-        return cls(payload["task"], FrameSpec(**payload["frame_spec"]), encoder, config, payload["mean"],
-                   payload["std"], payload["selected"], payload["coef"], payload["bias"], payload.get("report", {}))
+        arrays = {k: payload[k].numpy() for k in ("mean", "std", "selected", "coef", "bias")}
+        return cls(payload["task"], FrameSpec(**payload["frame_spec"]), encoder, config, arrays["mean"],
+                   arrays["std"], arrays["selected"], arrays["coef"], arrays["bias"], payload.get("report", {}))
 
 
 def is_perceptual_model(path: str | Path) -> bool:
