@@ -7,9 +7,13 @@ training success rate over the last 100 episodes and writes docs/img/oni_minihac
     python benchmarks/oni_minihack.py --tasks rewardgym/MiniHack-KeyRoom-S5-v0        # 30k steps, 4 x 3 runs
     python benchmarks/oni_minihack.py --tasks rewardgym/MiniHack-MultiRoom-N2-v0 --steps 20000 \
         --variants none classification
-    python benchmarks/oni_minihack.py --tasks rewardgym/MiniHack-River-v0 --steps 60000
+    python benchmarks/oni_minihack.py --tasks rewardgym/MiniHack-River-v0 --steps 50000 \
+        --variants none retrieval classification
+    python benchmarks/oni_minihack.py ... --oni-option count_exponent=0.5   # any OniOptions field
 
-Budget: 30k env steps per run by default (1.2-3 min each on 2 CPU cores shared with other jobs).
+Budget: 30k env steps per run by default (about 80 s each on 2 quiet CPU cores).
+Finished runs (``bench_result.json`` with the same steps, annotator and options) are read
+back, not retrained; "extrinsic only" runs are shared by every option setting.
 """
 
 import sys
