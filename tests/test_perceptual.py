@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import rewardgym  # noqa: F401 - registers the ids
+from rewardgym.agents.runs import RunError
 from rewardgym.envs.frames import FrameRenderer, FrameSpec
 from rewardgym.perceptual import DemoError, Demos, PerceptualModel, collect
 from rewardgym.perceptual.model import segment
@@ -135,6 +136,9 @@ def test_bad_inputs_get_clear_errors(model_path, demos, tmp_path):
     torch.save({"kind": "rewardgym-perceptual-model", "x": _RunsCode(str(marker))}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="evil.pt: not a rewardgym perceptual reward model"):
         PerceptualModel.load(tmp_path / "evil.pt")
+    # shaping= tells a perceptual model from a PPO checkpoint by reading the file: safely too
+    with pytest.raises(RunError, match="is not a rewardgym run"):
+        gym.make(TASK, reward="sparse", shaping=str(tmp_path / "evil.pt"), gamma=0.99)
     assert not marker.exists()
 
 

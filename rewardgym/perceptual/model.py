@@ -40,6 +40,7 @@ from rewardgym.perceptual.features import (PretrainedFeatures, TCNEncoder, Torch
                                            train_tcn)
 
 MODEL_FORMAT = 2  # 2: arrays stored as tensors, so loading never unpickles code (weights_only)
+_ARRAYS = ("mean", "std", "selected", "coef", "bias")  # the model's numpy fields, stored as tensors
 
 
 def segment(features: np.ndarray, k: int, min_length: int = 2) -> np.ndarray:
@@ -272,10 +273,8 @@ class PerceptualModel:
         state = self.encoder.state_dict() if self.encoder_config["kind"] == "tcn" else None
         payload = {"format": MODEL_FORMAT, "kind": "rewardgym-perceptual-model", "task": self.task,
                    "frame_spec": self.frame_spec.as_dict(), "encoder_config": self.encoder_config,
-                   "encoder_state": state, "mean": torch.from_numpy(np.asarray(self.mean)),
-                   "std": torch.from_numpy(np.asarray(self.std)), "selected": torch.from_numpy(np.asarray(self.selected)),
-                   "coef": torch.from_numpy(np.asarray(self.coef)), "bias": torch.from_numpy(np.asarray(self.bias)),
-                   "report": self.report}
+                   "encoder_state": state, "report": self.report,
+                   **{name: torch.from_numpy(np.asarray(getattr(self, name))) for name in _ARRAYS}}
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         path = Path(path)
@@ -289,14 +288,8 @@ class PerceptualModel:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such perceptual reward model")
-        try:
-            # weights_only: a model file is a shareable artifact; loading it must not run code.
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ValueError(f"{path}: not a rewardgym perceptual reward model of format {MODEL_FORMAT} "
-                             f"({type(exc).__name__}: {first_line}); refit it with `rewardgym demos fit`") from None
-        if not isinstance(payload, dict) or payload.get("kind") != "rewardgym-perceptual-model":
+        payload = _read_payload(path)
+        if not _is_model_payload(payload):
             raise ValueError(f"{path}: not a rewardgym perceptual reward model (fit one with `rewardgym demos fit`)")
         if payload.get("format") != MODEL_FORMAT:
             raise ValueError(f"{path}: perceptual model format {payload.get('format')!r} is not supported "
@@ -310,11 +303,30 @@ class PerceptualModel:
             encoder = TorchScriptFeatures(config["weights"], config["input_size"])
         else:
             encoder = PretrainedFeatures(config["arch"], config["weights"], config["input_size"])
-        arrays = {k: payload[k].numpy() for k in ("mean", "std", "selected", "coef", "bias")}
-        return cls(payload["task"], FrameSpec(**payload["frame_spec"]), encoder, config, arrays["mean"],
-                   arrays["std"], arrays["selected"], arrays["coef"], arrays["bias"], payload.get("report", {}))
+        return cls(payload["task"], FrameSpec(**payload["frame_spec"]), encoder, config,
+                   **{name: payload[name].numpy() for name in _ARRAYS}, report=payload.get("report", {}))
+
+
+def _read_payload(path: Path) -> Any:
+    """``torch.load`` with ``weights_only``: a model file is a shareable artifact; loading it must not run code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"{path}: not a rewardgym perceptual reward model of format {MODEL_FORMAT} "
+                         f"({type(exc).__name__}: {first_line}); refit it with `rewardgym demos fit`") from None
+
+
+def _is_model_payload(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("kind") == "rewardgym-perceptual-model"
 
 
 def is_perceptual_model(path: str | Path) -> bool:
-    """Whether ``path`` names a perceptual model file (by suffix; the content is checked on load)."""
-    return str(path).endswith(".pt")
+    """Whether ``path`` is a perceptual model file (read safely; anything unreadable is not one).
+
+    Used by ``shaping=`` to tell a perceptual model from a PPO checkpoint, both ``.pt``.
+    """
+    try:
+        return Path(path).is_file() and _is_model_payload(_read_payload(Path(path)))
+    except ValueError:
+        return False

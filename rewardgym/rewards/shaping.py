@@ -21,6 +21,7 @@ and shows that ignoring termination or using another γ changes the optimal poli
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -76,13 +77,11 @@ def resolve_potential(spec: Any, task: "TaskSpec", trusted: bool = False) -> Cal
     """Φ for ``shaping=``: ``"expert"``, a program path with ``compute_potential``, a program, or a callable."""
     from rewardgym.rewards.program import RewardProgram
 
-    from pathlib import Path
-
     if isinstance(spec, RewardProgram):
         program = spec
     elif callable(spec):
         return spec
-    elif isinstance(spec, (str, Path)) and str(spec).endswith(".pt") and _is_perceptual(spec):
+    elif isinstance(spec, (str, Path)) and str(spec).endswith(".pt") and _is_perceptual_model(spec):
         from rewardgym.perceptual.reward import PerceptualReward
 
         return PerceptualReward(spec, task).potential
@@ -103,14 +102,10 @@ def resolve_potential(spec: Any, task: "TaskSpec", trusted: bool = False) -> Cal
     return program.compute_potential
 
 
-def _is_perceptual(path: Any) -> bool:
-    import torch
+def _is_perceptual_model(path: Any) -> bool:
+    from rewardgym.perceptual.model import is_perceptual_model  # torch-heavy: imported on use
 
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001 - not ours to diagnose here; the loaders give the clear error
-        return False
-    return isinstance(payload, dict) and payload.get("kind") == "rewardgym-perceptual-model"
+    return is_perceptual_model(path)
 
 
 class ValuePotential:
@@ -127,8 +122,6 @@ class ValuePotential:
     """
 
     def __init__(self, run: Any, task: "TaskSpec"):
-        from pathlib import Path
-
         import gymnasium as gym
         import torch
 
