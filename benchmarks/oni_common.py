@@ -45,16 +45,12 @@ def parser(doc: str, steps: int, tasks: list[str], metric: str) -> argparse.Argu
 
 def oni_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """``--oni-option KEY=VALUE`` pairs as a dict (values parsed as JSON, else kept as text)."""
-    out = {}
-    for item in args.oni_option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--oni-option {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+    from rewardgym.intrinsic.oni import OniOptions
+
+    try:
+        return OniOptions.parse_assignments(args.oni_option)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def run_one(task: str, extrinsic: str, variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:

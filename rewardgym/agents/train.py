@@ -228,13 +228,17 @@ def _make_env(spec: TrainSpec, gamma: float) -> gym.vector.VectorEnv:
                         asynchronous=spec.asynchronous, trusted=spec.trusted, **shaping)
 
 
+def _reward_names_oni(reward: str) -> bool:
+    return "oni" in reward.replace("*", " ").replace("+", " ").replace("-", " ").split()
+
+
 def _uses_oni(spec: TrainSpec) -> bool:
-    return spec.intrinsic == "oni" or "oni" in spec.reward.replace("*", " ").replace("+", " ").replace("-", " ").split()
+    return spec.intrinsic == "oni" or _reward_names_oni(spec.reward)
 
 
 def _reward_spec(spec: TrainSpec) -> str:
     """The reward string the envs get: ``reward`` plus ``oni`` with ``intrinsic="oni"``."""
-    if spec.intrinsic == "oni" and not _uses_oni(TrainSpec(task=spec.task, reward=spec.reward)):
+    if spec.intrinsic == "oni" and not _reward_names_oni(spec.reward):
         return f"{spec.reward} + oni"
     return spec.reward
 

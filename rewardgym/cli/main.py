@@ -141,8 +141,6 @@ def _load_config_file(path: Path) -> dict:
 def _oni_options(intrinsic: Optional[str], oni_model: str, annotator: str, beta: float, goal: Optional[str],
                  extra: list[str], model: Optional[str], base_url: Optional[str]) -> dict:
     """``TrainSpec.oni`` from the train command's ONI options (empty without --intrinsic)."""
-    import json
-
     if intrinsic is None:
         return {}
     options: dict = {"model": oni_model, "annotator": annotator, "beta": beta}
@@ -152,14 +150,12 @@ def _oni_options(intrinsic: Optional[str], oni_model: str, annotator: str, beta:
         options["llm_model"] = model
     if base_url:
         options["base_url"] = base_url
-    for item in extra:
-        key, sep, value = item.partition("=")
-        if not sep:
-            _fail(f"--oni-option {item!r}: expected KEY=VALUE")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
+    from rewardgym.intrinsic.oni import OniOptions
+
+    try:
+        options.update(OniOptions.parse_assignments(extra))
+    except ValueError as exc:
+        _fail(str(exc))
     return options
 
 

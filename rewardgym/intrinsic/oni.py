@@ -142,6 +142,23 @@ class OniOptions:
         d["api_key"] = None
         return d
 
+    @staticmethod
+    def parse_assignments(items: Sequence[str], flag: str = "--oni-option") -> dict[str, Any]:
+        """``["count_exponent=0.5", "goal=You win"]`` -> ``{"count_exponent": 0.5, "goal": "You win"}``.
+
+        Values are parsed as JSON, else kept as text. Raises ValueError naming ``flag`` and the item.
+        """
+        out: dict[str, Any] = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
+            try:
+                out[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key.strip()] = value
+        return out
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "OniOptions":
         known = set(cls.__dataclass_fields__)
@@ -508,9 +525,8 @@ def oni_options(options: OniOptions | None = None, **changes: Any) -> Iterator[O
     """``with oni_options(model="ranking"): gym.make(..., reward="sparse + oni")``."""
     global _CURRENT
     previous = _CURRENT
-    _CURRENT = replace(options or _CURRENT, **changes)
     try:
-        yield _CURRENT
+        yield configure(options, **changes)
     finally:
         _CURRENT = previous
 

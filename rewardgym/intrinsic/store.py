@@ -223,29 +223,24 @@ class LabelStore:
         now = time.time()
         rows = [(self.fingerprint, caption_key(lb.caption), lb.caption, float(lb.value),
                  None if lb.score != lb.score else float(lb.score), lb.raw, now) for lb in labels]
-        if not rows:
-            return 0
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                self._conn.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        return len(rows)
+        return self._insert_or_replace("labels", rows)
 
     def put_preferences(self, prefs: Iterable[Preference]) -> int:
         """Insert or replace pair preferences (one transaction); returns how many were written."""
         now = time.time()
         rows = [(self.fingerprint, caption_key(p.caption_a), caption_key(p.caption_b), p.caption_a, p.caption_b,
                  float(p.value), p.raw, now) for p in prefs]
+        return self._insert_or_replace("preferences", rows)
+
+    def _insert_or_replace(self, table: str, rows: list[tuple]) -> int:
+        """Write ``rows`` into ``table`` in one transaction (all or none); returns how many."""
         if not rows:
             return 0
+        placeholders = ", ".join("?" * len(rows[0]))
         with self._lock:
             self._conn.execute("BEGIN")
             try:
-                self._conn.executemany("INSERT OR REPLACE INTO preferences VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({placeholders})", rows)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")

@@ -122,18 +122,6 @@ def scripted_policy(task_id: str) -> Callable[[np.ndarray], np.ndarray]:
                     f"trained run instead (rewardgym demos collect {task.short_name} --from-run RUN)")
 
 
-def find_task_env(env: Any) -> Any:
-    """The :class:`~rewardgym.envs.task.TaskEnv` inside a ``gym.make("rewardgym/...")`` env."""
-    from rewardgym.envs.task import TaskEnv
-
-    inner = env
-    while not isinstance(inner, TaskEnv):
-        if not hasattr(inner, "env"):
-            raise TypeError(f"{env} is not a rewardgym task env")
-        inner = inner.env
-    return inner
-
-
 def _run_policy(run_path: str | Path, task_id: str) -> Callable[[np.ndarray], np.ndarray]:
     import gymnasium as gym
 
@@ -176,7 +164,7 @@ def collect(task_id: str, episodes: int = 10, from_run: str | Path | None = None
     policy = _run_policy(from_run, task.id) if from_run else scripted_policy(task.id)
     spec = FrameSpec.for_family(task.family, size=size, camera=camera)
     env = gym.make(task.id, reward="sparse")
-    task_env = find_task_env(env).require(frames=spec)
+    task_env = env.get_wrapper_attr("task_env").require(frames=spec)  # RewardInjection.task_env
     buffers: dict[str, list] = {k: [] for k in ("frames", "obs", "actions", "episode", "success")}
     kept, attempts = 0, 0
     max_attempts = max_attempts or 3 * episodes

@@ -127,6 +127,12 @@ IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
+def imagenet_input(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, 3, H, W)`` in [0, 1] -> resized to ``size``x``size`` and normalised as ImageNet networks expect."""
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return (x - IMAGENET_MEAN) / IMAGENET_STD
+
+
 class PretrainedFeatures(nn.Module):
     """A torchvision classification network on user-supplied weights, classifier removed.
 
@@ -178,8 +184,7 @@ class PretrainedFeatures(nn.Module):
         self.input_size = int(input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
-        return self.net((x - IMAGENET_MEAN) / IMAGENET_STD)
+        return self.net(imagenet_input(x, self.input_size))
 
 
 class TorchScriptFeatures(nn.Module):
@@ -210,8 +215,7 @@ class TorchScriptFeatures(nn.Module):
         self.input_size = int(input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
-        return self.net((x - IMAGENET_MEAN) / IMAGENET_STD).flatten(1)
+        return self.net(imagenet_input(x, self.input_size)).flatten(1)
 
 
 @torch.no_grad()
