@@ -63,7 +63,8 @@ def torch_matmul():
 
 
 def _children_of(pid: int) -> list[tuple[int, str]]:
-    """(pid, state) of every process whose parent is ``pid``."""
+    """(pid, state) of every process whose parent is ``pid`` (other tests' idle reward workers,
+    which live as long as their programs, are not counted)."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -73,7 +74,7 @@ def _children_of(pid: int) -> list[tuple[int, str]]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid:
+        if int(fields[1]) == pid and "(rg-reward-wkr)" not in stat:
             out.append((int(entry.name), fields[0]))
     return out
 

@@ -178,11 +178,13 @@ def test_value_function_of_a_trained_run_is_a_shaping_potential(tmp_path):
 
     value = ValuePotential(run.path, rewardgym.envs.registry.get_task(task))
 
-    class _State:  # the potential reads only state.raw["obs"]
-        def __init__(self, obs):
-            self.raw = {"obs": np.asarray(obs, dtype=np.float32)[None]}
+    from rewardgym.envs.view import StateView
 
-    expected = 0.99 * value(_State(obs1))[0] - value(_State(obs0))[0]
+    def _state(obs):  # the potential reads only the raw batch's "obs"
+        return StateView(value_view, {"obs": np.asarray(obs, dtype=np.float32)[None], "env_reward": np.zeros(1)})
+
+    value_view = rewardgym.envs.registry.get_task(task).view
+    expected = 0.99 * value(_state(obs1))[0] - value(_state(obs0))[0]
     assert info["reward_terms"]["shaping"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
     env.close()
     with pytest.raises(ValueError, match="the run trained rewardgym/MetaWorld-Reach-v0, not "

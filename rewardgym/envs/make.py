@@ -47,29 +47,33 @@ def make_task_env(task_id: str, render_mode: str | None = None, state_in_info: b
 
 def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
              trusted: bool = False, shaping: Any = None, gamma: float | None = None,
-             **base_kwargs: Any) -> gym.Env:
+             reward_limits: Any = None, **base_kwargs: Any) -> gym.Env:
     """Single environment of ``task_id`` with ``reward`` injected (``gym.make`` entry point).
 
     Args:
         task_id: a ``rewardgym/...`` id (short forms accepted).
         reward: what :func:`~rewardgym.rewards.source.resolve_reward` accepts.
         render_mode: passed to the simulator (``"rgb_array"`` renders off-screen).
-        trusted: run reward program files as trusted code (skip the sandbox).
+        trusted: run reward program files as trusted code (skip the sandbox: no validation, no
+            worker process, no limits; your own code only).
         shaping: potential for potential-based shaping (``"expert"``, a program path with
             ``compute_potential``, or a callable); adds the term ``"shaping"``.
         gamma: the discount of the agent that will train on the env (required with ``shaping``).
+        reward_limits: per-call time and memory limits of untrusted reward programs
+            (:class:`~rewardgym.rewards.worker.ProgramLimits` or ``{"timeout_s": .., "memory_mb": ..}``).
         **base_kwargs: passed to the simulator's constructor.
     """
     task = get_task(task_id)
     _check_available(task)
-    source = with_shaping(resolve_reward(reward, task, trusted=trusted), shaping, gamma, task, trusted)
+    source = with_shaping(resolve_reward(reward, task, trusted=trusted, limits=reward_limits), shaping, gamma, task,
+                          trusted, reward_limits)
     env = make_task_env(task.id, render_mode=render_mode, requires=source.requires(), **base_kwargs)
     return RewardInjection(env, source)
 
 
 def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchronous: bool = False,
                  render_mode: str | None = None, trusted: bool = False, shaping: Any = None,
-                 gamma: float | None = None, **base_kwargs: Any) -> gym.vector.VectorEnv:
+                 gamma: float | None = None, reward_limits: Any = None, **base_kwargs: Any) -> gym.vector.VectorEnv:
     """Vector env of ``task_id`` with the reward computed once per batch (``gym.make_vec`` entry point).
 
     Args:
@@ -77,12 +81,15 @@ def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchron
         num_envs: number of environments ``B``.
         reward: what :func:`~rewardgym.rewards.source.resolve_reward` accepts.
         asynchronous: one process per env (``AsyncVectorEnv``) instead of in-process.
-        render_mode, trusted, shaping, gamma, **base_kwargs: as for :func:`make_env`.
+        render_mode, trusted, shaping, gamma, reward_limits, **base_kwargs: as for :func:`make_env`.
     """
     base_kwargs.pop("max_episode_steps", None)  # gym.make_vec forwards the spec's (None) limit
     task = get_task(task_id)
     _check_available(task)
-    source = with_shaping(resolve_reward(reward, task, trusted=trusted), shaping, gamma, task, trusted)
+    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    source = with_shaping(resolve_reward(reward, task, trusted=trusted, limits=reward_limits), shaping, gamma, task,
+                          trusted, reward_limits)
     env_fn = partial(make_task_env, task.id, render_mode=render_mode, state_in_info=asynchronous,
                      requires=source.requires(), **base_kwargs)
     if asynchronous:

@@ -19,6 +19,10 @@ from rewardgym.envs.view import StateView, ViewSpec
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "rewards" / "library"
 
+EXTRA_RAW_KEYS = ("frame", "obs")
+"""Raw readings added by :meth:`TaskEnv.require` for trusted sources (perceptual models,
+value potentials); no view field reads them, so reward programs never receive them."""
+
 
 class TaskUnavailableError(RuntimeError):
     """The task's simulator cannot run on this machine (missing optional package, no GPU)."""

@@ -23,7 +23,9 @@ boundary. ``state.prev.prev`` does not exist.
 from __future__ import annotations
 
 import difflib
+import types
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -44,6 +46,23 @@ class UnknownFieldError(AttributeError):
         )
         self.field = name
         self.view_name = view.name
+
+
+RESERVED_FIELD_NAMES = frozenset({"prev", "batch_size"})
+"""Names a view field may not take: they are the view's own attributes."""
+
+_RUNTIME_TYPES: tuple[type, ...] = (
+    np.ndarray, np.generic, np.float64, np.int64, np.bool_, np.str_, np.ufunc, str, bytes, dict,
+    list, tuple, set, frozenset, int, float, complex, bool, range, slice, type, map, filter, zip,
+    enumerate, reversed, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+    types.GeneratorType,
+)
+RUNTIME_ATTRIBUTE_NAMES: frozenset[str] = frozenset(
+    name for t in _RUNTIME_TYPES for name in dir(t) if not name.startswith("_"))
+"""Public attribute names of the values a reward program can hold (arrays, numbers, strings,
+containers, functions). A view field may not take one of these names: the sandbox accepts
+a field name as an attribute on any object (a helper's ``s.hand_pos``), which is safe only
+because no other object has an attribute of that name."""
 
 
 @dataclass(frozen=True)
@@ -97,19 +116,23 @@ def common_fields() -> list[Field]:
     ]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ViewSpec:
-    """The declared fields of one family's state view.
+    """The declared fields of one family's state view (immutable once built).
 
     Args:
         name: family name, e.g. ``"locomotion"``.
         doc: a paragraph that introduces the view (frames, conventions) for a reward writer.
         fields: the family's fields; :func:`common_fields` are appended automatically.
+            Stored as a read-only mapping: a view is shared by every env of the process.
     """
 
     name: str
     doc: str
-    fields: dict[str, Field] = field(default_factory=dict)
+    fields: Mapping[str, Field] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
 
     @classmethod
     def build(cls, name: str, doc: str, fields: list[Field]) -> "ViewSpec":
@@ -119,6 +142,13 @@ class ViewSpec:
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"view {name!r} declares fields twice: {sorted(dupes)}")
+        for f in all_fields:
+            if not f.name.isidentifier() or f.name.startswith("_") or f.name in RESERVED_FIELD_NAMES:
+                raise ValueError(f"view {name!r}: field name {f.name!r} is not allowed (it must be a public "
+                                 f"identifier other than {', '.join(sorted(RESERVED_FIELD_NAMES))})")
+            if f.name in RUNTIME_ATTRIBUTE_NAMES:
+                raise ValueError(f"view {name!r}: field name {f.name!r} shadows an attribute of arrays, "
+                                 f"numbers or containers (x.{f.name}); choose another name")
         return cls(name=name, doc=doc, fields={f.name: f for f in all_fields})
 
     def describe(self) -> str:
@@ -138,9 +168,16 @@ class ViewSpec:
 class StateView:
     """A batch of states, read through documented fields: ``state.hand_pos`` is ``(B, 3)``.
 
-    Fields are computed on first access and cached. ``state.prev`` is the view one step
-    earlier (see the module docstring). Asking for a field the view lacks raises
-    :class:`UnknownFieldError`, naming the field and listing the view's fields.
+    Fields are computed on first access and cached; numpy values are handed out
+    read-only, so a reward that writes into a field (``x = state.success; x |= True``,
+    ``np.add(a, b, out=state.score)``) fails at that line instead of changing what other
+    sources and the wrapper read. ``state.prev`` is the view one step earlier (see the
+    module docstring). Asking for a field the view lacks raises :class:`UnknownFieldError`,
+    naming the field and listing the view's fields.
+
+    The public attributes are exactly the fields, ``prev`` and ``batch_size``: the spec and
+    the raw batch are not reachable from a reward program (trusted code in rewardgym uses
+    :func:`view_spec` and :func:`raw_batch`).
     """
 
     __slots__ = ("_spec", "_raw", "_cache", "_prev_raw", "_prev")
@@ -162,16 +199,8 @@ class StateView:
         return self._prev
 
     @property
-    def spec(self) -> ViewSpec:
-        return self._spec
-
-    @property
-    def raw(self) -> RawBatch:
-        """The stacked raw readings the fields are computed from."""
-        return self._raw
-
-    @property
     def batch_size(self) -> int:
+        """``B``, the number of environments in the batch."""
         return len(self._raw["env_reward"])
 
     def __getattr__(self, name: str) -> Any:
@@ -181,22 +210,52 @@ class StateView:
         spec_field = self._spec.fields.get(name)
         if spec_field is None:
             raise UnknownFieldError(name, self._spec)
-        value = spec_field.compute(self._raw)
+        value = read_only(spec_field.compute(self._raw))
         cache[name] = value
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("state views are read-only")
 
-    def __dir__(self) -> list[str]:
-        return list(self._spec.fields) + ["prev"]
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("state views are read-only")
 
-    def as_dict(self) -> dict[str, Any]:
-        """Every field, computed (for inspection and debugging; rewards read attributes)."""
-        return {name: getattr(self, name) for name in self._spec.fields}
+    def __dir__(self) -> list[str]:
+        return list(self._spec.fields) + ["prev", "batch_size"]
 
     def __repr__(self) -> str:
         return f"StateView({self._spec.name}, B={self.batch_size}, fields={list(self._spec.fields)})"
+
+
+
+
+def view_spec(state: StateView) -> ViewSpec:
+    """The :class:`ViewSpec` of ``state`` (for rewardgym's trusted code; not reachable from programs)."""
+    return state._spec
+
+
+def raw_batch(state: StateView) -> RawBatch:
+    """The stacked raw readings ``state`` reads its fields from (trusted code only)."""
+    return state._raw
+
+
+def view_fields(state: StateView) -> dict[str, Any]:
+    """Every field of ``state``, computed (for inspection and debugging; rewards read attributes)."""
+    return {name: getattr(state, name) for name in state._spec.fields}
+
+
+def read_only(value: Any) -> Any:
+    """``value`` with numpy arrays made non-writeable (in place: fields are shared, not copied)."""
+    if isinstance(value, np.ndarray) and value.flags.writeable:
+        value.flags.writeable = False
+    return value
+
+
+def freeze_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """Make every numpy array of a raw batch non-writeable (in place) and return the batch."""
+    for value in batch.values():
+        read_only(value)
+    return batch
 
 
 def stack_raw(rows: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -226,9 +285,3 @@ def stack_raw(rows: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
 def select_rows(batch: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     """Rows ``rows`` (bool mask or index array) of every array in a raw batch."""
     return {k: v[rows] for k, v in batch.items()}
-
-
-def write_rows(dst: dict[str, np.ndarray], src: Mapping[str, np.ndarray], rows: np.ndarray) -> None:
-    """``dst[k][rows] = src[k][rows]`` for every key (in place)."""
-    for k, v in src.items():
-        dst[k][rows] = v[rows]

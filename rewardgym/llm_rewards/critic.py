@@ -188,6 +188,15 @@ def critique(program_text: str, task_id: str, workdir: str | Path, steps: int = 
         return fail("validate", reason, line, term)
     except RewardProgramError as exc:
         message = str(exc)
+        if exc.kind == "timeout":
+            return fail("timeout", f"{message}: compute_reward loops forever or is far too slow (loop over the "
+                                   f"batch? use vectorised numpy)", exc.line or _location(message, path),
+                        "compute_reward")
+        if exc.kind == "memory":
+            return fail("memory", f"{message}\ndo not build large arrays: compute on the (B, ...) state fields",
+                        exc.line or _location(message, path), "compute_reward")
+        if exc.kind == "crash":
+            return fail("crash", message, exc.line or _location(message, path), "compute_reward")
         stage = "load" if "error in loading" in message else "runtime"
         return fail(stage, message, _location(message, path), _term(message))
     except ProgramTimeout:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rewardgym.envs.view import StateView
+from rewardgym.envs.view import StateView, raw_batch
 from rewardgym.perceptual.model import PerceptualModel
 from rewardgym.rewards.source import RewardSource, Terms
 
@@ -44,7 +44,7 @@ class PerceptualReward(RewardSource):
 
     def potential(self, state: StateView) -> np.ndarray:
         """Φ(s) = progress of the state's frame, ``(B,)``."""
-        frames = state.raw.get("frame") if hasattr(state.raw, "get") else None
+        frames = raw_batch(state).get("frame")
         if frames is None:
             raise ValueError("the perceptual reward needs camera frames in state.raw['frame']: make the env with "
                              "gym.make/make_vec (they render frames for sources that require them)")

@@ -86,7 +86,7 @@ def _warnings(terms: list[TermStats]) -> list[str]:
 
 
 def _rollout(program_path: str, task_id: str, steps: int, num_envs: int, seed: int,
-             trusted: bool) -> dict[str, Any]:
+             trusted: bool, limits: dict[str, Any]) -> dict[str, Any]:
     """Child-process body: random-action rollouts with the program injected."""
     import gymnasium as gym
 
@@ -95,14 +95,14 @@ def _rollout(program_path: str, task_id: str, steps: int, num_envs: int, seed: i
     from rewardgym.rewards.program import RewardProgramError
 
     task = get_task(task_id)
-    env = gym.make_vec(task.id, num_envs=num_envs, reward=program_path, trusted=trusted)
+    env = gym.make_vec(task.id, num_envs=num_envs, reward=program_path, trusted=trusted, reward_limits=limits)
     try:
         return _rollout_loop(env, steps, seed)
     except RewardProgramError as exc:  # sent back whole: file, line and term survive the process boundary
         if isinstance(exc.__cause__, MemoryError):
             raise  # run_with_limits turns it into ProgramMemoryError
         return {"program_error": {"message": str(exc), "filename": exc.filename, "line": exc.line,
-                                  "term": exc.term}}
+                                  "term": exc.term, "kind": exc.kind}}
     finally:
         env.close()
 
@@ -149,11 +149,18 @@ def check_program(program: str | Path, task_id: str, steps: int = 200, num_envs:
         LimitExceeded: the child ran out of time or memory.
     """
     from rewardgym.rewards.limits import ChildError, run_with_limits
-    from rewardgym.rewards.program import RewardProgramError
+    from rewardgym.rewards.program import ProgramLimits, RewardProgramError
 
     from rewardgym.rewards.prelude import prelude_namespace
     from rewardgym.rewards.sandbox import validate_source
 
+    for option, value in (("steps", steps), ("num_envs", num_envs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{option} must be a positive integer, got {value!r}")
+    if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < float("inf")):
+        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+    if memory_mb is not None and (not isinstance(memory_mb, int) or memory_mb < 1):
+        raise ValueError(f"memory_mb must be a positive number of MiB (or None), got {memory_mb!r}")
     task = get_task(task_id)
     path = Path(program)
     if not path.is_file():
@@ -162,7 +169,9 @@ def check_program(program: str | Path, task_id: str, steps: int = 200, num_envs:
         validate_source(path.read_text(encoding="utf-8"), str(path),
                         allowed_globals=set(prelude_namespace("numpy")), view_fields=list(task.view.fields))
     try:
-        out = run_with_limits(_rollout, args=(str(program), task.id, steps, num_envs, seed, trusted),
+        limits = {"timeout_s": min(timeout_s, ProgramLimits().timeout_s),
+                  "memory_mb": memory_mb if memory_mb is not None else ProgramLimits().memory_mb}
+        out = run_with_limits(_rollout, args=(str(program), task.id, steps, num_envs, seed, trusted, limits),
                               timeout_s=timeout_s, memory_mb=memory_mb,
                               what=f"reward program {program} on {task.id}")
     except ChildError as exc:
@@ -171,7 +180,7 @@ def check_program(program: str | Path, task_id: str, steps: int = 200, num_envs:
         raise
     if "program_error" in out:
         err = out["program_error"]
-        raise RewardProgramError(err["message"], err["filename"], err["line"], err["term"])
+        raise RewardProgramError(err["message"], err["filename"], err["line"], err["term"], err.get("kind", "error"))
     stats = [_stats("reward", out["reward"])] + [_stats(k, v) for k, v in out["terms"].items()]
     return CheckReport(program=str(program), task=task.id, steps=steps, num_envs=num_envs,
                        episodes=out["episodes"], success_rate=out["success_rate"], terms=stats,

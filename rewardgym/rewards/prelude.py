@@ -29,15 +29,17 @@ Conventions (all helpers)
 
 The ``np`` namespace
 --------------------
-``prelude_namespace("numpy")`` binds ``np`` to numpy itself. ``prelude_namespace("torch")``
-binds ``np`` to a small numpy-like namespace over torch, built on ``array_api_compat.torch``
-(array-API semantics: ``axis=``/``keepdims=`` keywords, Python scalars in ``where``/``clip``)
-plus the numpy spellings reward code uses (``arctan2``, ``power``, ``linalg.norm(x,
-axis=-1)``, ``concatenate``, ``float64`` ...). Only the names in :data:`NUMPY_SUBSET`
-exist there; use the function forms (``np.sum(x, axis=-1)``), not array methods
-(``x.sum(axis=-1)``), and ``np.astype(x, np.float64)`` rather than ``x.astype``. Creation
-functions (``np.array``, ``np.zeros`` ...) default to ``float64`` for float data, as numpy
-does, and to the namespace's ``device``.
+Both backends give a program the same allow-list of names, :data:`NUMPY_SUBSET`, in a
+read-only :class:`Namespace`: ``prelude_namespace("numpy")`` binds each to numpy's own
+function, ``prelude_namespace("torch")`` to a function with numpy's semantics over torch,
+built on ``array_api_compat.torch`` (array-API semantics: ``axis=``/``keepdims=``
+keywords, Python scalars in ``where``/``clip``) plus the numpy spellings reward code uses
+(``arctan2``, ``power``, ``linalg.norm(x, axis=-1)``, ``concatenate``, ``float64`` ...).
+Nothing outside the list exists in either (``np.load`` is an ``AttributeError``). Use the
+function forms (``np.sum(x, axis=-1)``), not array methods (``x.sum(axis=-1)``), and
+``np.astype(x, np.float64)`` rather than ``x.astype``: they are the ones both backends
+share. Creation functions (``np.array``, ``np.zeros`` ...) default to ``float64`` for
+float data, as numpy does, and to the namespace's ``device``.
 """
 
 from __future__ import annotations
@@ -56,10 +58,14 @@ __all__ = [
     "distance", "norm", "sum_sq", "tolerance", "squash", "linear_ramp", "smooth_step",
     "angle_wrap", "angle_diff", "huber", "exp_decay", "quat_to_euler",
     "HELPERS",
+    "MATH_SUBSET",
     "NUMPY_SUBSET",
+    "Namespace",
     "SIGMOIDS",
     "describe_prelude",
+    "math_namespace",
     "prelude_namespace",
+    "warm_up",
 ]
 
 ArrayLike = Any
@@ -157,10 +163,19 @@ def _rows(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(a, lead + (cols,))).reshape(math.prod(lead), cols)
 
 
+def _ro(a: np.ndarray) -> np.ndarray:
+    """A read-only view (no copy): kernels see one array type whether or not the caller's
+    array was writeable (reward state fields are read-only), so each kernel compiles once."""
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
 def _np_elementwise(helper: str, **args: Any) -> tuple[list[np.ndarray], tuple[int, ...]]:
     arrays = {k: _f64(helper, k, v) for k, v in args.items()}
     shape = _broadcast(helper, {k: a.shape for k, a in arrays.items()})
-    return [_flat(a, shape) for a in arrays.values()], shape
+    return [_ro(_flat(a, shape)) for a in arrays.values()], shape
 
 
 def _np_reduction(helper: str, **args: Any) -> tuple[list[np.ndarray], tuple[int, ...]]:
@@ -170,7 +185,7 @@ def _np_reduction(helper: str, **args: Any) -> tuple[list[np.ndarray], tuple[int
     if len(shape) <= 1:  # scalars / a batch of scalars: k == 1
         arrays = {k: a.reshape(a.shape + (1,)) for k, a in arrays.items()}
         shape = shape + (1,)
-    return [_rows(a, shape) for a in arrays.values()], shape[:-1]
+    return [_ro(_rows(a, shape)) for a in arrays.values()], shape[:-1]
 
 
 def _finish(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | float:
@@ -675,7 +690,7 @@ def quat_to_euler(q: ArrayLike) -> ArrayLike:
     a = _f64("quat_to_euler", "q", q)
     _check_quat_shape(a.shape)
     out = np.empty(a.shape[:-1] + (3,))
-    _k_quat_to_euler(a.reshape(-1, 4), out.reshape(-1, 3))
+    _k_quat_to_euler(_ro(a.reshape(-1, 4)), out.reshape(-1, 3))
     return out
 
 
@@ -697,40 +712,108 @@ HELPERS: dict[str, Callable[..., Any]] = {
 # the `np` namespace
 # --------------------------------------------------------------------------------------
 
-# numpy name -> array_api_compat.torch name (same semantics under the array API).
-_ALIASES = {
-    "absolute": "abs", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
-    "arctan2": "atan2", "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh",
-    "power": "pow", "concatenate": "concat", "bool_": "bool",
-}
-_DIRECT = (
-    # elementwise
-    "abs", "sqrt", "square", "exp", "expm1", "log", "log1p", "log2", "log10", "sin", "cos",
-    "tan", "sinh", "cosh", "tanh", "floor", "ceil", "round", "trunc", "sign", "maximum",
-    "minimum", "clip", "where", "hypot", "isfinite", "isnan", "isinf", "logical_and",
-    "logical_or", "logical_not", "logical_xor", "deg2rad", "rad2deg",
-    # reductions
-    "sum", "mean", "prod", "max", "min", "any", "all", "argmax", "argmin", "std", "var",
-    # shapes and creation
-    "zeros_like", "ones_like", "full_like", "stack", "reshape", "expand_dims", "squeeze",
-    "broadcast_to", "astype", "einsum", "matmul",
-    # constants and dtypes
-    "pi", "e", "inf", "nan", "newaxis", "float32", "float64", "int32", "int64",
+class Namespace:
+    """A read-only namespace of allow-listed names: the ``np`` / ``math`` a program sees.
+
+    Only the names it was built with exist (``np.load`` is an ``AttributeError``, not
+    numpy's loader); attributes cannot be set or deleted, so one program cannot change
+    what another reads. Its members are reachable only by attribute, never as a mapping.
+    """
+
+    __slots__ = ("_rg_name", "_rg_members")
+
+    def __init__(self, name: str, members: dict[str, Any]):
+        object.__setattr__(self, "_rg_name", name)
+        object.__setattr__(self, "_rg_members", types.MappingProxyType(dict(members)))
+
+    def __getattr__(self, attr: str) -> Any:
+        members = object.__getattribute__(self, "_rg_members")
+        if attr in members:
+            return members[attr]
+        name = object.__getattribute__(self, "_rg_name")
+        raise AttributeError(f"{name}.{attr} is not available to reward programs (see `rewardgym describe`)")
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        raise AttributeError(f"{self._rg_name} is read-only")
+
+    def __delattr__(self, attr: str) -> None:
+        raise AttributeError(f"{self._rg_name} is read-only")
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._rg_members)
+
+    def __repr__(self) -> str:
+        return f"<{self._rg_name}: {len(self._rg_members)} allow-listed names>"
+
+
+# The allow-list of `np.<name>` a reward program may use. It is one list for both
+# backends: the numpy backend binds each name to numpy's own function, the torch backend to
+# a function with numpy's semantics over tensors. Adding a name means adding it here and
+# (if its torch spelling differs) to _TORCH_ALIASES or _torch_numpy below; docs/SECURITY.md
+# says what a name must satisfy (pure: no I/O, no global state, no callbacks, no in-place
+# writes into its arguments).
+_ELEMENTWISE = (
+    "abs", "absolute", "sqrt", "square", "exp", "expm1", "log", "log1p", "log2", "log10", "sin", "cos",
+    "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh",
+    "arctanh", "floor", "ceil", "round", "trunc", "sign", "copysign", "maximum", "minimum", "clip",
+    "where", "hypot", "power", "mod", "remainder", "fmod", "isfinite", "isnan", "isinf", "isclose",
+    "nan_to_num", "logical_and", "logical_or", "logical_not", "logical_xor", "deg2rad", "rad2deg",
+    "radians", "degrees",
+)
+_REDUCTIONS = (
+    "sum", "mean", "prod", "max", "min", "amax", "amin", "any", "all", "argmax", "argmin", "std",
+    "var", "count_nonzero", "cumsum",
+)
+_SHAPES = (
+    "zeros_like", "ones_like", "full_like", "stack", "concatenate", "reshape", "expand_dims", "squeeze",
+    "broadcast_to", "astype", "einsum", "matmul", "sort", "flip", "cross",
 )
 _CREATION = ("array", "asarray", "zeros", "ones", "full", "arange", "linspace")
+_CONSTANTS = ("pi", "e", "inf", "nan", "newaxis", "float32", "float64", "int32", "int64", "bool_")
+_LINALG = ("norm", "vector_norm")
 
 NUMPY_SUBSET: tuple[str, ...] = tuple(sorted(
-    set(_DIRECT) | set(_ALIASES) | set(_CREATION) | {"cross", "linalg.norm", "linalg.vector_norm"}))
-"""The ``np.*`` names that exist under ``prelude_namespace("torch")``."""
+    set(_ELEMENTWISE) | set(_REDUCTIONS) | set(_SHAPES) | set(_CREATION) | set(_CONSTANTS)
+    | {f"linalg.{n}" for n in _LINALG}))
+"""Every ``np.<name>`` a reward program may use, on either backend (``linalg.norm`` is
+``np.linalg.norm``). Anything else is a validation error naming the line."""
+
+MATH_SUBSET: tuple[str, ...] = tuple(sorted((
+    "pi", "e", "tau", "inf", "nan", "sqrt", "exp", "expm1", "log", "log1p", "log2", "log10", "pow",
+    "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh",
+    "atanh", "hypot", "fabs", "floor", "ceil", "trunc", "copysign", "fmod", "radians", "degrees",
+    "isfinite", "isnan", "isinf", "isclose", "erf", "erfc", "dist", "prod", "fsum")))
+"""Every ``math.<name>`` a reward program may use."""
+
+# numpy name -> array_api_compat.torch name (same semantics under the array API).
+_TORCH_ALIASES = {
+    "absolute": "abs", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
+    "arctan2": "atan2", "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh",
+    "power": "pow", "concatenate": "concat", "bool_": "bool", "amax": "max", "amin": "min",
+    "mod": "remainder", "radians": "deg2rad", "degrees": "rad2deg",
+}
 
 
-def _torch_numpy(device: Any = None) -> types.SimpleNamespace:
-    """A numpy-like namespace over torch restricted to :data:`NUMPY_SUBSET`."""
+def _numpy_namespace() -> Namespace:
+    """The numpy backend's ``np``: numpy's own functions, restricted to :data:`NUMPY_SUBSET`."""
+    top = {n: getattr(np, n) for n in NUMPY_SUBSET if "." not in n}
+    top["linalg"] = Namespace("np.linalg", {n: getattr(np.linalg, n) for n in _LINALG})
+    return Namespace("np", top)
+
+
+def _math_namespace() -> Namespace:
+    return Namespace("math", {n: getattr(math, n) for n in MATH_SUBSET})
+
+
+def _torch_numpy(device: Any = None) -> Namespace:
+    """A numpy-like namespace over torch with exactly the names of :data:`NUMPY_SUBSET`."""
     import array_api_compat.torch as xp
     import torch
 
-    ns: dict[str, Any] = {n: getattr(xp, n) for n in _DIRECT}
-    ns.update({n: getattr(xp, t) for n, t in _ALIASES.items()})
+    wrapped = {"asarray", "array", "zeros", "ones", "full", "arange", "linspace", "where", "cross",
+               "isclose", "cumsum", "nan_to_num"}
+    ns: dict[str, Any] = {n: getattr(xp, _TORCH_ALIASES.get(n, n)) for n in NUMPY_SUBSET
+                          if "." not in n and n not in wrapped}
 
     f64 = torch.float64
 
@@ -787,6 +870,23 @@ def _torch_numpy(device: Any = None) -> types.SimpleNamespace:
             x = asarray(x, device=condition.device)
         return xp.where(condition, x, y)
 
+    def isclose(a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Any:
+        """``numpy.isclose``: either argument may be a Python number."""
+        if not _is_torch(a):
+            a = torch.as_tensor(a, dtype=b.dtype, device=b.device)
+        if not _is_torch(b):
+            b = torch.as_tensor(b, dtype=a.dtype, device=a.device)
+        return torch.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+    def cumsum(x: Any, axis: int | None = None) -> Any:
+        """``numpy.cumsum``: over the flattened input when ``axis`` is None."""
+        return torch.cumsum(x.reshape(-1) if axis is None else x, dim=0 if axis is None else axis)
+
+    def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: float | None = None,
+                   neginf: float | None = None) -> Any:
+        """``numpy.nan_to_num`` (never in place)."""
+        return torch.nan_to_num(x, nan=nan, posinf=posinf, neginf=neginf)
+
     def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
         """``numpy.linalg.norm(x, ord=None, axis=None, keepdims=False)`` on a tensor."""
         if not x.dtype.is_floating_point:
@@ -799,28 +899,62 @@ def _torch_numpy(device: Any = None) -> types.SimpleNamespace:
         return torch.linalg.cross(a, b, dim=axis)
 
     ns.update(asarray=asarray, array=array, zeros=zeros, ones=ones, full=full, arange=arange,
-              linspace=linspace, where=where, cross=cross)
-    ns["linalg"] = types.SimpleNamespace(norm=norm, vector_norm=xp.linalg.vector_norm)
-    assert set(ns) - {"linalg"} | {"linalg.norm", "linalg.vector_norm"} == set(NUMPY_SUBSET)
-    return types.SimpleNamespace(**ns)
+              linspace=linspace, where=where, cross=cross, isclose=isclose, cumsum=cumsum,
+              nan_to_num=nan_to_num)
+    ns["linalg"] = Namespace("np.linalg", {"norm": norm, "vector_norm": xp.linalg.vector_norm})
+    assert set(ns) - {"linalg"} | {f"linalg.{n}" for n in _LINALG} == set(NUMPY_SUBSET)
+    return Namespace("np", ns)
+
+
+_WARM: list[bool] = []
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every helper's numpy kernel, once per process.
+
+    Reward workers call the helpers after ``fork`` under a system-call allow-list that
+    forbids opening files, so the kernels must exist before the fork.
+    """
+    if _WARM:
+        return
+    a, b = np.zeros((2, 3)), np.ones((2, 3))
+    x = np.linspace(-1.0, 1.0, 4)
+    distance(a, b), norm(a), sum_sq(a), squash(x), linear_ramp(x, 0.0, 1.0), smooth_step(x, 0.0, 1.0)
+    angle_wrap(x), angle_diff(x, x), huber(x), exp_decay(x), quat_to_euler(np.ones((2, 4)))
+    tolerance(x, 0.0, 0.5, margin=0.1)  # one kernel serves every sigmoid (a code argument)
+    tolerance(x, 0.0, 0.5)
+    _WARM.append(True)
+
+
+_NAMESPACES: dict[str, Namespace] = {}
 
 
 def prelude_namespace(backend: str = "numpy", *, device: Any = None) -> dict[str, Any]:
-    """Globals for a reward program: ``{"np": <numpy or torch-backed namespace>, **HELPERS}``.
+    """Globals for a reward program: ``{"np": <namespace>, **HELPERS}``.
 
     Args:
-        backend: ``"numpy"`` (``np`` is numpy) or ``"torch"`` (``np`` is the numpy-like
-            subset :data:`NUMPY_SUBSET` over torch; the helpers dispatch on tensors).
+        backend: ``"numpy"`` (``np`` holds numpy's functions) or ``"torch"`` (``np`` holds
+            functions with numpy's semantics over tensors; the helpers dispatch on tensors).
+            Either way ``np`` has exactly the names of :data:`NUMPY_SUBSET` and is read-only.
         device: torch only: device for arrays the program creates (``np.array``,
             ``np.zeros`` ...); ``None`` uses torch's default device.
     """
     if backend == "numpy":
         if device is not None:
             raise ValueError("prelude_namespace(): device is only meaningful for backend='torch'")
-        return {"np": np, **HELPERS}
+        if "numpy" not in _NAMESPACES:
+            _NAMESPACES["numpy"] = _numpy_namespace()
+        return {"np": _NAMESPACES["numpy"], **HELPERS}
     if backend == "torch":
         return {"np": _torch_numpy(device), **HELPERS}
     raise ValueError(f"prelude_namespace(): unknown backend {backend!r}; use 'numpy' or 'torch'")
+
+
+def math_namespace() -> Namespace:
+    """The ``math`` a program gets from ``import math``: :data:`MATH_SUBSET`, read-only."""
+    if "math" not in _NAMESPACES:
+        _NAMESPACES["math"] = _math_namespace()
+    return _NAMESPACES["math"]
 
 
 _HEADER = """\

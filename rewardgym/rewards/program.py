@@ -10,56 +10,47 @@ A program defines::
     def compute_success(state): ...           # optional, (B,) bool
 
 ``state`` is a :class:`~rewardgym.envs.view.StateView` (``state.hand_pos`` is ``(B, 3)``,
-``state.prev.hand_pos`` one step earlier); ``action`` is ``(B, act_dim)`` float64 for
-continuous actions, ``(B,)`` int64 for discrete ones. The prelude (``np`` and the helpers
-of :mod:`rewardgym.rewards.prelude`) is in scope without imports.
+``state.prev.hand_pos`` one step earlier), read-only; ``action`` is ``(B, act_dim)``
+float64 for continuous actions, ``(B,)`` int64 for discrete ones. The prelude (``np`` and
+the helpers of :mod:`rewardgym.rewards.prelude`) is in scope without imports.
 
-Programs are untrusted unless the caller says otherwise: the source is validated by
-:func:`rewardgym.rewards.sandbox.validate_source` before anything runs, and executes with
-the sandbox's builtins only. Trusted programs (``trusted=True``) skip validation and get
-Python's builtins; the runtime checks below apply to every program.
+Programs are untrusted unless the caller says otherwise. The source is validated by
+:func:`rewardgym.rewards.sandbox.validate_source` (allow-lists of syntax, names, numpy
+functions and attributes) and then runs **in a worker process** under time and memory
+limits with the sandbox's builtins only (:mod:`rewardgym.rewards.worker`): its code never
+executes in the caller's process. Trusted programs (``trusted=True``, your own code only)
+skip validation, run in-process and get Python's builtins; the runtime checks below apply
+to every program.
 
 Runtime checks, every call: the reward and every term must be numeric, of shape ``(B,)``
 (a Python/0-d scalar is broadcast to ``(B,)``) and finite. A failure raises
 :class:`RewardProgramError` naming the program file, the line and the term; an exception
-inside the program is re-raised the same way. A reward is never silently replaced by zero.
+inside the program is re-raised the same way, and so are a call past the time limit, a
+program past the memory limit and a crash of the worker. A reward is never silently
+replaced by zero.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import math
 import traceback
-import types
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from rewardgym.envs.view import StateView, UnknownFieldError, ViewSpec
+from rewardgym.envs.task import EXTRA_RAW_KEYS
+from rewardgym.envs.view import StateView, UnknownFieldError, ViewSpec, raw_batch, view_spec
 from rewardgym.rewards import prelude as prelude_module
-from rewardgym.rewards.prelude import HELPERS, prelude_namespace
-from rewardgym.rewards.sandbox import SAFE_BUILTINS, validate_source
+from rewardgym.rewards.prelude import HELPERS, math_namespace, prelude_namespace, warm_up
+from rewardgym.rewards.sandbox import ATTRIBUTE_ALLOWLIST, SAFE_BUILTINS, VIEW_ATTRIBUTES, validate_source
 from rewardgym.rewards.source import RewardSource, Terms
+from rewardgym.rewards.worker import ProgramLimits, ProgramWorker, RewardProgramError
 
 PROGRAM_FUNCTIONS = ("compute_reward", "compute_potential", "compute_success")
 
-
-class RewardProgramError(RuntimeError):
-    """A reward program failed at run time; the message names file, line and term.
-
-    Attributes:
-        filename: the program's file (or pseudo-file name).
-        line: 1-based line in the program, when known.
-        term: the term that was bad (``"reward"`` for the total), when relevant.
-    """
-
-    def __init__(self, message: str, filename: str, line: int | None = None, term: str | None = None):
-        super().__init__(message)
-        self.filename = filename
-        self.line = line
-        self.term = term
+__all__ = ["PROGRAM_FUNCTIONS", "ProgramLimits", "RewardProgram", "RewardProgramError"]
 
 
 def _is_torch(x: Any) -> bool:
@@ -74,38 +65,48 @@ class RewardProgram(RewardSource):
         filename: where it came from (used in every error message).
         view: the task's view spec; when given, ``state.<field>`` names are checked
             statically before the program runs.
-        trusted: skip validation and run with Python's builtins (your own code only).
+        trusted: skip validation and run in this process with Python's builtins (your own
+            code only: no worker, no limits).
         name: source name used to prefix terms in compositions (default: file stem).
+        limits: time and memory limits of the worker (untrusted programs;
+            :class:`ProgramLimits` or a dict of its fields; default ``ProgramLimits()``).
 
     Raises:
         rewardgym.rewards.sandbox.ProgramRejected: the source broke a sandbox rule.
+        RewardProgramError: a trusted program fails to load, or defines no compute_reward.
     """
 
     def __init__(self, source: str, filename: str = "<program>", view: ViewSpec | None = None,
-                 trusted: bool = False, name: str | None = None):
+                 trusted: bool = False, name: str | None = None,
+                 limits: ProgramLimits | dict[str, Any] | None = None):
         self.source = source
         self.filename = filename
         self.view = view
         self.trusted = trusted
         self.name = name or Path(filename).stem
+        self.limits = ProgramLimits.of(limits)
         if not trusted:
             validate_source(source, filename,
                             allowed_globals=set(prelude_namespace("numpy")),
                             view_fields=list(view.fields) if view is not None else None)
-        self._code = compile(source, filename, "exec")
-        self._tree = ast.parse(source, filename)
-        self._namespaces: dict[str, dict[str, Any]] = {}
-        self._lines = source.splitlines()
-        ns = self._namespace("numpy")
-        if "compute_reward" not in ns or not callable(ns["compute_reward"]):
-            raise RewardProgramError(f"{filename}: defines no function compute_reward(state, action)",
-                                     filename)
-        self.has_potential = callable(ns.get("compute_potential"))
-        self.has_success = callable(ns.get("compute_success"))
+        tree = ast.parse(source, filename)
+        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        self.attribute_names = frozenset(n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute))
+        self._executor = _Executor(source, filename, self.name, trusted, tree)
+        self._worker: ProgramWorker | None = None
+        self._worker_spec: ViewSpec | None = None
+        if trusted:  # runs here: load it now, as Python would
+            ns = self._executor.namespace("numpy")
+            defined = {n for n in PROGRAM_FUNCTIONS if callable(ns.get(n))}
+        if "compute_reward" not in defined:
+            raise RewardProgramError(f"{filename}: defines no function compute_reward(state, action)", filename)
+        self.has_potential = "compute_potential" in defined
+        self.has_success = "compute_success" in defined
 
     @classmethod
     def from_file(cls, path: str | Path, view: ViewSpec | None = None, trusted: bool = False,
-                  name: str | None = None) -> "RewardProgram":
+                  name: str | None = None, limits: ProgramLimits | dict[str, Any] | None = None
+                  ) -> "RewardProgram":
         """Load and validate the program at ``path``."""
         path = Path(path)
         if not path.is_file():
@@ -114,12 +115,176 @@ class RewardProgram(RewardSource):
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path}: reward program is not UTF-8 text ({exc})") from None
-        return cls(text, str(path), view=view, trusted=trusted, name=name)
+        return cls(text, str(path), view=view, trusted=trusted, name=name, limits=limits)
 
-    # -- execution -----------------------------------------------------------------
-    def _namespace(self, backend: str) -> dict[str, Any]:
+    # -- the reward source API ------------------------------------------------------
+    def compute_reward(self, state: StateView, action: Any) -> tuple[Any, Terms]:
+        """Run ``compute_reward``; returns ``(reward (B,), terms {name: (B,)})``, checked."""
+        if self.trusted:
+            return self._executor.reward(state, action)
+        names, arrays = self._remote("compute_reward", state, action)
+        return arrays[0], dict(zip(names, arrays[1:]))
+
+    def compute(self, state: StateView, action: Any) -> tuple[Any, Terms]:
+        return self.compute_reward(state, action)
+
+    def compute_potential(self, state: StateView) -> Any:
+        """Run ``compute_potential``: Φ(s) as ``(B,)`` float, checked."""
+        if not self.has_potential:
+            raise RewardProgramError(f"{self.filename}: defines no compute_potential(state)", self.filename)
+        if self.trusted:
+            return self._executor.potential(state)
+        return self._remote("compute_potential", state, None)[1][0]
+
+    def compute_success(self, state: StateView) -> Any:
+        """Run ``compute_success``: ``(B,)`` bool."""
+        if not self.has_success:
+            raise RewardProgramError(f"{self.filename}: defines no compute_success(state)", self.filename)
+        if self.trusted:
+            return self._executor.success(state)
+        out = self._remote("compute_success", state, None)[1][0]
+        return out.bool() if _is_torch(out) else out.astype(bool)
+
+    def close(self) -> None:
+        """Stop the worker process, if one runs (a later call starts a new one)."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    # -- the worker -----------------------------------------------------------------
+    def _remote(self, fn_name: str, state: StateView, action: Any) -> tuple[list[str], list[Any]]:
+        """``fn_name`` run by the worker on copies of ``state``; outputs re-checked here."""
+        cur, prev = raw_batch(state), state._prev_raw
+        backend = "torch" if _is_torch(cur.get("env_reward")) else "numpy"
+        if backend == "torch":
+            self._check_torch_attributes()
+        cur_np, prev_np = _to_numpy_batch(cur), (_to_numpy_batch(prev) if prev is not None else None)
+        action_np = None if action is None else _to_numpy(action)
+        batch = state.batch_size
+        nbytes = sum(v.nbytes + 64 for part in (cur_np, prev_np or {}) for v in part.values()
+                     if isinstance(v, np.ndarray) and v.dtype.kind in "biuf")
+        nbytes += 0 if action_np is None else action_np.nbytes + 64
+        outputs = batch * 65
+        spec = view_spec(state)
+        worker = self._worker
+        if worker is None or not worker.alive or worker is not None and (
+                not worker.fits(nbytes, outputs) or self._worker_spec is not spec):
+            self.close()
+            warm_up()  # the prelude's kernels compile here, once: the worker cannot write numba's cache
+            executor = self._executor
+            worker = ProgramWorker(lambda: _runner(executor, spec), self.filename, self.limits, nbytes, outputs)
+            self._worker, self._worker_spec = worker, spec
+        names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np)
+        line = self._executor.return_line(fn_name)
+        for name, arr in zip(["reward" if fn_name == "compute_reward" else "potential", *names], arrays):
+            if arr.shape != (batch,) or not np.isfinite(arr).all():  # the worker checked; a lie is an error
+                raise RewardProgramError(f"{self.filename}:{line}: the reward worker returned a bad value for "
+                                         f"{name!r}", self.filename, line, name)
+        if backend == "torch":
+            ref = cur["env_reward"]
+            dtype = ref.dtype if ref.is_floating_point() else None
+            arrays = [_torch_from(arr, ref.device, dtype) for arr in arrays]
+        return names, arrays
+
+    def _check_torch_attributes(self) -> None:
+        """Refuse torch tensors for a program naming a tensor attribute outside the allow-list.
+
+        The validator accepts a view field name as an attribute anywhere; no numpy or Python
+        value has such an attribute (``ViewSpec.build`` checks), and this check extends the
+        guarantee to tensors."""
+        import torch
+
+        unsafe = (self.attribute_names & set(dir(torch.Tensor))) - ATTRIBUTE_ALLOWLIST - VIEW_ATTRIBUTES
+        if unsafe and not self.trusted:
+            raise RewardProgramError(f"{self.filename}: uses .{sorted(unsafe)[0]}, an attribute of torch tensors "
+                                     f"outside the sandbox's allow-list: it cannot run on the torch backend",
+                                     self.filename)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_worker"] = None  # processes do not travel; the copy starts its own worker
+        state["_worker_spec"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return f"RewardProgram({self.filename!r}, trusted={self.trusted})"
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if _is_torch(x) else np.asarray(x)
+
+
+def _to_numpy_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """A raw batch as numpy, without the readings only trusted sources use (frames, observations)."""
+    return {k: _to_numpy(v) for k, v in batch.items() if k not in EXTRA_RAW_KEYS}
+
+
+def _torch_from(arr: np.ndarray, device: Any, dtype: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(arr).to(device=device, dtype=dtype or torch.float32)
+
+
+def _runner(executor: "_Executor", spec: ViewSpec):
+    """The worker's executor of ``executor``'s program over ``spec`` (built after fork)."""
+    executor.namespace("numpy")  # the module body runs now, under the worker's limits
+
+    def run(fn_name: str, backend: str, cur: dict, prev: dict | None, action: Any):
+        if backend == "torch":
+            cur, prev, action = _inference_tensors(cur), _inference_tensors(prev), _inference_tensors(action)
+        state = StateView(spec, cur, prev)
+        if fn_name == "compute_reward":
+            reward, terms = executor.reward(state, action)
+            names, values = list(terms), [reward, *terms.values()]
+        elif fn_name == "compute_potential":
+            names, values = [], [executor.potential(state)]
+        else:
+            names, values = [], [executor.success(state)]
+        return names, [np.asarray(_to_numpy(v), dtype=np.float64) for v in values]
+
+    return run
+
+
+def _inference_tensors(value: Any) -> Any:
+    """numpy arrays as CPU inference-mode tensors: in-place writes into them raise errors."""
+    if value is None:
+        return None
+    import torch
+
+    if isinstance(value, dict):
+        return {k: _inference_tensors(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        with torch.inference_mode():
+            return torch.from_numpy(np.array(value))
+    return value
+
+
+class _Executor:
+    """A program's code executed in the current process: in its worker (untrusted) or in the
+    caller (trusted). Namespaces, calls, output checks and error messages with lines."""
+
+    def __init__(self, source: str, filename: str, name: str, trusted: bool, tree: ast.Module):
+        self.filename = filename
+        self.name = name
+        self.trusted = trusted
+        self.tree = tree
+        self.code = compile(source, filename, "exec")
+        self.lines = source.splitlines()
+        self.namespaces: dict[str, dict[str, Any]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["namespaces"] = {}
+        state["code"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.code = compile("\n".join(self.lines) + "\n", self.filename, "exec")
+
+    def namespace(self, backend: str) -> dict[str, Any]:
         """Module globals for ``backend`` ("numpy" or "torch"), executed once per backend."""
-        ns = self._namespaces.get(backend)
+        ns = self.namespaces.get(backend)
         if ns is None:
             env = prelude_namespace(backend)
             if self.trusted:
@@ -130,18 +295,15 @@ class RewardProgram(RewardSource):
             ns = {"__builtins__": safe_builtins, "__name__": f"rewardgym_program_{self.name}",
                   "__file__": self.filename, **env}
             try:
-                exec(self._code, ns)  # noqa: S102 - validated above (or trusted by the caller)
+                exec(self.code, ns)  # noqa: S102 - validated (or trusted by the caller)
             except Exception as exc:
                 raise self._runtime_error(exc, "loading") from exc
-            self._namespaces[backend] = ns
+            self.namespaces[backend] = ns
         return ns
 
-    def _backend_for(self, state: StateView) -> str:
-        return "torch" if _is_torch(state.raw.get("env_reward")) else "numpy"
-
-    def _call(self, fn_name: str, *args: Any) -> Any:
-        ns = self._namespace(self._backend_for(args[0]))
-        fn = ns.get(fn_name)
+    def call(self, fn_name: str, *args: Any) -> Any:
+        backend = "torch" if _is_torch(raw_batch(args[0]).get("env_reward")) else "numpy"
+        fn = self.namespace(backend).get(fn_name)
         if fn is None:
             raise RewardProgramError(f"{self.filename}: defines no function {fn_name}", self.filename)
         try:
@@ -151,15 +313,14 @@ class RewardProgram(RewardSource):
         except Exception as exc:
             raise self._runtime_error(exc, fn_name) from exc
 
-    def compute_reward(self, state: StateView, action: Any) -> tuple[Any, Terms]:
-        """Run ``compute_reward``; returns ``(reward (B,), terms {name: (B,)})``, checked."""
-        out = self._call("compute_reward", state, action)
+    def reward(self, state: StateView, action: Any) -> tuple[Any, Terms]:
+        out = self.call("compute_reward", state, action)
+        line = self.return_line("compute_reward")
         if isinstance(out, tuple):
             if len(out) != 2 or not isinstance(out[1], dict):
                 raise RewardProgramError(
-                    f"{self.filename}:{self._return_line('compute_reward')}: compute_reward must return "
-                    f"reward or (reward, terms_dict); got a tuple of {len(out)} items",
-                    self.filename, self._return_line("compute_reward"))
+                    f"{self.filename}:{line}: compute_reward must return reward or (reward, terms_dict); got a "
+                    f"tuple of {len(out)} items", self.filename, line)
             reward, terms = out
         else:
             reward, terms = out, {}
@@ -168,42 +329,31 @@ class RewardProgram(RewardSource):
         # Terms first: a NaN in a term then names that term, not the total it spoiled.
         for key, value in terms.items():
             if not isinstance(key, str):
-                raise RewardProgramError(
-                    f"{self.filename}:{self._return_line('compute_reward')}: term names must be strings, "
-                    f"got {key!r}", self.filename, self._return_line("compute_reward"))
-            checked[key] = self._check_array(value, key, batch, "compute_reward")
-        reward = self._check_array(reward, "reward", batch, "compute_reward")
-        return reward, checked
+                raise RewardProgramError(f"{self.filename}:{line}: term names must be strings, got {key!r}",
+                                         self.filename, line)
+            checked[key] = self.check_array(value, key, batch, "compute_reward")
+        return self.check_array(reward, "reward", batch, "compute_reward"), checked
 
-    def compute(self, state: StateView, action: Any) -> tuple[Any, Terms]:
-        return self.compute_reward(state, action)
+    def potential(self, state: StateView) -> Any:
+        return self.check_array(self.call("compute_potential", state), "potential", state.batch_size,
+                                "compute_potential")
 
-    def compute_potential(self, state: StateView) -> Any:
-        """Run ``compute_potential``: Φ(s) as ``(B,)`` float, checked."""
-        if not self.has_potential:
-            raise RewardProgramError(f"{self.filename}: defines no compute_potential(state)", self.filename)
-        return self._check_array(self._call("compute_potential", state), "potential",
-                                 state.batch_size, "compute_potential")
-
-    def compute_success(self, state: StateView) -> Any:
-        """Run ``compute_success``: ``(B,)`` bool."""
-        if not self.has_success:
-            raise RewardProgramError(f"{self.filename}: defines no compute_success(state)", self.filename)
-        out = self._call("compute_success", state)
+    def success(self, state: StateView) -> Any:
+        out = self.call("compute_success", state)
         if _is_torch(out):
-            return out.bool().reshape(-1) if out.ndim == 0 else out.bool()
+            return out.bool().reshape(-1).expand(state.batch_size) if out.ndim == 0 else out.bool()
         arr = np.asarray(out)
         if arr.ndim == 0:
             arr = np.full(state.batch_size, bool(arr))
         if arr.shape != (state.batch_size,):
-            line = self._return_line("compute_success")
+            line = self.return_line("compute_success")
             raise RewardProgramError(
                 f"{self.filename}:{line}: compute_success returned shape {arr.shape}, expected "
                 f"({state.batch_size},)", self.filename, line, "success")
         return arr.astype(bool)
 
     # -- checks and error reporting -------------------------------------------------
-    def _check_array(self, value: Any, term: str, batch: int, fn_name: str) -> Any:
+    def check_array(self, value: Any, term: str, batch: int, fn_name: str) -> Any:
         if _is_torch(value):
             return self._check_tensor(value, term, batch, fn_name)
         try:
@@ -256,12 +406,12 @@ class RewardProgram(RewardSource):
         return {"reward": "the reward", "potential": "the potential"}.get(term, f"term {term!r}")
 
     def _function_node(self, fn_name: str) -> ast.FunctionDef | None:
-        for node in self._tree.body:
+        for node in self.tree.body:
             if isinstance(node, ast.FunctionDef) and node.name == fn_name:
                 return node
         return None
 
-    def _return_line(self, fn_name: str) -> int | None:
+    def return_line(self, fn_name: str) -> int | None:
         node = self._function_node(fn_name)
         if node is None:
             return None
@@ -280,37 +430,40 @@ class RewardProgram(RewardSource):
                 if isinstance(sub, ast.Subscript) and isinstance(sub.slice, ast.Constant) \
                         and sub.slice.value == term and isinstance(sub.ctx, ast.Store):
                     return sub.lineno
-        return self._return_line(fn_name)
+        return self.return_line(fn_name)
 
     def _runtime_error(self, exc: Exception, where: str) -> RewardProgramError:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == self.filename]
         line = frames[-1].lineno if frames else None
-        code = self._lines[line - 1].strip() if line and 0 < line <= len(self._lines) else ""
+        code = self.lines[line - 1].strip() if line and 0 < line <= len(self.lines) else ""
         if isinstance(exc, UnknownFieldError):
             detail = str(exc)
             term = exc.field
+        elif isinstance(exc, ValueError) and "read-only" in str(exc):
+            detail = (f"{type(exc).__name__}: {exc} (state fields are read-only: they are shared with the other "
+                      f"reward sources and what the environment reports; copy first, e.g. np.array(x))")
+            term = None
         else:
             detail = f"{type(exc).__name__}: {exc}"
             term = None
+        if isinstance(exc, RuntimeError) and "inference tensor" in str(exc):
+            detail += " (state fields are read-only: copy first, e.g. np.array(x))"
         location = f"{self.filename}:{line}" if line else self.filename
         message = f"{location}: error in {where}: {detail}"
         if code:
             message += f"\n    {code}"
         return RewardProgramError(message, self.filename, line, term)
 
-    def __repr__(self) -> str:
-        return f"RewardProgram({self.filename!r}, trusted={self.trusted})"
-
 
 def _restricted_import(env: Mapping[str, Any]):
     """``__import__`` for sandboxed programs: numpy (the backend's ``np``), math, the prelude."""
-    prelude = types.SimpleNamespace(**HELPERS)
+    prelude = prelude_module.Namespace("rewardgym.rewards.prelude", HELPERS)
 
     def restricted_import(name: str, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
         if level == 0 and name == "numpy":
             return env["np"]
         if level == 0 and name == "math":
-            return math
+            return math_namespace()
         if level == 0 and name in ("rewardgym.rewards.prelude", prelude_module.__name__):
             if fromlist:
                 return prelude

@@ -18,8 +18,9 @@ Module level
     arithmetic, earlier constants, ``np.pi``-style module constants and a few pure numpy
     /math calls (``np.array([...])``, ``np.zeros(3)``, ``np.deg2rad(30)``, ``math.sqrt(2)``).
     The validator *evaluates* these expressions itself with size guards (integers up to
-    4096 bits, sequences up to 1e5 items, arrays up to 1e6 elements), so import-time code
-    is provably cheap: ``[0] * 10**10`` or ``9**9**9`` is rejected before anything runs.
+    4096 bits, sequences up to 1e5 items, arrays up to 1e6 elements and 8 MB, numeric
+    dtypes only), so import-time code is provably cheap: ``[0] * 10**10``, ``9**9**9`` or
+    ``np.zeros(10**6, dtype="V1000000")`` is rejected before anything runs.
     Default values of module-level functions are evaluated at ``def`` time and follow the
     same rule; annotations must be plain type expressions (``np.ndarray``, ``tuple[float, dict]``).
 Imports
@@ -28,7 +29,8 @@ Imports
     ``allowed_globals``), at module level only. Everything else is rejected, including
     submodules (``import numpy.ctypeslib``), ``from numpy import x`` (write ``np.x``: the
     same program must also run on the torch backend's ``np``), relative, star and
-    ``__future__`` imports. ``np`` is in scope without an import anyway.
+    ``__future__`` imports. ``np`` is in scope without an import anyway, and ``import
+    numpy``/``import math`` bind the same read-only allow-listed namespaces.
 Syntax
     Allowed: function definitions (nested ones too) without decorators or ``async``,
     assignments (plain, augmented, annotated, walrus), ``if``/``for``/``while``,
@@ -55,23 +57,33 @@ Names
     rebound and may only be used as ``np.<attr>``: a module cannot be passed around.
 Attributes
     Any attribute starting with ``_`` (dunders *and* single-underscore privates such as
-    ``state._raw``; ``obj._x`` is never needed by a reward); the frame/generator/code
-    attributes that lead to a frame's globals (``gi_frame``, ``f_back``, ``f_globals``,
-    ``tb_frame``, ``mro`` ...); ``format``/``format_map`` on anything
-    (``"{0.__class__}".format(x)`` reaches attributes at run time; use f-strings, which
-    are checked); array escape hatches ``ctypes``, ``tofile``, ``dump``, ``dumps``; numpy's
-    file I/O names (``load``, ``save`` ...) on any object. Attribute assignment or deletion
-    (``np.pi = 3``, ``x.y = 1``) is rejected: programs may not mutate what they are given.
+    ``state._raw``) is rejected. Attribute assignment or deletion (``np.pi = 3``,
+    ``x.y = 1``) is rejected: programs may not mutate what they are given. Every other
+    attribute must be on an **allow-list**: on ``np``/``math`` the names of
+    :data:`~rewardgym.rewards.prelude.NUMPY_SUBSET` / :data:`~rewardgym.rewards.prelude.MATH_SUBSET`;
+    on the state view its fields plus ``prev`` and ``batch_size``; on any other value
+    (arrays, tensors, numbers, strings, containers) :data:`ATTRIBUTE_ALLOWLIST`, the pure
+    properties and methods a reward needs (``shape``, ``ndim``, ``T``, ``sum``, ``mean``,
+    ``clip``, ``astype``, ``reshape`` ...). Because a value's type is not known statically,
+    a name that is a view field is accepted on any object only if it is not an attribute
+    of any array, tensor, number, string or container type (``ViewSpec.build`` refuses
+    such field names), and the torch backend refuses programs that name a tensor attribute
+    outside the allow-list. So ``x.ctypes``, ``x.tofile``, ``x.setflags``,
+    ``t.untyped_storage()`` or ``"{0.__class__}".format`` are rejected because they are not
+    listed, not because they were found.
 numpy and math
-    ``np.a.b`` chains are resolved statically against the real numpy: the attribute must
-    exist (a typo such as ``np.clamp`` is reported with a suggestion), only the
-    submodules ``np.linalg`` and ``np.fft`` may be entered, and numpy's I/O, global state
-    and introspection functions (:data:`NUMPY_FORBIDDEN`: ``np.load``, ``np.save``,
-    ``np.memmap``, ``np.seterr``, ``np.random`` ...) are rejected. ``np.random`` is
-    rejected because a reward must be a deterministic function of state and action (and
-    numpy's global generator is shared with the trainer). ``np.vectorize`` and
-    ``np.frompyfunc`` are allowed: they only call functions the program could call anyway.
-    ``np`` in ``allowed_globals`` is assumed to be numpy or the torch-backed subset of it.
+    ``np.a.b`` chains must name an entry of ``NUMPY_SUBSET`` (``np.linalg.norm``); a typo
+    such as ``np.clamp`` is reported with a suggestion, anything else (``np.load``,
+    ``np.test``, ``np.lib``, ``np.random``) as outside the allow-list. The same names exist
+    under both backends, so validation holds for numpy arrays and torch tensors alike; at
+    run time ``np`` and ``math`` are read-only namespaces holding exactly these names.
+Calls
+    The keyword ``out=`` is rejected: results are new arrays (``y = np.f(x)``), never
+    written into an argument. (State arrays are read-only at run time as well.)
+Size
+    Programs are capped before parsing (:data:`MAX_SOURCE_BYTES`) and after it
+    (:data:`MAX_AST_NODES` nodes, :data:`MAX_AST_DEPTH` levels of nesting), so validation
+    itself takes bounded time and memory; each cap is a one-line rejection.
 State fields (``view_fields``)
     When given, ``s.X`` and ``s.prev.X`` where ``s`` is the first parameter of
     ``compute_reward``/``compute_potential``/``compute_success`` must name a field of the
@@ -94,6 +106,9 @@ import types
 from typing import Any, Collection
 
 import numpy as np
+
+from rewardgym.envs.view import RUNTIME_ATTRIBUTE_NAMES
+from rewardgym.rewards.prelude import MATH_SUBSET, NUMPY_SUBSET
 
 Violation = tuple[int, int, str, str]
 """``(line, col, construct, reason)``; line and col are 1-based."""
@@ -140,35 +155,63 @@ FORBIDDEN_NAMES: dict[str, str] = {
 }
 """Builtins rejected wherever they appear (even as a program's own variable), with the reason."""
 
-_ESCAPE = "leads to a frame's or function's globals (sandbox escape)"
-FORBIDDEN_ATTRS: dict[str, str] = {
-    **{a: _ESCAPE for a in (
-        "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await", "ag_frame",
-        "ag_code", "ag_await", "f_globals", "f_locals", "f_builtins", "f_back", "f_code",
-        "tb_frame", "tb_next", "func_globals", "func_code", "func_closure", "im_func",
-        "im_self", "cell_contents", "co_code", "mro")},
-    **{a: "str.format can reach attributes at run time ('{0.__class__}'); use an f-string"
-       for a in ("format", "format_map")},
-    "ctypes": "raw memory access", "tofile": _IO, "dump": _IO, "dumps": "pickling is not allowed",
-}
-"""Attribute names rejected on any object, with the reason."""
+ATTRIBUTE_ALLOWLIST: frozenset[str] = frozenset((
+    # array / tensor properties
+    "shape", "ndim", "size", "T", "real", "imag",
+    # pure array methods (each returns a new value or a read-only view; none writes its input)
+    "sum", "mean", "min", "max", "prod", "std", "var", "any", "all", "argmax", "argmin", "clip",
+    "astype", "reshape", "copy", "flatten", "ravel", "squeeze", "transpose", "round", "item",
+    "tolist", "cumsum", "nonzero",
+    # containers and strings (the program's own values; view fields are tuples and strings)
+    "items", "keys", "values", "get", "append", "extend", "index", "count", "startswith",
+    "endswith", "lower", "upper", "strip", "lstrip", "rstrip", "split", "find", "replace", "join",
+    "isdigit", "isalpha",
+))
+"""Attributes a program may use on values other than ``np``, ``math`` and the state view.
 
-NUMPY_FORBIDDEN: dict[str, str] = {
-    **{a: _IO for a in (
-        "load", "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt",
-        "fromfile", "fromregex", "memmap", "DataSource", "info", "show_config",
-        "show_runtime", "get_include", "set_printoptions", "printoptions")},
-    **{a: "changes numpy's process-wide state" for a in (
-        "seterr", "seterrcall", "setbufsize", "errstate")},
-    "random": "a reward must be a deterministic function of state and action (and numpy's "
-              "global generator is shared with the trainer)",
-}
-"""numpy attributes (``np.X``) rejected besides non-allowed submodules, with the reason."""
+The pure properties and methods a reward needs. Anything else, on any object, is a
+validation error: ``ctypes``, ``tofile``, ``setflags``, ``flags``, ``base``, ``data``,
+``view``, ``fill``, ``resize``, in-place ``sort``, tensor storages, ``str.format`` ...
+are excluded by not being listed. See docs/SECURITY.md before adding a name.
+"""
 
-NUMPY_SUBMODULES = ("numpy", "numpy.linalg", "numpy.fft")
-"""numpy modules a program may enter with ``np.<sub>.<name>``."""
+VIEW_ATTRIBUTES = frozenset(("prev", "batch_size"))
+"""The state view's own attributes besides its fields."""
 
-_FILE_IO_ATTRS = frozenset(a for a, r in NUMPY_FORBIDDEN.items() if r == _IO and a not in ("info",))
+_NAMESPACE_PATHS = frozenset(p.rsplit(".", 1)[0] for p in NUMPY_SUBSET if "." in p)  # {"linalg"}
+_NUMPY_PATHS = frozenset(NUMPY_SUBSET) | _NAMESPACE_PATHS
+_MATH_PATHS = frozenset(MATH_SUBSET)
+
+MAX_SOURCE_BYTES = 100_000
+"""Largest program source accepted (reward programs are a few KB; checked before parsing)."""
+MAX_AST_NODES = 20_000
+"""Largest program, in syntax-tree nodes."""
+MAX_AST_DEPTH = 100
+"""Deepest nesting of expressions and statements (a long chained ``a + a + ...`` counts one
+level per operator)."""
+
+
+def _has_path(module: types.ModuleType, dotted: str) -> bool:
+    value: Any = module
+    for part in dotted.split("."):
+        if part.startswith("_") or not hasattr(value, part):
+            return False
+        value = getattr(value, part)
+    return True
+
+
+def _tree_size(tree: ast.AST) -> tuple[int, int]:
+    """``(nodes, depth)`` of a syntax tree, iteratively (no recursion on hostile input)."""
+    nodes, depth, stack = 0, 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        nodes += 1
+        depth = max(depth, level)
+        if nodes > MAX_AST_NODES or depth > MAX_AST_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return nodes, depth
+
 
 _REJECTED_NODES: dict[type, tuple[str, str]] = {
     ast.ClassDef: ("class definition", "classes are not allowed: a reward program is functions "
@@ -211,8 +254,28 @@ _CONST_RULE = ("only constants run at import time: numbers, strings, tuples/list
 _MAX_INT_BITS = 4096
 _MAX_ITEMS = 100_000
 _MAX_ARRAY = 1_000_000
+_MAX_ARRAY_BYTES = 8_000_000
+_NUMERIC_DTYPES = frozenset((np.float32, np.float64, np.int32, np.int64, np.bool_, float, int, bool))
+_NUMERIC_DTYPE_NAMES = frozenset(("float32", "float64", "int32", "int64", "bool", "float", "int"))
+
+
+def _numeric_or_dtype(value: Any, budget: int) -> bool:
+    """Whether an import-time call argument is numbers (nested), a numeric array or a numeric dtype."""
+    if isinstance(value, (bool, int, float, np.number, np.bool_)) or value is None:
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "biuf"
+    if isinstance(value, type):
+        return value in _NUMERIC_DTYPES
+    if isinstance(value, str):
+        return value in _NUMERIC_DTYPE_NAMES
+    if isinstance(value, (list, tuple)):
+        return len(value) <= budget and all(
+            isinstance(v, (bool, int, float, np.number, np.bool_)) or
+            (isinstance(v, (list, tuple, np.ndarray)) and _numeric_or_dtype(v, budget)) for v in value)
+    return False
 _CONST_NUMPY_CALLS = frozenset((
-    "array", "asarray", "zeros", "ones", "full", "eye", "arange", "linspace", "deg2rad",
+    "array", "asarray", "zeros", "ones", "full", "arange", "linspace", "deg2rad",
     "rad2deg", "radians", "degrees", "sqrt", "cos", "sin", "tan", "arctan2", "exp", "log",
     "float64", "float32", "int64", "int32", "abs"))
 _CONST_MATH_CALLS = frozenset((
@@ -290,6 +353,8 @@ class _Validator:
         # module aliases: name -> real module (np is numpy unless the program rebinds it)
         self.modules: dict[str, types.ModuleType] = {"np": np} if "np" in allowed_globals else {}
         self.constants: dict[str, Any] = {}  # module-level constants evaluated so far
+        self._field_candidates: list[ast.Attribute] = []  # unknown names when no view is given
+        self._state_reads: set[int] = set()  # ids of state.X / state.prev.X nodes
 
     # -- reporting ---------------------------------------------------------------------
     def add(self, node: ast.AST, construct: str, reason: str) -> None:
@@ -312,6 +377,7 @@ class _Validator:
             self._top_level(stmt, i, bound_before, all_bound, functions)
             bound_before |= _module_binds(stmt)
         self._required_functions(functions)
+        self._check_field_candidates()
         return sorted(set(self.violations))
 
     def _top_level(self, stmt: ast.stmt, index: int, bound_before: set[str], all_bound: set[str],
@@ -372,6 +438,9 @@ class _Validator:
             return
         if isinstance(node, ast.comprehension) and node.is_async:
             self.add(node.iter, "async for", "async code is not allowed")
+        if isinstance(node, ast.keyword) and node.arg == "out":
+            self.add(node.value, "keyword out=", "out= writes into an existing array; return a new one "
+                     "instead (y = np.f(x))")
         if isinstance(node, ast.Name):
             self._check_name(node, scope)
         elif isinstance(node, ast.Attribute):
@@ -448,53 +517,79 @@ class _Validator:
             self.add(node, f"attribute .{attr}", "private attributes are not part of any API a "
                      "reward needs")
             return
-        if attr in FORBIDDEN_ATTRS:
-            self.add(node, f"attribute .{attr}", FORBIDDEN_ATTRS[attr])
-            return
         if not isinstance(node.ctx, ast.Load):
             self.add(node, f"attribute .{attr}", "attribute assignment is not allowed: programs "
                      "may not mutate the objects they are given (np, state, helpers)")
             return
-        owner = self._resolve(node.value)
-        if isinstance(owner, types.ModuleType):
-            self._check_module_attribute(node, owner)
-        elif attr in _FILE_IO_ATTRS:
-            self.add(node, f"attribute .{attr}", _IO)
+        path = self._module_path(node)
+        if path is not None:
+            self._check_module_attribute(node, *path)
+            return
+        if attr in ATTRIBUTE_ALLOWLIST or attr in VIEW_ATTRIBUTES:
+            return
+        fields = self.view_fields
+        if fields is None:
+            if attr not in RUNTIME_ATTRIBUTE_NAMES:
+                self._field_candidates.append(node)  # decided once the state parameters are known
+                return
+        elif attr in fields:
+            return  # a field: no array, number or container has an attribute of that name
+        elif attr not in RUNTIME_ATTRIBUTE_NAMES:
+            close = difflib.get_close_matches(attr, fields, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            base = node.value
+            on_state = isinstance(base, ast.Name) or (isinstance(base, ast.Attribute) and base.attr == "prev")
+            construct = _expr_text(node) if on_state else f"attribute .{attr}"
+            self.add(node, construct, f"unknown state field {attr!r}{hint} (and not in the attribute "
+                     f"allow-list); the view's fields are: {', '.join(fields)}")
+            return
+        self.add(node, f"attribute .{attr}", _attribute_reason(attr))
 
-    def _resolve(self, node: ast.expr) -> Any:
-        """The real module/object an ``np.a.b`` / ``math.a`` chain names, else None."""
-        if isinstance(node, ast.Name):
-            return self.modules.get(node.id)
-        if isinstance(node, ast.Attribute):
-            owner = self._resolve(node.value)
-            if not isinstance(owner, types.ModuleType) or node.attr.startswith("_"):
-                return None
-            if owner.__name__.startswith("numpy") and node.attr in NUMPY_FORBIDDEN:
-                return None
-            value = getattr(owner, node.attr, None)
-            if isinstance(value, types.ModuleType) and value.__name__ not in NUMPY_SUBMODULES:
-                return None
-            return value
+    def _module_path(self, node: ast.expr) -> tuple[types.ModuleType, str] | None:
+        """``(numpy, "linalg.norm")`` for ``np.linalg.norm`` (any alias of numpy/math), else None."""
+        parts: list[str] = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id in self.modules:
+            return self.modules[node.id], ".".join(reversed(parts))
         return None
 
-    def _check_module_attribute(self, node: ast.Attribute, module: types.ModuleType) -> None:
-        attr, text = node.attr, _expr_text(node)
-        is_numpy = module.__name__.startswith("numpy")
-        if is_numpy and attr in NUMPY_FORBIDDEN:
-            self.add(node, text, NUMPY_FORBIDDEN[attr])
+    @staticmethod
+    def _allowed_paths(module: types.ModuleType) -> frozenset[str]:
+        return _NUMPY_PATHS if module is np else _MATH_PATHS
+
+    def _resolve(self, node: ast.expr) -> Any:
+        """The real object an allow-listed ``np.a.b`` / ``math.a`` chain names, else None."""
+        path = self._module_path(node)
+        if path is None:
+            return None
+        module, dotted = path
+        if not dotted:
+            return module
+        if dotted not in self._allowed_paths(module):
+            return None
+        value: Any = module
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
+
+    def _check_module_attribute(self, node: ast.Attribute, module: types.ModuleType, dotted: str) -> None:
+        text = _expr_text(node)
+        allowed = self._allowed_paths(module)
+        name = "np" if module is np else "math"
+        if dotted not in allowed:
+            options = [p for p in allowed if p.count(".") == dotted.count(".")]
+            exists = _has_path(module, dotted)
+            why = (f"{name}.{dotted} is not in the sandbox's {name} allow-list (see `rewardgym describe` for "
+                   f"the names programs may use)" if exists else
+                   f"{module.__name__} has no attribute {dotted!r}{_suggest(dotted, options)}")
+            self.add(node, text, why)
             return
-        if not hasattr(module, attr):
-            public = [n for n in dir(module) if not n.startswith("_")]
-            self.add(node, text, f"{module.__name__} has no attribute {attr!r}{_suggest(attr, public)}")
-            return
-        value = getattr(module, attr)
-        if isinstance(value, types.ModuleType):
-            if value.__name__ not in NUMPY_SUBMODULES:
-                self.add(node, text, f"module {value.__name__} is not available (only np.linalg, np.fft)")
-                return
+        if dotted in _NAMESPACE_PATHS:
             parent = self.parents.get(node)
             if not (isinstance(parent, ast.Attribute) and parent.value is node):
-                self.add(node, text, f"use the module only as {text}.<name>: modules may not be "
+                self.add(node, text, f"use the namespace only as {text}.<name>: namespaces may not be "
                          "passed around or aliased")
 
     def _check_import(self, node: ast.Import | ast.ImportFrom) -> None:
@@ -628,7 +723,8 @@ class _Validator:
         owner = node.func.value if isinstance(node.func, ast.Attribute) else None
         module = self._resolve(owner) if owner is not None else None
         name = node.func.attr if isinstance(node.func, ast.Attribute) else ""
-        allowed = (module is np and name in _CONST_NUMPY_CALLS) or (module is math and name in _CONST_MATH_CALLS)
+        allowed = fn is not None and ((module is np and name in _CONST_NUMPY_CALLS)
+                                      or (module is math and name in _CONST_MATH_CALLS))
         if fn is None or not allowed:
             raise _NotConstant(node, f"call {_expr_text(node.func)}()",
                                f"calls at import time are limited to np.array/np.zeros-style numpy and "
@@ -639,6 +735,9 @@ class _Validator:
         kwargs = {k.arg: self._const(k.value) for k in node.keywords}
         for value in [*args, *kwargs.values()]:
             self._check_leaves(node, value)
+            if not _numeric_or_dtype(value, _MAX_ARRAY):
+                raise _NotConstant(node, f"call {_expr_text(node.func)}()", "import-time numpy calls take "
+                                   "numbers, sequences of numbers and numeric dtypes (np.float64 ...) only")
         self._check_creation_size(node, name, args, kwargs)
         return self._guard(node, fn(*args, **kwargs))
 
@@ -654,10 +753,6 @@ class _Validator:
         if name in ("zeros", "ones", "full"):
             shape = args[0] if args else kwargs.get("shape", 0)
             size = float(np.prod(np.atleast_1d(np.asarray(shape, dtype=float))))
-        elif name == "eye":
-            n = args[0] if args else kwargs.get("N", 0)
-            m = args[1] if len(args) > 1 else kwargs.get("M")
-            size = float(n) * float(n if m is None else m)
         elif name == "arange":
             named = dict(zip(("start", "stop", "step"), args), **kwargs)
             if len(args) == 1 and "stop" not in kwargs:
@@ -704,6 +799,9 @@ class _Validator:
 
     @staticmethod
     def _guard(node: ast.expr, value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.nbytes > _MAX_ARRAY_BYTES:
+            raise _NotConstant(node, _expr_text(node), f"array of {value.nbytes:,} bytes at import time "
+                               f"(limit {_MAX_ARRAY_BYTES:,})")
         if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
             raise _NotConstant(node, _expr_text(node), f"integer larger than {_MAX_INT_BITS} bits at import time")
         if isinstance(value, (str, bytes, list, tuple, set, dict)) and len(value) > _MAX_ITEMS:
@@ -737,12 +835,12 @@ class _Validator:
                 self._check_state_use(fn, positional[0].arg)
 
     def _check_state_use(self, fn: ast.FunctionDef, state: str) -> None:
+        """Mark ``state.X`` / ``state.prev.X`` reads; reject writes into state fields."""
         rebound = any(isinstance(n, ast.Name) and n.id == state and not isinstance(n.ctx, ast.Load)
                       for n in ast.walk(fn)) or \
             sum(isinstance(n, ast.arg) and n.arg == state for n in ast.walk(fn)) > 1
         if rebound:
-            return  # ``state`` does not always name the view; checked at run time instead
-        fields = self.view_fields
+            return  # ``state`` does not always name the view; its attributes get no field leniency
         for node in ast.walk(fn):
             if isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Load):
                 root = node.value
@@ -751,27 +849,30 @@ class _Validator:
                 if isinstance(root, ast.Name) and root.id == state:
                     self.add(node, f"assignment to {_expr_text(node)}", "state views are read-only "
                              "(shared by every reward source of the step); copy the field first")
-            if fields is None or not isinstance(node, ast.Attribute) or node.attr.startswith("_"):
+            if not isinstance(node, ast.Attribute):
                 continue
             value = node.value
             if isinstance(value, ast.Name) and value.id == state:
-                if node.attr not in ("prev", "batch_size"):
-                    self._unknown_field(node, f"{state}.{node.attr}", fields)
+                self._state_reads.add(id(node))
             elif isinstance(value, ast.Attribute) and value.attr == "prev" \
                     and isinstance(value.value, ast.Name) and value.value.id == state:
+                self._state_reads.add(id(node))
                 if node.attr == "prev":
                     self.add(node, f"{state}.prev.prev", "state.prev.prev does not exist: only one "
                              "previous step is kept")
-                elif node.attr != "batch_size":
-                    self._unknown_field(node, f"{state}.prev.{node.attr}", fields)
 
-    def _unknown_field(self, node: ast.Attribute, construct: str, fields: list[str]) -> None:
-        if node.attr in fields:
-            return
-        close = difflib.get_close_matches(node.attr, fields, n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        self.add(node, construct, f"unknown state field {node.attr!r}{hint}; the view's fields are: "
-                 f"{', '.join(fields)}")
+    def _check_field_candidates(self) -> None:
+        """Without a view, unknown attribute names are fields only where they are read from
+        the state parameter itself (``state.X``, ``state.prev.X``); anywhere else they are
+        outside the allow-list."""
+        for node in self._field_candidates:
+            if id(node) not in self._state_reads:
+                self.add(node, f"attribute .{node.attr}", _attribute_reason(node.attr))
+
+
+def _attribute_reason(attr: str) -> str:
+    return (f"not in the sandbox's attribute allow-list{_suggest(attr, ATTRIBUTE_ALLOWLIST)}; values allow "
+            f"{', '.join(sorted(ATTRIBUTE_ALLOWLIST)[:12])}, ... (see docs/SECURITY.md); prefer np.<function>(x)")
 
 
 _FAILED = object()
@@ -793,13 +894,27 @@ def validate_source(source: str, filename: str, allowed_globals: Collection[str]
         ProgramRejected: with ``violations`` sorted by ``(line, col)``; a syntax error is
             reported as the single violation ``(line, col, "syntax error", message)``.
     """
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > MAX_SOURCE_BYTES:
+        raise ProgramRejected(filename, [(1, 1, "source", f"the program is {size:,} bytes; the limit is "
+                                          f"{MAX_SOURCE_BYTES:,} (reward programs are a few KB)")])
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as exc:
         raise ProgramRejected(filename, [(exc.lineno or 1, exc.offset or 1, "syntax error",
                                           exc.msg)]) from None
     except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
-        raise ProgramRejected(filename, [(1, 1, "source", f"cannot be parsed: {exc}")]) from None
-    violations = _Validator(tree, allowed_globals, view_fields).run()
+        raise ProgramRejected(filename, [(1, 1, "source", f"cannot be parsed: {type(exc).__name__}: "
+                                          f"{exc or 'too deeply nested'}")]) from None
+    nodes, depth = _tree_size(tree)
+    if nodes > MAX_AST_NODES or depth > MAX_AST_DEPTH:
+        what = (f"more than {MAX_AST_NODES:,} syntax nodes" if nodes > MAX_AST_NODES
+                else f"expressions nested more than {MAX_AST_DEPTH} levels deep (split long chains into "
+                     "named parts)")
+        raise ProgramRejected(filename, [(1, 1, "source", f"the program is too large to validate: {what}")])
+    try:
+        violations = _Validator(tree, allowed_globals, view_fields).run()
+    except (RecursionError, MemoryError) as exc:  # a defence in depth behind the caps above
+        raise ProgramRejected(filename, [(1, 1, "source", f"validation gave up: {type(exc).__name__}")]) from None
     if violations:
         raise ProgramRejected(filename, violations)

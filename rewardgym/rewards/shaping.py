@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from rewardgym.envs.view import StateView
+from rewardgym.envs.view import StateView, raw_batch
 from rewardgym.rewards.source import RewardSource, Terms
 
 if TYPE_CHECKING:
@@ -72,9 +72,18 @@ class PotentialShaping(RewardSource):
         shaping = shaping_term(self.potential(state.prev), self.potential(state), self.gamma, state.terminated)
         return shaping, {"shaping": shaping}
 
+    def close(self) -> None:
+        owner = getattr(self.potential, "__self__", self.potential)
+        close = getattr(owner, "close", None)
+        if callable(close):
+            close()
 
-def resolve_potential(spec: Any, task: "TaskSpec", trusted: bool = False) -> Callable[[StateView], Any]:
-    """Φ for ``shaping=``: ``"expert"``, a program path with ``compute_potential``, a program, or a callable."""
+
+def resolve_potential(spec: Any, task: "TaskSpec", trusted: bool = False,
+                      limits: Any = None) -> Callable[[StateView], Any]:
+    """Φ for ``shaping=``: ``"expert"``, a program path with ``compute_potential``, a program, or a callable.
+
+    ``trusted`` and ``limits`` (:class:`~rewardgym.rewards.worker.ProgramLimits`) apply to program files."""
     from rewardgym.rewards.program import RewardProgram
 
     if isinstance(spec, RewardProgram):
@@ -90,9 +99,9 @@ def resolve_potential(spec: Any, task: "TaskSpec", trusted: bool = False) -> Cal
     elif spec == "expert":
         if task.expert_path is None:
             raise ValueError(f"task {task.id} has no expert program to take a potential from")
-        program = RewardProgram.from_file(task.expert_path, view=task.view, name="expert")
+        program = RewardProgram.from_file(task.expert_path, view=task.view, name="expert", limits=limits)
     elif isinstance(spec, str) and spec.endswith(".py"):
-        program = RewardProgram.from_file(spec, view=task.view, trusted=trusted)
+        program = RewardProgram.from_file(spec, view=task.view, trusted=trusted, limits=limits)
     else:
         raise ValueError(f"shaping= takes 'expert', a reward program path (.py) defining compute_potential(state), "
                          f"a perceptual model (.pt), a trained run directory (its value function), a RewardProgram "
@@ -150,7 +159,7 @@ class ValuePotential:
         return {"obs": True}
 
     def __call__(self, state: StateView) -> np.ndarray:
-        obs = state.raw.get("obs") if hasattr(state.raw, "get") else None
+        obs = raw_batch(state).get("obs")
         if obs is None:
             raise ValueError("a value potential needs the observation in state.raw['obs']: make the env with "
                              "gym.make/make_vec (they add it for sources that require it)")
@@ -160,7 +169,7 @@ class ValuePotential:
 
 
 def with_shaping(source: RewardSource, shaping: Any, gamma: float | None, task: "TaskSpec",
-                 trusted: bool = False) -> RewardSource:
+                 trusted: bool = False, limits: Any = None) -> RewardSource:
     """``source + PotentialShaping(Φ, γ)``; ``gamma`` is required (it must be the agent's)."""
     if shaping is None:
         if gamma is not None:
@@ -169,7 +178,7 @@ def with_shaping(source: RewardSource, shaping: Any, gamma: float | None, task: 
     if gamma is None:
         raise ValueError("shaping= needs gamma=: the discount of the agent that trains on this env "
                          "(rewardgym train passes it for you)")
-    return source + PotentialShaping(resolve_potential(shaping, task, trusted), gamma)
+    return source + PotentialShaping(resolve_potential(shaping, task, trusted, limits), gamma)
 
 
 def shaping_gammas(source: RewardSource) -> list[float]:

@@ -22,6 +22,7 @@ Terms of a composition are the weighted contributions of its parts, named
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -60,6 +61,9 @@ class RewardSource:
 
     def on_episode_start(self, env_indices: np.ndarray) -> None:
         """Environments ``env_indices`` began a new episode (default: nothing to do)."""
+
+    def close(self) -> None:
+        """Release what the source holds (worker processes, threads); called by ``env.close()``."""
 
     def __add__(self, other: "RewardSource") -> "WeightedSum":
         return WeightedSum.of(self) + other
@@ -115,7 +119,7 @@ class WeightedSum(RewardSource):
     def __init__(self, parts: Sequence[tuple[float, RewardSource]]):
         if not parts:
             raise ValueError("a weighted sum needs at least one reward source")
-        self.parts = [(float(w), s) for w, s in parts]
+        self.parts = [(_finite_weight(w, f"{w}*{s.name}"), s) for w, s in parts]
         names = [s.name for _, s in self.parts]
         # Disambiguate repeated names so terms never overwrite each other.
         self._prefixes = [n if names.count(n) == 1 else f"{n}{i}" for i, n in enumerate(names)]
@@ -129,7 +133,7 @@ class WeightedSum(RewardSource):
         return WeightedSum(self.parts + list(other_parts))
 
     def __mul__(self, weight: float) -> "WeightedSum":
-        return WeightedSum([(w * float(weight), s) for w, s in self.parts])
+        return WeightedSum([(w * _finite_weight(weight, repr(self)), s) for w, s in self.parts])
 
     __rmul__ = __mul__
 
@@ -152,6 +156,10 @@ class WeightedSum(RewardSource):
     def on_episode_start(self, env_indices: np.ndarray) -> None:
         for _, source in self.parts:
             source.on_episode_start(env_indices)
+
+    def close(self) -> None:
+        for _, source in self.parts:
+            source.close()
 
     def requires(self) -> dict[str, Any]:
         return merge_requirements(part.requires() for _, part in self.parts)
@@ -185,6 +193,18 @@ def register_source(name: str, factory: Callable[..., RewardSource]) -> None:
 _TERM = re.compile(r"^\s*(?:(?P<weight>[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*\*\s*)?(?P<name>\S+?)\s*$")
 
 
+def _finite_weight(weight: Any, spec: Any) -> float:
+    """``weight`` as a finite float, or a ValueError naming it and the reward it is part of."""
+    try:
+        value = float(weight)
+    except (TypeError, ValueError):
+        raise ValueError(f"reward weight {weight!r} in {spec!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"reward weight {weight!r} in {spec!r} is not finite ({value}); weights must be finite "
+                         f"numbers") from None
+    return value
+
+
 def _split_sum(spec: str) -> list[tuple[float, str]]:
     """``"sparse + 0.1*r.py - 2*env"`` -> ``[(1, "sparse"), (0.1, "r.py"), (-2, "env")]``."""
     parts: list[tuple[float, str]] = []
@@ -201,19 +221,21 @@ def _split_sum(spec: str) -> list[tuple[float, str]]:
         match = _TERM.match(token)
         if match is None:
             raise ValueError(f"cannot parse reward term {token!r} in {spec!r}")
-        weight = float(match.group("weight")) if match.group("weight") else 1.0
+        weight = _finite_weight(match.group("weight"), spec) if match.group("weight") else 1.0
         parts.append((sign * weight, match.group("name")))
         sign = 1.0
     return parts
 
 
-def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False) -> RewardSource:
+def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False, limits: Any = None) -> RewardSource:
     """Turn a ``reward=`` argument into a :class:`RewardSource` for ``task``.
 
     Args:
         spec: see the module docstring for the accepted forms.
         task: the task (its view validates programs; its expert program is ``"expert"``).
-        trusted: run program files as trusted code (skip sandbox validation).
+        trusted: run program files as trusted code (skip sandbox validation, run in-process).
+        limits: time and memory limits of untrusted programs' workers
+            (:class:`~rewardgym.rewards.worker.ProgramLimits` or a dict; default limits).
 
     Raises:
         ValueError: the spec names nothing known; the message lists the accepted forms.
@@ -225,11 +247,11 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False) -> Reward
     if isinstance(spec, RewardSource):
         return spec
     if isinstance(spec, (list, tuple)):
-        return WeightedSum([(float(w), resolve_reward(s, task, trusted)) for w, s in spec])
+        return WeightedSum([(_finite_weight(w, spec), resolve_reward(s, task, trusted, limits)) for w, s in spec])
     if isinstance(spec, Path) and spec.suffix == ".pt":
         return _perceptual(spec, task)
     if isinstance(spec, Path):
-        return RewardProgram.from_file(spec, view=task.view, trusted=trusted)
+        return RewardProgram.from_file(spec, view=task.view, trusted=trusted, limits=limits)
     if not isinstance(spec, str):
         raise TypeError(f"reward= takes a string, a path, a RewardSource or [(weight, source)]; "
                         f"got {type(spec).__name__}")
@@ -242,18 +264,18 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False) -> Reward
         if task.expert_path is None or not task.expert_path.is_file():
             raise ValueError(f"task {task.id} has no expert reward program")
         # Shipped programs are validated like any other: they prove the sandbox admits real rewards.
-        return RewardProgram.from_file(task.expert_path, view=task.view, name="expert")
+        return RewardProgram.from_file(task.expert_path, view=task.view, name="expert", limits=limits)
     if text == "oni" and text not in SOURCE_FACTORIES:
         import rewardgym.intrinsic  # noqa: F401 - registers "oni" (imported on use: it is not small)
     if text in SOURCE_FACTORIES:
         return SOURCE_FACTORIES[text](task)
     if text.endswith(".py") and " " not in text and "*" not in text:
-        return RewardProgram.from_file(text, view=task.view, trusted=trusted)
+        return RewardProgram.from_file(text, view=task.view, trusted=trusted, limits=limits)
     if text.endswith(".pt") and " " not in text and "*" not in text:
         return _perceptual(text, task)
     parts = _split_sum(text)
     if len(parts) > 1 or (parts and parts[0][0] != 1.0):
-        return WeightedSum([(w, resolve_reward(name, task, trusted)) for w, name in parts])
+        return WeightedSum([(w, resolve_reward(name, task, trusted, limits)) for w, name in parts])
     known = ["env", "sparse", "expert", *sorted(set(SOURCE_FACTORIES) | {"oni"})]
     raise ValueError(f"unknown reward {spec!r}: use one of {', '.join(map(repr, known))}, a path to a "
                      f"reward program (.py) or a perceptual model (.pt, from `rewardgym demos fit`), or a "

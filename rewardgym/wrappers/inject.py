@@ -14,6 +14,12 @@ the reward once per batch. Both report the same ``info``:
 Vector envs follow Gymnasium 1.x's default next-step autoreset: the step that resets an
 environment returns reward 0, no terms and ``env_reward`` 0 for it, and no reward is ever
 computed from a pair of states on either side of an episode boundary.
+
+What the wrappers report is computed from data no reward source can touch: the success
+test and ``env_reward`` are read before any source runs and kept as private copies; the
+raw batch the sources see is read-only; untrusted programs run in a worker process
+(:mod:`rewardgym.rewards.worker`). A source cannot fake success, ``env_reward`` or the
+episode statistics that training logs and synthesis ranks candidates by.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from rewardgym.envs.task import TaskEnv, TaskSpec
-from rewardgym.envs.view import RawBatch, StateView, select_rows, stack_raw
+from rewardgym.envs.view import RawBatch, StateView, freeze_batch, select_rows, stack_raw
 from rewardgym.rewards.source import RewardSource, Terms
 
 
@@ -69,19 +75,24 @@ class RewardComputer:
         for sums in self.ep_terms.values():
             sums[rows] = 0.0
 
-    def _with_success(self, batch: dict[str, Any], prev: RawBatch | None) -> StateView:
-        """Evaluate the success test on ``batch`` and store it as the ``success`` field."""
-        batch["success"] = np.asarray(self.task.success(StateView(self.task.view, batch, prev)), dtype=bool)
-        return StateView(self.task.view, batch, prev)
+    def _with_success(self, batch: dict[str, Any], prev: RawBatch | None) -> tuple[StateView, np.ndarray]:
+        """Evaluate the success test on ``batch``, store it as the ``success`` field and make the
+        batch read-only; returns the view and a private copy of success (what is reported)."""
+        success = np.array(self.task.success(StateView(self.task.view, batch, prev)), dtype=bool)
+        batch["success"] = success.copy()
+        return StateView(self.task.view, freeze_batch(batch), prev), success
+
+    def close(self) -> None:
+        """Release the source's workers and threads."""
+        self.source.close()
 
     def reset(self, batch: dict[str, Any], rows: np.ndarray) -> StateView:
         """Environments ``rows`` (indices) were reset into the rows of ``batch`` (a full batch)."""
-        state = self._with_success(batch, None)
+        state, self.last_success = self._with_success(batch, None)
         if self.prev_raw is None or len(rows) == self.num_envs:
-            self.prev_raw = {k: np.array(v, copy=True) for k, v in batch.items()}
+            self.prev_raw = batch
         else:
-            for k, v in batch.items():
-                self.prev_raw[k][rows] = v[rows]
+            self.prev_raw = _merge_rows(self.prev_raw, batch, rows)
         self._reset_stats(rows)
         self.source.on_episode_start(rows)
         self.last_state = state
@@ -95,15 +106,14 @@ class RewardComputer:
         that were resetting get reward 0 and zero terms.
         """
         prev = self.prev_raw
+        env_reward = np.array(batch["env_reward"], dtype=np.float64)  # private: what is reported
         if resetting is not None and resetting.any():
-            rows = np.flatnonzero(resetting)
-            for k, v in batch.items():  # a resetting env's "previous" state is its reset state
-                prev[k][rows] = v[rows]
+            # a resetting env's "previous" state is its reset state
+            prev = _merge_rows(prev, batch, np.flatnonzero(resetting))
             active = ~resetting
         else:
             active = None
-        state = self._with_success(batch, prev)
-        success = batch["success"]
+        state, success = self._with_success(batch, prev)
         if active is None:
             reward, terms = self.source.compute(state, action)
             reward = _to_numpy(reward)
@@ -119,6 +129,10 @@ class RewardComputer:
                     terms.setdefault(name, np.zeros(self.num_envs))[active] = _to_numpy(value)
             self.source.on_episode_start(np.flatnonzero(resetting))
             self._reset_stats(np.flatnonzero(resetting))
+        if not np.isfinite(reward).all():  # each part was finite; a weighted sum can still overflow
+            bad = int(np.flatnonzero(~np.isfinite(reward))[0])
+            raise FloatingPointError(f"the reward of {self.source!r} is not finite ({reward[bad]} at batch index {bad}); "
+                                     f"its parts are finite, so their weighted sum overflows: use smaller weights")
         if set(terms) != set(self.term_names):
             for name in terms:
                 if name not in self.ep_terms:
@@ -127,17 +141,18 @@ class RewardComputer:
         # Episode statistics (resetting rows were zeroed above and stay zero this step).
         self.ep_return += reward
         if active is None:
-            self.ep_env_return += batch["env_reward"]
+            self.ep_env_return += env_reward
             self.ep_length += 1
             self.ep_success |= success
         else:
-            self.ep_env_return += np.where(active, batch["env_reward"], 0.0)
+            self.ep_env_return += np.where(active, env_reward, 0.0)
             self.ep_length += active
             self.ep_success |= success & active
         for name, value in terms.items():
             self.ep_terms[name] += value
         self.prev_raw = batch
         self.last_state = state
+        self.last_success = success
         return reward, terms, success
 
     def episode_stats(self, row: int) -> dict[str, Any]:
@@ -147,9 +162,19 @@ class RewardComputer:
             "env_return": float(self.ep_env_return[row]),
             "length": int(self.ep_length[row]),
             "success": bool(self.ep_success[row]),
-            "final_success": bool(self.prev_raw["success"][row]),
+            "final_success": bool(self.last_success[row]),
             "terms": {name: float(sums[row]) for name, sums in self.ep_terms.items()},
         }
+
+
+def _merge_rows(dst: RawBatch, src: RawBatch, rows: np.ndarray) -> dict[str, Any]:
+    """A new raw batch: ``src``'s rows ``rows`` over ``dst`` (neither is written)."""
+    out: dict[str, Any] = {}
+    for key, value in src.items():
+        merged = np.array(dst[key], copy=True)
+        merged[rows] = value[rows]
+        out[key] = merged
+    return freeze_batch(out)
 
 
 def _as_batch_action(action: Any, space: gym.Space) -> np.ndarray:
@@ -179,6 +204,12 @@ class RewardInjection(gym.Wrapper):
         self.task: TaskSpec = task_env.task
         self.source = source
         self.computer = RewardComputer(self.task, source, 1)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.computer.close()
 
     @property
     def state(self) -> StateView | None:
@@ -233,6 +264,12 @@ class VectorRewardInjection(VectorWrapper):
         self._all = np.ones(self.num_envs, dtype=bool)
         action_space = env.single_action_space
         self._continuous = isinstance(action_space, gym.spaces.Box)
+
+    def close(self, **kwargs: Any) -> None:
+        try:
+            super().close(**kwargs)
+        finally:
+            self.computer.close()
 
     @property
     def state(self) -> StateView | None:
