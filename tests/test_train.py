@@ -27,7 +27,7 @@ def test_sb3_run_directory_has_config_metrics_checkpoint_and_plot(tmp_path):
                 runs_root=tmp_path, run_name="r")
     names = {p.name for p in run.path.iterdir()}
     assert {"config.json", "metrics.jsonl", "checkpoints", "learning_curve.png"} <= names
-    assert (run.checkpoint_dir / "final.zip").is_file()
+    assert (run.checkpoint_dir / "final.pt").is_file()
     rows = run.metrics()
     assert rows[-1]["global_step"] >= 1024
     assert {"fps", "wall_time", "episode_return", "env_return", "success_rate"} <= set(rows[-1])
@@ -64,7 +64,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path):
     assert proc.returncode == 130, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
     run = RunDir.open(runs / "r")
-    assert (run.checkpoint_dir / "latest.zip").is_file()
+    assert (run.checkpoint_dir / "latest.pt").is_file()
     done_before = run.metrics()[-1]["global_step"]
     assert done_before < 12000
     result = subprocess.run(CLI + ["train", "--resume", str(run.path)], capture_output=True, text=True,
@@ -72,7 +72,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path):
     assert result.returncode == 0, result.stderr
     steps = [r["global_step"] for r in run.metrics()]
     assert steps == sorted(set(steps)), "no update is logged twice"
-    assert steps[-1] >= 12000 and (run.checkpoint_dir / "final.zip").is_file()
+    assert steps[-1] >= 12000 and (run.checkpoint_dir / "final.pt").is_file()
 
 
 def test_bad_run_directory_and_foreign_checkpoint_are_clear_errors(tmp_path):

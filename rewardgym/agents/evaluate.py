@@ -3,6 +3,10 @@
 Episodes run with the deterministic policy on fresh seeds (``seed, seed+1, ...``), with
 the run's own reward injected (program files are read from the copies inside the run
 directory), so the numbers are comparable across runs and algorithms.
+
+A run directory may come from anyone: its reward programs run in the sandbox unless the
+person evaluating passes ``trusted=True`` (nothing in the run can ask for it), and its
+checkpoint loads as data (``weights_only``).
 """
 
 from __future__ import annotations
@@ -31,33 +35,51 @@ def reward_for_run(run: RunDir) -> str:
 
 
 class RunPolicy:
-    """Deterministic actions from a run's checkpoint, whatever the algorithm."""
+    """Deterministic actions from a run's checkpoint, whatever the algorithm.
 
-    def __init__(self, run: RunDir, env: gym.vector.VectorEnv):
+    Args:
+        run: the run directory.
+        env: an env of the run's task (PPO: a vector env; its spaces size the networks).
+        unsafe_pickle: accept checkpoints that only load by unpickling (older runs you made).
+    """
+
+    def __init__(self, run: RunDir, env: gym.vector.VectorEnv, unsafe_pickle: bool = False):
+        from rewardgym.agents.runs import latest_checkpoint
+
         config = run.config()
-        self.algo = config["algo"]
+        self.algo = config.get("algo")
+        if self.algo not in ("ppo", "sb3-ppo"):
+            raise RunError(f"{run.config_path}: unknown algo {self.algo!r}")
+        ckpt = latest_checkpoint(run, self.algo, final=True)
+        if ckpt is None:
+            raise RunError(f"{run.path} has no checkpoint (expected {run.checkpoint_dir / 'final.pt'})")
+        hyper = config.get("hyperparams", {})
+        if not isinstance(hyper, dict):
+            raise RunError(f"{run.config_path}: hyperparams must be a table")
         if self.algo == "ppo":
             from rewardgym.agents.ppo import PPO, PPOConfig
             from rewardgym.agents.train import load_ppo_checkpoint
 
-            ckpt = run.checkpoint_dir / "final.pt"
-            ckpt = ckpt if ckpt.is_file() else run.latest_checkpoint
-            if not ckpt.is_file():
-                raise RunError(f"{run.path} has no checkpoint (expected {ckpt})")
-            payload = load_ppo_checkpoint(ckpt, config["task"])
-            hyper = {**config.get("hyperparams", {}), "num_envs": 1, "seed": config["seed"], "device": "cpu"}
-            self.agent = PPO(env, PPOConfig.from_dict(hyper, source=str(run.config_path)))
-            self.agent.load_policy(payload["agent"])
-        elif self.algo == "sb3-ppo":
-            from stable_baselines3 import PPO as SB3PPO
-
-            ckpt = run.checkpoint_dir / "final.zip"
-            ckpt = ckpt if ckpt.is_file() else run.checkpoint_dir / "latest.zip"
-            if not ckpt.is_file():
-                raise RunError(f"{run.path} has no checkpoint (expected {ckpt})")
-            self.agent = SB3PPO.load(ckpt, device="cpu")
+            payload = load_ppo_checkpoint(ckpt, config["task"], unsafe_pickle)
+            try:
+                cfg = PPOConfig.from_dict({**hyper, "num_envs": 1, "seed": config.get("seed", 0), "device": "cpu"},
+                                          source=str(run.config_path))
+            except ValueError as exc:
+                raise RunError(str(exc)) from None
+            self.agent = PPO(env, cfg)
+            try:
+                self.agent.load_policy(payload["agent"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise RunError(f"{ckpt}: checkpoint does not fit the run's policy ({type(exc).__name__}: "
+                               f"{str(exc)[:300]})") from None
         else:
-            raise RunError(f"{run.config_path}: unknown algo {self.algo!r}")
+            from rewardgym.agents.sb3 import load_sb3_model, new_sb3_model, single_env_for_sb3
+
+            try:
+                self.agent = new_sb3_model(single_env_for_sb3(env), int(config.get("seed", 0)), "cpu", hyper)
+            except ValueError as exc:
+                raise RunError(f"{run.config_path}: {exc}") from None
+            load_sb3_model(self.agent, ckpt, config["task"], unsafe_pickle)
 
     def __call__(self, obs: Any) -> np.ndarray:
         action, _ = self.agent.predict(obs, deterministic=True)
@@ -70,18 +92,30 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 
 def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video: bool = False,
-             max_video_frames: int = 1000) -> dict[str, Any]:
-    """Evaluate a run; writes ``eval.json`` (and ``video.mp4`` of the first episode)."""
+             max_video_frames: int = 1000, trusted: bool = False, reward_limits: Any = None,
+             unsafe_pickle: bool = False) -> dict[str, Any]:
+    """Evaluate a run; writes ``eval.json`` (and ``video.mp4`` of the first episode).
+
+    Args:
+        trusted: run the run's reward program files without the sandbox (the caller's decision).
+        reward_limits: limits of untrusted reward programs (default limits otherwise).
+        unsafe_pickle: accept checkpoints that only load by unpickling (older runs you made).
+    """
+    if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
+        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
     run = RunDir.open(run_path)
     config = run.config()
     shaping = {}
     if config.get("shaping"):  # the same reward the agent trained on, shaping term included
         gamma = float(config.get("hyperparams", {}).get("gamma", 0.99))
         shaping = {"shaping": _run_copy(run, config["shaping"]), "gamma": gamma}
-    env = gym.make_vec(config["task"], num_envs=1, reward=reward_for_run(run),
-                       trusted=bool(config.get("trusted", False)),
-                       render_mode="rgb_array" if video else None, **shaping)
-    policy = RunPolicy(run, env)
+    env = gym.make_vec(config["task"], num_envs=1, reward=reward_for_run(run), trusted=trusted,
+                       reward_limits=reward_limits, render_mode="rgb_array" if video else None, **shaping)
+    try:
+        policy = RunPolicy(run, env, unsafe_pickle)
+    except BaseException:
+        env.close()
+        raise
     sub_envs = getattr(env.unwrapped, "envs", None)
     fps = int(sub_envs[0].metadata.get("render_fps", 30)) if sub_envs else 30
     results: dict[str, list[float]] = {"return": [], "env_return": [], "length": [], "success": []}

@@ -79,6 +79,11 @@ class ConfigError(ValueError):
     """A PPO configuration key is unknown or has a value of the wrong type."""
 
 
+class TrainingDiverged(FloatingPointError):
+    """The losses or the policy's actions stopped being finite; training stops before NaNs
+    reach a simulator or a checkpoint."""
+
+
 # ----------------------------------------------------------------------------- configuration
 @dataclass
 class PPOConfig:
@@ -184,8 +189,21 @@ class PPOConfig:
         return config
 
     def validate(self, source: str = "<config>") -> None:
-        """Check value ranges (called by :meth:`from_dict` and by :class:`PPO`)."""
+        """Check value ranges (called by :meth:`from_dict` and by :class:`PPO`).
+
+        Besides what the algorithm needs, sizes are bounded by what fits a machine (a
+        rollout buffer of 1e8 transitions or a layer of 1e6 units is a typo, not a setting),
+        so an absurd file fails here with its key instead of deep inside an allocation."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{_locate(source, f.name)}: PPO config value {f.name}={value!r} is not finite")
         checks = [
+            ("num_envs", self.num_envs <= 65_536), ("num_steps", self.num_steps <= 1_000_000),
+            ("batch size num_envs * num_steps", self.batch_size <= 50_000_000),
+            ("update_epochs", self.update_epochs <= 10_000),
+            ("hidden_sizes", len(self.hidden_sizes) <= 64 and all(h <= 65_536 for h in self.hidden_sizes)),
+            ("stats_window", self.stats_window <= 1_000_000), ("num_threads", self.num_threads <= 4096),
             ("num_envs", self.num_envs >= 1), ("num_steps", self.num_steps >= 1),
             ("num_minibatches", 1 <= self.num_minibatches <= self.batch_size),
             ("update_epochs", self.update_epochs >= 1), ("gamma", 0.0 <= self.gamma <= 1.0),
@@ -199,8 +217,10 @@ class PPOConfig:
         ]
         for key, ok in checks:
             if not ok:
-                raise ConfigError(f"{_locate(source, key)}: PPO config value {key}={getattr(self, key)!r} "
-                                  "is out of range")
+                derived = " " in key  # the batch size: reported at its num_steps line
+                value = self.batch_size if derived else getattr(self, key)
+                raise ConfigError(f"{_locate(source, 'num_steps' if derived else key)}: PPO config value "
+                                  f"{key}={value!r} is out of range")
         if self.batch_size % self.num_minibatches:
             raise ConfigError(f"{_locate(source, 'num_minibatches')}: PPO config num_minibatches="
                               f"{self.num_minibatches} must divide the batch num_envs * num_steps = {self.batch_size}")
@@ -256,6 +276,8 @@ def _check_type(key: str, value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise fail("a number")
+        if not math.isfinite(float(value)):
+            raise fail("a finite number")
         return float(value)
     if hint is str and not isinstance(value, str):
         raise fail("a string")
@@ -529,7 +551,12 @@ class PPO:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             t0 = time.perf_counter()
-            self._collect_rollout()
+            rng = self.generator.get_state()
+            try:
+                self._collect_rollout()
+            except BaseException:  # a reward error, Ctrl-C: the checkpoint then resumes at this update
+                self.generator.set_state(rng)
+                raise
             t1 = time.perf_counter()
             stats = self._train()
             t2 = time.perf_counter()
@@ -571,7 +598,11 @@ class PPO:
                 terminated = terminated.to(device, torch.bool)
                 truncated = truncated.to(device, torch.bool)
             else:
-                next_obs, reward, terminated, truncated, info = self.env.step(env_action.cpu().numpy())
+                np_action = env_action.cpu().numpy()
+                if np_action.dtype.kind == "f" and not np.isfinite(np_action).all():
+                    raise TrainingDiverged(f"the policy produced non-finite actions at update {self.update}: its "
+                                           f"parameters are no longer finite; nothing was sent to the environment")
+                next_obs, reward, terminated, truncated, info = self.env.step(np_action)
                 reward = torch.from_numpy(np.asarray(reward, dtype=np.float32)).to(device)
                 terminated = torch.from_numpy(np.asarray(terminated, dtype=np.bool_)).to(device)
                 truncated = torch.from_numpy(np.asarray(truncated, dtype=np.bool_)).to(device)
@@ -651,6 +682,11 @@ class PPO:
             if cfg.target_kl is not None and float(epoch_stats[4]) / cfg.num_minibatches > cfg.target_kl:
                 break
         means = (totals / max(count, 1)).tolist()
+        if not all(math.isfinite(m) for m in means[:3]):
+            raise TrainingDiverged(
+                f"PPO losses became non-finite at update {self.update} (policy loss {means[0]}, value loss {means[1]}, "
+                f"entropy {means[2]}): lower learning_rate (now {cfg.learning_rate}) or bound the reward's scale "
+                f"(norm_reward={cfg.norm_reward})")
         valid = buf.valid.reshape(-1)
         y_pred, y_true = batch["values"][valid], batch["returns"][valid]
         var_y = float(y_true.var()) if y_true.numel() > 1 else float("nan")

@@ -32,6 +32,11 @@ class RunError(RuntimeError):
     """A run directory is missing, incomplete, or from an incompatible version/task."""
 
 
+UNSAFE_PICKLE_WARNING = ("loading a pickled checkpoint: it can run any code its author put in it; only do this "
+                         "for runs you made yourself")
+"""Shown whenever a checkpoint is loaded by unpickling (``--unsafe-pickle``)."""
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,3 +183,64 @@ class RunDir:
         plt.close(fig)
         os.replace(tmp, out)
         return out
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+def save_checkpoint(payload: dict[str, Any], run: "RunDir", name: str) -> Path:
+    """Atomically write a checkpoint ``payload`` (tensors and plain containers) as ``checkpoints/<name>``."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    path = run.checkpoint_dir / name
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def load_checkpoint(path: Path, task_id: str, algo: str, unsafe_pickle: bool = False) -> dict[str, Any]:
+    """Read a checkpoint as data and check it belongs to ``task_id``, ``algo`` and this rewardgym.
+
+    ``torch.load(weights_only=True)`` accepts tensors and plain containers only, so a file
+    crafted to run code on unpickling is refused; ``unsafe_pickle`` lifts that (runs you made
+    with an older rewardgym; see :data:`UNSAFE_PICKLE_WARNING`).
+
+    Raises:
+        RunError: naming the file and what is wrong with it.
+    """
+    import warnings
+
+    import torch
+
+    if unsafe_pickle:
+        warnings.warn(f"{path}: {UNSAFE_PICKLE_WARNING}", stacklevel=2)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=not unsafe_pickle)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        hint = ("; it holds objects that weights-only loading refuses (loading it would run code). If you made this "
+                "run yourself with an older rewardgym, pass --unsafe-pickle" if "weights_only" in str(exc) else "")
+        raise RunError(f"{path}: not a readable rewardgym checkpoint ({detail}){hint}") from None
+    if not isinstance(payload, dict) or payload.get("run_format") != RUN_FORMAT:
+        raise RunError(f"{path}: checkpoint format {payload.get('run_format') if isinstance(payload, dict) else '?'}"
+                       f" is not supported by this rewardgym (expects {RUN_FORMAT})")
+    if payload.get("task") != task_id:
+        raise RunError(f"{path}: checkpoint is for task {payload.get('task')!r}, not {task_id!r}")
+    if payload.get("algo") != algo:
+        raise RunError(f"{path}: checkpoint is of algorithm {payload.get('algo')!r}, not {algo!r}")
+    if not isinstance(payload.get("global_step"), int) or payload["global_step"] < 0:
+        raise RunError(f"{path}: checkpoint field global_step={payload.get('global_step')!r} is not valid")
+    return payload
+
+
+def latest_checkpoint(run: "RunDir", algo: str, final: bool = False) -> Path | None:
+    """The checkpoint to load (``final`` first when asked), or None; SB3 runs made before
+    weights-only checkpoints have ``.zip`` files."""
+    names = (["final"] if final else []) + ["latest"]
+    for name in names:
+        for suffix in ((".pt",) if algo == "ppo" else (".pt", ".zip")):
+            path = run.checkpoint_dir / f"{name}{suffix}"
+            if path.is_file():
+                return path
+    return None

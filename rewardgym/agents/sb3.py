@@ -4,11 +4,16 @@ rewardgym envs are plain Gymnasium envs, so SB3 trains on them unchanged; this m
 adds what ``rewardgym train --algo sb3-ppo`` needs so that runs of both algorithms can be
 compared file for file: the same ``metrics.jsonl`` columns (from ``info["episode_stats"]``),
 atomic checkpoints, the learning-curve plot, and resume.
+
+Checkpoints are *not* SB3's ``model.save`` zips: those hold cloudpickled objects (the
+policy class, schedules, spaces), and ``PPO.load`` unpickles them, so a received run could
+run code. A rewardgym SB3 checkpoint holds the policy's and optimiser's state dicts and the
+step count (tensors and plain containers, loaded with ``weights_only=True``); the model
+itself is rebuilt from the run's config and the env.
 """
 
 from __future__ import annotations
 
-import io
 import time
 from collections import deque
 from typing import Any, Callable
@@ -16,18 +21,19 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from rewardgym.agents.runs import RunDir, atomic_write_bytes
+from rewardgym.agents.runs import (RUN_FORMAT, UNSAFE_PICKLE_WARNING, RunDir, RunError, load_checkpoint,
+                                   save_checkpoint)
 
 
 def make_sb3_vec_env(task_id: str, reward: Any, num_envs: int, seed: int, trusted: bool = False,
-                     shaping: Any = None, gamma: float | None = None):
+                     shaping: Any = None, gamma: float | None = None, reward_limits: Any = None):
     """An SB3 ``DummyVecEnv`` of ``gym.make(task_id, reward=...)`` envs, seeded ``seed + i``."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     def factory(rank: int) -> Callable[[], gym.Env]:
         def make() -> gym.Env:
             extra = {"shaping": shaping, "gamma": gamma} if shaping is not None else {}
-            env = gym.make(task_id, reward=reward, trusted=trusted, **extra)
+            env = gym.make(task_id, reward=reward, trusted=trusted, reward_limits=reward_limits, **extra)
             env.action_space.seed(seed + rank)
             return env
         return make
@@ -81,7 +87,7 @@ class EpisodeStatsLog:
         return out
 
 
-def sb3_callback(run: RunDir, log: EpisodeStatsLog, on_update: Callable[[dict[str, Any]], None],
+def sb3_callback(run: RunDir, spec: Any, log: EpisodeStatsLog, on_update: Callable[[dict[str, Any]], None],
                  checkpoint_every_s: float):
     """An SB3 callback that logs rewardgym metrics per rollout and checkpoints atomically."""
     from stable_baselines3.common.callbacks import BaseCallback
@@ -112,14 +118,80 @@ def sb3_callback(run: RunDir, log: EpisodeStatsLog, on_update: Callable[[dict[st
             run.append_metrics([row])
             on_update(row)
             if time.perf_counter() - self._last_ckpt >= checkpoint_every_s:
-                save_sb3_checkpoint(self.model, run)
+                save_sb3_checkpoint(self.model, spec, run)
                 self._last_ckpt = time.perf_counter()
 
     return RewardgymCallback()
 
 
-def save_sb3_checkpoint(model, run: RunDir, name: str = "latest.zip") -> None:
-    """``model.save`` into memory, then an atomic write (a kill never leaves half a zip)."""
-    buffer = io.BytesIO()
-    model.save(buffer)
-    atomic_write_bytes(run.checkpoint_dir / name, buffer.getvalue())
+class _SpacesOnly(gym.Env):
+    """Carries the spaces SB3 needs to build a model for inference; never stepped."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        raise RuntimeError("this env only describes spaces (a model built for evaluation)")
+
+    def step(self, action: Any):
+        raise RuntimeError("this env only describes spaces (a model built for evaluation)")
+
+
+def single_env_for_sb3(venv: Any):
+    """A one-env SB3 VecEnv with ``venv``'s single spaces, to rebuild a model for inference."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    obs, act = venv.single_observation_space, venv.single_action_space
+    return DummyVecEnv([lambda: _SpacesOnly(obs, act)])
+
+
+def new_sb3_model(env: Any, seed: int, device: str, hyperparams: dict[str, Any]):
+    """SB3's PPO with an ``MlpPolicy`` for ``env``; bad hyper-parameters are a ValueError."""
+    from stable_baselines3 import PPO as SB3PPO
+
+    try:
+        return SB3PPO("MlpPolicy", env, seed=seed, device=device, verbose=0, **hyperparams)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise ValueError(f"sb3-ppo hyper-parameters: {exc}") from None
+
+
+def save_sb3_checkpoint(model: Any, spec: Any, run: RunDir, name: str = "latest.pt") -> None:
+    """Atomically write the model's state as data: policy and optimiser state dicts, steps."""
+    policy = model.policy
+    save_checkpoint({"run_format": RUN_FORMAT, "task": spec.task, "reward": spec.reward, "algo": "sb3-ppo",
+                      "global_step": int(model.num_timesteps),
+                      "policy": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()},
+                      "optimizer": policy.optimizer.state_dict()}, run, name)
+
+
+def load_sb3_model(model: Any, path: Any, task_id: str, unsafe_pickle: bool = False) -> None:
+    """Restore a checkpoint into ``model`` (built by :func:`new_sb3_model` for the run's env).
+
+    A ``.zip`` (SB3's own format, from older rewardgym runs) loads only with
+    ``unsafe_pickle``: SB3 unpickles objects stored inside it.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix == ".zip":
+        if not unsafe_pickle:
+            raise RunError(f"{path}: an SB3 zip checkpoint; SB3 unpickles objects stored in it, which can run code. "
+                           f"If you made this run yourself with an older rewardgym, pass --unsafe-pickle")
+        import warnings
+
+        from stable_baselines3 import PPO as SB3PPO
+
+        warnings.warn(f"{path}: {UNSAFE_PICKLE_WARNING}", stacklevel=2)
+        loaded = SB3PPO.load(path, device=model.device)
+        model.policy.load_state_dict(loaded.policy.state_dict())
+        model.policy.optimizer.load_state_dict(loaded.policy.optimizer.state_dict())
+        model.num_timesteps = int(loaded.num_timesteps)
+        return
+    payload = load_checkpoint(path, task_id, "sb3-ppo")
+    try:
+        model.policy.load_state_dict(payload["policy"])
+        model.policy.optimizer.load_state_dict(payload["optimizer"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise RunError(f"{path}: checkpoint does not fit this run ({type(exc).__name__}: {str(exc)[:300]})") from None
+    model.num_timesteps = int(payload["global_step"])

@@ -3,14 +3,22 @@
 Two algorithms write the same run-directory layout (:mod:`rewardgym.agents.runs`):
 ``ppo`` (rewardgym's own, :mod:`rewardgym.agents.ppo`) and ``sb3-ppo``
 (Stable-Baselines3's). A run is resumable: checkpoints are written atomically every
-``checkpoint_every_s`` seconds, at the end, and on Ctrl-C; ``resume(run)`` continues from
-the last checkpoint and drops the metrics logged after it.
+``checkpoint_every_s`` seconds, at the end, on Ctrl-C and when training stops on an error
+(a reward program past its limits, diverging losses); ``resume(run)`` continues from the
+last checkpoint and drops the metrics logged after it.
+
+A run directory is data that may come from someone else: checkpoints load with
+``torch.load(weights_only=True)`` (tensors and plain containers; nothing is unpickled),
+and neither ``trusted`` nor the reward limits are ever read from it: they come from the
+person resuming (``resume(run, trusted=..., reward_limits=...)``, CLI options).
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import signal
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +28,7 @@ from typing import Any, Callable, Iterator
 import gymnasium as gym
 
 import rewardgym
-from rewardgym.agents.runs import RunDir, RunError, atomic_write_bytes
+from rewardgym.agents.runs import RunDir, RunError, latest_checkpoint, load_checkpoint, save_checkpoint
 from rewardgym.envs.registry import get_task
 
 ALGOS = ("ppo", "sb3-ppo")
@@ -34,6 +42,19 @@ class TrainingInterrupted(Exception):
                          f"rewardgym train --resume {run.path}")
         self.run = run
         self.global_step = global_step
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped on an error (the reward program, diverging losses); a checkpoint of
+    the last completed update was saved first. ``cause`` is the original error."""
+
+    def __init__(self, run: RunDir, global_step: int, cause: BaseException, saved: bool = True):
+        saved_text = "checkpoint saved" if saved else "the last periodic checkpoint is kept"
+        super().__init__(f"{cause}\ntraining stopped at step {global_step:,}; {saved_text} in {run.path}. After "
+                         f"fixing the cause, resume with: rewardgym train --resume {run.path}")
+        self.run = run
+        self.global_step = global_step
+        self.cause = cause
 
 
 @dataclass
@@ -51,7 +72,10 @@ class TrainSpec:
         hyperparams: algorithm hyper-parameters (validated by the algorithm).
         asynchronous: one process per env.
         track: ``None``, ``"tensorboard"`` or ``"wandb"``.
-        trusted: run reward program files without the sandbox.
+        trusted: run reward program files without the sandbox (never saved in, nor read from,
+            the run directory).
+        reward_limits: time and memory limits of untrusted reward programs
+            (:class:`~rewardgym.rewards.worker.ProgramLimits` fields; never read from a run).
         checkpoint_every_s: seconds between periodic checkpoints.
         shaping: potential-based shaping (``"expert"``, a program path with
             ``compute_potential``, a perceptual model ``.pt`` or a trained run directory),
@@ -73,6 +97,7 @@ class TrainSpec:
     asynchronous: bool = False
     track: str | None = None
     trusted: bool = False
+    reward_limits: dict[str, Any] = field(default_factory=dict)
     checkpoint_every_s: float = 60.0
     shaping: str | None = None
     intrinsic: str | None = None
@@ -82,18 +107,46 @@ class TrainSpec:
         return {"task": self.task, "reward": self.reward, "steps": self.steps, "algo": self.algo,
                 "num_envs": self.num_envs, "seed": self.seed, "device": self.device,
                 "hyperparams": self.hyperparams, "asynchronous": self.asynchronous, "track": self.track,
-                "trusted": self.trusted, "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
+                "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
                 "intrinsic": self.intrinsic, "oni": self.oni, "rewardgym_version": rewardgym.__version__}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "TrainSpec":
-        keys = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in config.items() if k in keys})
+    def from_config(cls, config: dict[str, Any], source: str = "config.json") -> "TrainSpec":
+        """The spec a run was created with; ``trusted`` and ``reward_limits`` are never taken
+        from it (a received run cannot grant itself trust or lift its limits)."""
+        keys = {f for f in cls.__dataclass_fields__} - {"trusted", "reward_limits"}
+        spec = cls(**{k: v for k, v in config.items() if k in keys})
+        spec.validate(source)
+        return spec
+
+    def validate(self, source: str = "the train options") -> None:
+        """Types and ranges of what config.json or the command line gave (one-line errors)."""
+        checks = [("task", isinstance(self.task, str)), ("reward", isinstance(self.reward, str)),
+                  ("steps", _positive_int(self.steps)), ("num_envs", _positive_int(self.num_envs)),
+                  ("seed", isinstance(self.seed, int) and not isinstance(self.seed, bool)),
+                  ("algo", self.algo in ALGOS), ("device", self.device in ("auto", "cpu", "cuda")),
+                  ("hyperparams", isinstance(self.hyperparams, dict)),
+                  ("checkpoint_every_s", isinstance(self.checkpoint_every_s, (int, float))
+                   and math.isfinite(self.checkpoint_every_s) and self.checkpoint_every_s > 0),
+                  ("shaping", self.shaping is None or isinstance(self.shaping, str)),
+                  ("oni", isinstance(self.oni, dict)), ("reward_limits", isinstance(self.reward_limits, dict))]
+        for key, ok in checks:
+            if not ok:
+                raise ValueError(f"{source}: {key}={getattr(self, key)!r} is not valid")
+        for key, value in self.hyperparams.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{source}: hyper-parameter {key}={value!r} is not finite")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @contextmanager
 def _sigint_flag() -> Iterator[dict[str, bool]]:
-    """Turn the first Ctrl-C into a flag the training loop polls (a second one aborts)."""
+    """Turn the first Ctrl-C into a flag the training loop polls after each update; a second
+    one stops at once (KeyboardInterrupt), and the trainer still writes a checkpoint of the
+    last completed update before exiting."""
     flag = {"stop": False}
     previous = signal.getsignal(signal.SIGINT)
 
@@ -102,6 +155,7 @@ def _sigint_flag() -> Iterator[dict[str, bool]]:
             signal.signal(signal.SIGINT, previous)
             raise KeyboardInterrupt
         flag["stop"] = True
+        sys.stderr.write("\nstopping after this update (Ctrl-C again to stop now)\n")
 
     try:
         signal.signal(signal.SIGINT, handler)
@@ -169,11 +223,13 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     """Train into a new run directory; returns it. See :func:`resume` to continue one."""
     if spec.algo not in ALGOS:
         raise ValueError(f"unknown algorithm {spec.algo!r}; choose one of {', '.join(ALGOS)}")
+    spec.validate()
     task = get_task(spec.task)
     spec.task = task.id
     # Fail on a bad reward or bad hyper-parameters before creating anything on disk.
     _check_intrinsic(spec)
-    rewardgym.resolve_reward(_reward_spec(spec), task, trusted=spec.trusted)
+    _reward_limits(spec)
+    rewardgym.resolve_reward(_reward_spec(spec), task, trusted=spec.trusted).close()
     if spec.shaping:
         from rewardgym.rewards.shaping import resolve_potential
 
@@ -187,14 +243,26 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     return _run(spec, run, resume_from=None, on_update=on_update)
 
 
-def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | None = None) -> RunDir:
-    """Continue an interrupted run from its last checkpoint."""
+def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | None = None, *,
+           trusted: bool = False, reward_limits: dict[str, Any] | None = None,
+           unsafe_pickle: bool = False) -> RunDir:
+    """Continue an interrupted run from its last checkpoint.
+
+    Args:
+        trusted: run the run's reward program files without the sandbox (the caller's
+            decision: a run directory never grants it).
+        reward_limits: limits of untrusted reward programs (default limits otherwise).
+        unsafe_pickle: accept a checkpoint that only loads by unpickling (runs made by
+            rewardgym before weights-only checkpoints; see :data:`UNSAFE_PICKLE_WARNING`).
+    """
     run = RunDir.open(run_path)
-    spec = TrainSpec.from_config(run.config())
-    checkpoint = run.latest_checkpoint if spec.algo == "ppo" else run.checkpoint_dir / "latest.zip"
-    if not checkpoint.is_file():
-        raise RunError(f"{run.path} has no checkpoint to resume from (expected {checkpoint})")
-    return _run(spec, run, resume_from=checkpoint, on_update=on_update)
+    spec = TrainSpec.from_config(run.config(), source=str(run.config_path))
+    spec.trusted = trusted
+    spec.reward_limits = dict(reward_limits or {})
+    checkpoint = latest_checkpoint(run, spec.algo)
+    if checkpoint is None:
+        raise RunError(f"{run.path} has no checkpoint to resume from (expected {run.latest_checkpoint})")
+    return _run(spec, run, resume_from=checkpoint, on_update=on_update, unsafe_pickle=unsafe_pickle)
 
 
 def _ppo_dict(spec: TrainSpec) -> dict[str, Any]:
@@ -202,7 +270,7 @@ def _ppo_dict(spec: TrainSpec) -> dict[str, Any]:
 
 
 def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
-         on_update: Callable[[dict[str, Any]], None] | None) -> RunDir:
+         on_update: Callable[[dict[str, Any]], None] | None, unsafe_pickle: bool = False) -> RunDir:
     tracker = Tracker(spec.track, run, spec.to_config())
     callbacks = [tracker.log] + ([on_update] if on_update else [])
 
@@ -213,19 +281,26 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     try:
         with _intrinsic_rewards(spec, run):
             if spec.algo == "ppo":
-                _train_ppo(spec, run, resume_from, notify)
+                _train_ppo(spec, run, resume_from, notify, unsafe_pickle)
             else:
-                _train_sb3(spec, run, resume_from, notify)
+                _train_sb3(spec, run, resume_from, notify, unsafe_pickle)
     finally:
         tracker.close()
         run.plot_learning_curve()
     return run
 
 
+def _reward_limits(spec: TrainSpec):
+    from rewardgym.rewards.worker import ProgramLimits
+
+    return ProgramLimits.of(spec.reward_limits or None)
+
+
 def _make_env(spec: TrainSpec, gamma: float) -> gym.vector.VectorEnv:
     shaping = {"shaping": spec.shaping, "gamma": gamma} if spec.shaping else {}
     return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=_reward_spec(spec),
-                        asynchronous=spec.asynchronous, trusted=spec.trusted, **shaping)
+                        asynchronous=spec.asynchronous, trusted=spec.trusted, reward_limits=_reward_limits(spec),
+                        **shaping)
 
 
 def _reward_names_oni(reward: str) -> bool:
@@ -270,42 +345,26 @@ def _intrinsic_rewards(spec: TrainSpec, run: RunDir) -> Iterator[None]:
 
 
 def save_ppo_checkpoint(agent, spec: TrainSpec, run: RunDir, name: str = "latest.pt") -> Path:
-    """Atomically write the agent's full state plus what identifies the run."""
-    import io
-
-    import torch
-
+    """Atomically write the agent's full state plus what identifies the run (tensors and plain
+    containers only: it loads with ``weights_only=True``)."""
     from rewardgym.agents.runs import RUN_FORMAT
 
-    buffer = io.BytesIO()
-    torch.save({"run_format": RUN_FORMAT, "task": spec.task, "reward": spec.reward,
-                "rewardgym_version": rewardgym.__version__, "algo": "ppo",
-                "global_step": int(agent.global_step), "agent": agent.state_dict()}, buffer)
-    path = run.checkpoint_dir / name
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_checkpoint({"run_format": RUN_FORMAT, "task": spec.task, "reward": spec.reward,
+                             "rewardgym_version": rewardgym.__version__, "algo": "ppo",
+                             "global_step": int(agent.global_step), "agent": agent.state_dict()}, run, name)
 
 
-def load_ppo_checkpoint(path: Path, task_id: str) -> dict[str, Any]:
-    """Read a checkpoint and check it belongs to ``task_id`` and this rewardgym."""
-    import torch
-
-    from rewardgym.agents.runs import RUN_FORMAT
-
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
-        raise RunError(f"{path}: not a readable rewardgym checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("run_format") != RUN_FORMAT:
-        raise RunError(f"{path}: checkpoint format {payload.get('run_format') if isinstance(payload, dict) else '?'}"
-                       f" is not supported by this rewardgym (expects {RUN_FORMAT})")
-    if payload.get("task") != task_id:
-        raise RunError(f"{path}: checkpoint is for task {payload.get('task')!r}, not {task_id!r}")
+def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False) -> dict[str, Any]:
+    """:func:`load_checkpoint` of a rewardgym PPO checkpoint (``payload["agent"]`` is
+    :meth:`~rewardgym.agents.ppo.PPO.state_dict`)."""
+    payload = load_checkpoint(path, task_id, "ppo", unsafe_pickle)
+    if not isinstance(payload.get("agent"), dict):
+        raise RunError(f"{path}: checkpoint has no agent state")
     return payload
 
 
 def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
-               notify: Callable[[dict[str, Any]], None]) -> None:
+               notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool = False) -> None:
     from rewardgym.agents.ppo import PPO, PPOConfig
 
     config = PPOConfig.from_dict(_ppo_dict(spec), source=str(run.config_path))
@@ -313,11 +372,16 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     try:
         agent = PPO(env, config)
         if resume_from is not None:
-            payload = load_ppo_checkpoint(resume_from, spec.task)
-            agent.load_state_dict(payload["agent"])
+            payload = load_ppo_checkpoint(resume_from, spec.task, unsafe_pickle)
+            try:
+                agent.load_state_dict(payload["agent"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise RunError(f"{resume_from}: checkpoint does not fit this run ({type(exc).__name__}: "
+                               f"{str(exc)[:300]})") from None
             run.truncate_metrics(int(agent.global_step))
         last_ckpt = time.perf_counter()
-        with _sigint_flag() as flag:
+        with _sigint_flag() as flag, _checkpoint_on_failure(lambda: save_ppo_checkpoint(agent, spec, run),
+                                                            lambda: int(agent.global_step), run):
             def callback(metrics: dict[str, Any]) -> bool:
                 nonlocal last_ckpt
                 row = {k: v for k, v in metrics.items()}
@@ -342,41 +406,61 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
         env.close()
 
 
+@contextmanager
+def _checkpoint_on_failure(save: Callable[[], Any], step: Callable[[], int], run: RunDir) -> Iterator[None]:
+    """On Ctrl-C or an error inside, write a checkpoint of the last completed update first.
+
+    The learner's state only changes at update boundaries (a rollout cut short is discarded),
+    so the checkpoint resumes exactly where the last update ended."""
+    from rewardgym.agents.ppo import TrainingDiverged
+    from rewardgym.rewards.worker import RewardProgramError
+
+    try:
+        yield
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        save()
+        raise TrainingInterrupted(run, step()) from None
+    except (RewardProgramError, TrainingDiverged, FloatingPointError, MemoryError) as exc:
+        diverged = isinstance(exc, TrainingDiverged)  # non-finite parameters are not worth resuming from
+        if not diverged:
+            save()
+        raise TrainingFailed(run, step(), exc, saved=not diverged) from exc
+
+
 def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
-               notify: Callable[[dict[str, Any]], None]) -> None:
-    from stable_baselines3 import PPO as SB3PPO
+               notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool = False) -> None:
     from stable_baselines3.common.logger import Logger
 
-    from rewardgym.agents.sb3 import EpisodeStatsLog, make_sb3_vec_env, save_sb3_checkpoint, sb3_callback
+    from rewardgym.agents.sb3 import (EpisodeStatsLog, load_sb3_model, make_sb3_vec_env, new_sb3_model,
+                                      save_sb3_checkpoint, sb3_callback)
 
     gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
     env = make_sb3_vec_env(spec.task, _reward_spec(spec), spec.num_envs, spec.seed, trusted=spec.trusted,
-                           shaping=spec.shaping, gamma=gamma)
+                           shaping=spec.shaping, gamma=gamma, reward_limits=_reward_limits(spec))
     try:
         device = "cpu" if spec.device == "auto" else spec.device
+        model = new_sb3_model(env, spec.seed, device, spec.hyperparams)
         if resume_from is not None:
-            model = SB3PPO.load(resume_from, env=env, device=device)
+            load_sb3_model(model, resume_from, spec.task, unsafe_pickle)
             run.truncate_metrics(int(model.num_timesteps))
-        else:
-            try:
-                model = SB3PPO("MlpPolicy", env, seed=spec.seed, device=device, verbose=0, **spec.hyperparams)
-            except TypeError as exc:
-                raise ValueError(f"sb3-ppo hyper-parameters: {exc}") from None
         model.set_logger(Logger(folder=None, output_formats=[]))  # no stray SB3-* folders in /tmp
         from rewardgym.rewards.shaping import check_agent_gamma
 
         check_agent_gamma(env.envs[0], model.gamma)
         log = EpisodeStatsLog()
-        with _sigint_flag() as flag:
-            callback = sb3_callback(run, log, notify, spec.checkpoint_every_s)
+        with _sigint_flag() as flag, _checkpoint_on_failure(lambda: save_sb3_checkpoint(model, spec, run),
+                                                            lambda: int(model.num_timesteps), run):
+            callback = sb3_callback(run, spec, log, notify, spec.checkpoint_every_s)
             stop = _StopOnFlag(flag)
             remaining = spec.steps - int(model.num_timesteps)
             if remaining > 0:
                 model.learn(remaining, callback=[callback, stop], reset_num_timesteps=False)
-            save_sb3_checkpoint(model, run)
+            save_sb3_checkpoint(model, spec, run)
             if flag["stop"]:
                 raise TrainingInterrupted(run, int(model.num_timesteps))
-        save_sb3_checkpoint(model, run, name="final.zip")
+        save_sb3_checkpoint(model, spec, run, name="final.pt")
     finally:
         env.close()
 
@@ -397,5 +481,5 @@ def summarize_run(run: RunDir) -> dict[str, Any]:
     return {"config": run.config(), "last": rows[-1] if rows else {}}
 
 
-__all__ = ["ALGOS", "TrainSpec", "TrainingInterrupted", "load_ppo_checkpoint", "resume", "save_ppo_checkpoint",
-           "summarize_run", "train"]
+__all__ = ["ALGOS", "TrainSpec", "TrainingFailed", "TrainingInterrupted", "latest_checkpoint", "load_checkpoint",
+           "load_ppo_checkpoint", "resume", "save_ppo_checkpoint", "summarize_run", "train"]

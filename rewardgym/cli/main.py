@@ -1,7 +1,15 @@
-"""The ``rewardgym`` command line (typer)."""
+"""The ``rewardgym`` command line (typer).
+
+Everything printed is literal text: the consoles parse no rich markup, because messages
+quote reward code, paths, LLM replies and run directories that anyone may have written
+(``[bold]`` in a program must print as ``[bold]``). Styles are applied with
+:class:`rich.text.Text` only. Errors a user can act on are one line (``error: ...``), never
+a traceback; set ``REWARDGYM_DEBUG=1`` to see the traceback of an unexpected one.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -9,6 +17,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     name="rewardgym",
@@ -19,13 +28,33 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
+console = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err.print(Text.assemble(("error: ", "bold red"), str(message)))
     raise typer.Exit(code)
+
+
+def _warn(message: str) -> None:
+    console.print(Text.assemble(("warning: ", "yellow"), str(message)))
+
+
+def _reward_limits(timeout: Optional[float], memory_mb: Optional[int]) -> dict:
+    """``ProgramLimits`` fields given on the command line (defaults for the rest)."""
+    limits: dict = {}
+    if timeout is not None:
+        limits["timeout_s"] = timeout
+    if memory_mb is not None:
+        limits["memory_mb"] = memory_mb
+    return limits
+
+
+_REWARD_TIMEOUT_HELP = "Per-call time limit of untrusted reward programs (s; default 10)."
+_REWARD_MEMORY_HELP = "Memory limit of untrusted reward programs' worker (MiB; default 1024)."
+_UNSAFE_PICKLE_HELP = ("Load checkpoints that only load by unpickling (runs made by older rewardgym versions): "
+                       "this can run any code the file's author put in it. Only for runs you made yourself.")
 
 
 def _task_or_fail(name: str):
@@ -88,11 +117,13 @@ def describe(task: str = typer.Argument(..., help="Task id, e.g. rewardgym/Hoppe
 def check(
     program: Path = typer.Argument(..., help="Reward program (.py) to check."),
     task: str = typer.Option(..., "--task", "-t", help="Task whose state view the program reads."),
-    steps: int = typer.Option(200, help="Vector steps of random actions."),
-    num_envs: int = typer.Option(4, help="Environments in the batch."),
+    steps: int = typer.Option(200, min=1, help="Vector steps of random actions."),
+    num_envs: int = typer.Option(4, min=1, max=4096, help="Environments in the batch."),
     seed: int = typer.Option(0, help="Seed of envs and action sampler."),
-    timeout: float = typer.Option(120.0, help="Wall-clock limit of the child process (s)."),
-    memory_mb: int = typer.Option(4096, help="Address-space limit of the child process (MiB)."),
+    timeout: float = typer.Option(120.0, min=0.001, help="Wall-clock limit of the whole check (s); each reward "
+                                  "call also gets at most 10 s."),
+    memory_mb: int = typer.Option(4096, min=1, help="Memory limit of the checking process and of the reward "
+                                  "program's worker (MiB)."),
     trusted: bool = typer.Option(False, "--trusted", help="Skip sandbox validation (your own code only)."),
 ) -> None:
     """Validate a reward program and print per-term statistics on random rollouts."""
@@ -116,7 +147,7 @@ def check(
         table.add_row(t.name, f"{t.mean:.4g}", f"{t.std:.4g}", f"{t.min:.4g}", f"{t.max:.4g}", f"{t.nonzero:.2f}")
     console.print(table)
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        _warn(warning)
 
 
 def _load_config_file(path: Path) -> dict:
@@ -164,8 +195,8 @@ def train(
     task: Optional[str] = typer.Argument(None, help="Task id (omit with --resume)."),
     reward: str = typer.Option("expert", "--reward", "-r",
                                help="env | sparse | expert | PROGRAM.py | a sum such as 'sparse + 0.1*r.py'."),
-    steps: int = typer.Option(100_000, "--steps", "-n", help="Total env steps (all envs)."),
-    num_envs: int = typer.Option(8, "--num-envs", help="Environments in the vector env."),
+    steps: int = typer.Option(100_000, "--steps", "-n", min=1, help="Total env steps (all envs)."),
+    num_envs: int = typer.Option(8, "--num-envs", min=1, max=65_536, help="Environments in the vector env."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (rewardgym PPO)."),
     seed: int = typer.Option(0, "--seed"),
     algo: str = typer.Option("ppo", "--algo", help="ppo (rewardgym) | sb3-ppo (Stable-Baselines3)."),
@@ -175,8 +206,12 @@ def train(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run directories are created."),
     name: Optional[str] = typer.Option(None, "--name", help="Run directory name (default: generated)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
-    checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", help="Seconds between checkpoints."),
-    trusted: bool = typer.Option(False, "--trusted", help="Run reward program files without the sandbox."),
+    checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", min=0.001, help="Seconds between checkpoints."),
+    trusted: bool = typer.Option(False, "--trusted", help="Run reward program files without the sandbox (your own "
+                                 "code only; never stored in the run: give it again with --resume)."),
+    reward_timeout: Optional[float] = typer.Option(None, "--reward-timeout", min=0.001, help=_REWARD_TIMEOUT_HELP),
+    reward_memory: Optional[int] = typer.Option(None, "--reward-memory-mb", min=1, help=_REWARD_MEMORY_HELP),
+    unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help=_UNSAFE_PICKLE_HELP),
     shaping: Optional[str] = typer.Option(None, "--shaping", help="Potential-based shaping: expert | PROGRAM.py "
                                           "with compute_potential | MODEL.pt (perceptual progress) | RUN (its "
                                           "value function); uses the agent's gamma."),
@@ -186,7 +221,7 @@ def train(
                                   "classification | ranking."),
     annotator: str = typer.Option("embedding", "--annotator", help="ONI labeller: embedding (offline, packaged "
                                   "sentence encoder) | llm (--model/--base-url/--api-key)."),
-    oni_beta: float = typer.Option(0.1, "--oni-beta", help="ONI intrinsic coefficient beta."),
+    oni_beta: float = typer.Option(0.1, "--oni-beta", min=0.0, max=1e6, help="ONI intrinsic coefficient beta."),
     goal: Optional[str] = typer.Option(None, "--goal", help="ONI goal description (embedding annotator: positives, "
                                        "';' separates several; LLM: context line). Default: the task's."),
     oni_option: list[str] = typer.Option([], "--oni-option", help="Further ONI option KEY=VALUE (JSON value), e.g. "
@@ -212,16 +247,19 @@ def train(
         import os
 
         os.environ["OPENAI_API_KEY"] = api_key
+    limits = _reward_limits(reward_timeout, reward_memory)
     if resume is not None:
         try:
-            spec = training.TrainSpec.from_config(training.RunDir.open(resume).config())
-        except RunError as exc:
+            run_dir = training.RunDir.open(resume)
+            spec = training.TrainSpec.from_config(run_dir.config(), source=str(run_dir.config_path))
+        except (RunError, ValueError) as exc:
             _fail(str(exc))
     else:
         spec_task = _task_or_fail(task).id
         spec = training.TrainSpec(task=spec_task, reward=reward, steps=steps, algo=algo, num_envs=num_envs,
                                   seed=seed, device=device, track=track, asynchronous=asynchronous,
-                                  trusted=trusted, checkpoint_every_s=checkpoint_every, shaping=shaping,
+                                  trusted=trusted, reward_limits=limits, checkpoint_every_s=checkpoint_every,
+                                  shaping=shaping,
                                   hyperparams=_load_config_file(config) if config else {},
                                   intrinsic=intrinsic, oni=_oni_options(intrinsic, oni_model, annotator, oni_beta,
                                                                         goal, oni_option, model, base_url))
@@ -233,8 +271,9 @@ def train(
                                     source=str(config))
             except ValueError as exc:
                 _fail(str(exc))
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-                        TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console)
+    progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps", markup=False),
+                        TextColumn("{task.fields[status]}", markup=False), TimeRemainingColumn(), console=console)
     bar = progress.add_task(f"{spec.algo} {spec.task}", total=spec.steps, status="")
 
     def on_update(row: dict) -> None:
@@ -246,35 +285,46 @@ def train(
 
     try:
         with progress:
-            run = training.resume(resume, on_update=on_update) if resume else training.train(
+            run = training.resume(resume, on_update=on_update, trusted=trusted, reward_limits=limits,
+                                  unsafe_pickle=unsafe_pickle) if resume else training.train(
                 spec, runs_root=runs_dir, run_name=name, on_update=on_update)
     except training.TrainingInterrupted as exc:
-        err.print(f"[yellow]{exc}[/]", highlight=False)
+        err.print(str(exc), style="yellow")
         raise typer.Exit(130)
+    except training.TrainingFailed as exc:
+        _fail(str(exc), code=1)
     except (ValueError, RunError, ProgramRejected, RewardProgramError, FileNotFoundError) as exc:
         _fail(str(exc))
     last = run.metrics()[-1] if run.metrics() else {}
     console.print(f"run: {run.path}")
     if last:
         console.print(f"steps {last['global_step']:,}  return {last.get('episode_return')}  "
-                      f"env return {last.get('env_return')}  success {last.get('success_rate')}", highlight=False)
+                      f"env return {last.get('env_return')}  success {last.get('success_rate')}")
 
 
 @app.command("eval")
 def eval_run(
     run: Path = typer.Argument(..., help="Run directory written by `rewardgym train`."),
-    episodes: int = typer.Option(10, "--episodes", help="Evaluation episodes (deterministic policy)."),
+    episodes: int = typer.Option(10, "--episodes", min=1, help="Evaluation episodes (deterministic policy)."),
     seed: int = typer.Option(10_000, "--seed", help="Seed of the first episode (then +1 each)."),
     video: bool = typer.Option(False, "--video", help="Write video.mp4 of the first episode (off-screen)."),
+    trusted: bool = typer.Option(False, "--trusted", help="Run the run's reward program files without the sandbox "
+                                 "(your own code only; a run directory can never ask for it)."),
+    reward_timeout: Optional[float] = typer.Option(None, "--reward-timeout", min=0.001, help=_REWARD_TIMEOUT_HELP),
+    reward_memory: Optional[int] = typer.Option(None, "--reward-memory-mb", min=1, help=_REWARD_MEMORY_HELP),
+    unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help=_UNSAFE_PICKLE_HELP),
 ) -> None:
     """Success rate and returns (mean ± std) of a trained run, per reward term; optional MP4."""
     from rewardgym.agents.evaluate import evaluate
     from rewardgym.agents.runs import RunError
+    from rewardgym.rewards.program import RewardProgramError
+    from rewardgym.rewards.sandbox import ProgramRejected
 
     try:
         with console.status(f"evaluating {run} ({episodes} episodes)..."):
-            report = evaluate(run, episodes=episodes, seed=seed, video=video)
-    except RunError as exc:
+            report = evaluate(run, episodes=episodes, seed=seed, video=video, trusted=trusted,
+                              reward_limits=_reward_limits(reward_timeout, reward_memory), unsafe_pickle=unsafe_pickle)
+    except (RunError, ValueError, ProgramRejected, RewardProgramError, FileNotFoundError) as exc:
         _fail(str(exc))
     table = Table("metric", "mean", "std", title=f"{report['task']}  reward={report['reward']}  "
                                                   f"{report['algo']}: success rate {report['success_rate']:.2f} "
@@ -362,7 +412,7 @@ def synthesize(
             console.print(f"plot: {plot}")
         return typer.prompt("feedback for the next round (empty: none)", default="", show_default=False)
 
-    synth = Synthesizer(spec, run_path, client, log=lambda m: console.print(m, highlight=False), ask_feedback=ask)
+    synth = Synthesizer(spec, run_path, client, log=lambda m: console.print(m), ask_feedback=ask)
     console.print(f"synthesis run: {run_path}")
     try:
         best = synth.run_loop()
@@ -442,7 +492,7 @@ def demos_collect(
     except (DemoError, ValueError) as exc:
         _fail(str(exc))
     demos.save(out)
-    console.print(f"{demos}\nwrote {out} ({out.stat().st_size / 1e6:.1f} MB)", highlight=False)
+    console.print(f"{demos}\nwrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
 @demos_app.command("fit")
@@ -486,7 +536,7 @@ def demos_fit(
         _fail(str(exc))
     model.save(out)
     _print_model_report(model)
-    console.print(f"wrote {out}: use it as reward={out} or --shaping {out}", highlight=False)
+    console.print(f"wrote {out}: use it as reward={out} or --shaping {out}")
 
 
 def _print_model_report(model) -> None:
@@ -515,7 +565,7 @@ def demos_show(path: Path = typer.Argument(..., help="A demonstrations .npz or a
         if path.suffix == ".pt":
             _print_model_report(PerceptualModel.load(path))
         else:
-            console.print(repr(Demos.load(path)), highlight=False)
+            console.print(repr(Demos.load(path)))
     except (DemoError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
 
@@ -528,8 +578,37 @@ def version() -> None:
     console.print(__version__)
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (an option, a file, a program), not a bug."""
+    from rewardgym.agents.runs import RunError
+    from rewardgym.envs.registry import UnknownTaskError
+    from rewardgym.envs.task import TaskUnavailableError
+    from rewardgym.rewards.limits import LimitExceeded
+    from rewardgym.rewards.sandbox import ProgramRejected
+    from rewardgym.rewards.worker import RewardProgramError
+
+    return (ValueError, FileNotFoundError, RunError, UnknownTaskError, TaskUnavailableError, LimitExceeded,
+            ProgramRejected, RewardProgramError)
+
+
 def main() -> None:
-    app()
+    """Entry point: runs the command; an error that escaped a command is one line, not a traceback."""
+    try:
+        app()
+    except _user_errors() as exc:  # a bad input that a command did not catch itself: still one line
+        if os.environ.get("REWARDGYM_DEBUG"):
+            raise
+        err.print(Text.assemble(("error: ", "bold red"), f"{exc}"))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug: say so, briefly, and how to see more
+        if os.environ.get("REWARDGYM_DEBUG"):
+            raise
+        err.print(Text.assemble(("internal error: ", "bold red"), f"{type(exc).__name__}: {exc}",
+                                "\n(this is a bug in rewardgym; rerun with REWARDGYM_DEBUG=1 for the traceback)"))
+        sys.exit(3)
 
 
 if __name__ == "__main__":

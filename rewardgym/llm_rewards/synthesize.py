@@ -99,9 +99,10 @@ def train_candidate(task: str, program: str, run_root: str, name: str, steps: in
         run = RunDir.open(run_path)
         return {"run": str(run.path), "eval": json.loads((run.path / "eval.json").read_text()),
                 "analysis": analyse_run(run)}
-    ckpt = run_path / "checkpoints" / ("latest.pt" if algo == "ppo" else "latest.zip")
+    from rewardgym.agents.runs import latest_checkpoint
+
     start = time.perf_counter()
-    if ckpt.is_file():
+    if (run_path / "config.json").is_file() and latest_checkpoint(RunDir(run_path), algo) is not None:
         run = resume(run_path)
     else:
         if run_path.exists():  # started but never checkpointed: start again
