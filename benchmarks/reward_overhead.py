@@ -2,7 +2,9 @@
 
 Measured side by side in one run (interleaved blocks, median of repeats, ratios rather
 than absolute times): a single env and a 16-env SyncVectorEnv, on HalfCheetah and a
-Meta-World task; then the prelude kernels (numba) vs a per-item Python reference on a
+Meta-World task; the expert program both isolated (the default for untrusted programs: in
+its worker process, docs/SECURITY.md) and ``trusted=True`` (in-process), whose ratio is the
+cost of isolation; then the prelude kernels (numba) vs a per-item Python reference on a
 batch of 4096 (from ``benchmarks/prelude_kernels.py``).
 
     python benchmarks/reward_overhead.py            # full table (about 2 minutes)
@@ -47,14 +49,14 @@ CASES = [
 ]
 
 
-def _make(kind: str, raw_fn, task_id: str, num_envs: int, reward: str):
+def _make(kind: str, raw_fn, task_id: str, num_envs: int, reward: str, trusted: bool = False):
     if kind == "raw":
         if num_envs == 1:
             return raw_fn()
         return gym.vector.SyncVectorEnv([raw_fn] * num_envs)
     if num_envs == 1:
-        return gym.make(task_id, reward=reward)
-    return gym.make_vec(task_id, num_envs=num_envs, reward=reward)
+        return gym.make(task_id, reward=reward, trusted=trusted)
+    return gym.make_vec(task_id, num_envs=num_envs, reward=reward, trusted=trusted)
 
 
 def _time_steps(env, actions: np.ndarray) -> float:
@@ -75,9 +77,10 @@ def env_rows(steps: int, repeats: int) -> list[dict]:
     rows = []
     for name, raw_fn, task_id in CASES:
         for num_envs in (1, 16):
-            kinds = {"raw": ("raw", "env"), "rewardgym env": ("rg", "env"), "rewardgym expert": ("rg", "expert")}
-            envs = {k: _make(kind, raw_fn, task_id, num_envs, reward)
-                    for k, (kind, reward) in kinds.items()}
+            kinds = {"raw": ("raw", "env", False), "rewardgym env": ("rg", "env", False),
+                     "rewardgym expert": ("rg", "expert", False), "rewardgym expert trusted": ("rg", "expert", True)}
+            envs = {k: _make(kind, raw_fn, task_id, num_envs, reward, trusted)
+                    for k, (kind, reward, trusted) in kinds.items()}
             space = envs["raw"].action_space
             rng = np.random.default_rng(0)
             actions = rng.uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
@@ -91,10 +94,11 @@ def env_rows(steps: int, repeats: int) -> list[dict]:
             raw = median(times["raw"])
             row = {"case": name, "num_envs": num_envs,
                    "raw steps/s": num_envs / raw}
-            for k in ("rewardgym env", "rewardgym expert"):
+            for k in ("rewardgym env", "rewardgym expert", "rewardgym expert trusted"):
                 t = median(times[k])
                 row[f"{k} steps/s"] = num_envs / t
                 row[f"{k} overhead"] = t / raw - 1.0
+            row["isolation cost"] = median(times["rewardgym expert"]) / median(times["rewardgym expert trusted"]) - 1.0
             rows.append(row)
             for env in envs.values():
                 env.close()
@@ -115,12 +119,14 @@ def main() -> None:
 
     console = Console()
     table = Table(title=f"Reward injection overhead (SyncVectorEnv, median of {repeats} x {steps} steps)")
-    for col in ("case", "envs", "raw steps/s", "rg env steps/s", "overhead", "rg expert steps/s", "overhead"):
+    for col in ("case", "envs", "raw steps/s", "rg env steps/s", "overhead", "rg expert steps/s", "overhead",
+                "trusted expert steps/s", "isolation cost"):
         table.add_column(col, justify="right")
     for r in env_rows(steps, repeats):
         table.add_row(r["case"], str(r["num_envs"]), f"{r['raw steps/s']:.0f}",
                       f"{r['rewardgym env steps/s']:.0f}", f"{100 * r['rewardgym env overhead']:+.1f}%",
-                      f"{r['rewardgym expert steps/s']:.0f}", f"{100 * r['rewardgym expert overhead']:+.1f}%")
+                      f"{r['rewardgym expert steps/s']:.0f}", f"{100 * r['rewardgym expert overhead']:+.1f}%",
+                      f"{r['rewardgym expert trusted steps/s']:.0f}", f"{100 * r['isolation cost']:+.1f}%")
     console.print(table)
 
     from prelude_kernels import kernel_rows

@@ -225,7 +225,11 @@ def test_torchscript_features_fit_a_model_and_bad_files_are_named(tmp_path, demo
     path = tmp_path / "features.pt"
     torch.jit.script(net).save(str(path))
     model = PerceptualModel.fit(demos.select([0, 1]), steps=2, encoder="torchscript", weights=path, input_size=64)
-    again = PerceptualModel.load(model.save(tmp_path / "m.pt"))
+    saved = model.save(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="TorchScript is code, so it is loaded only for a trusted model"):
+        PerceptualModel.load(saved)  # a received model must not run the TorchScript it names
+    assert PerceptualModel.load(saved, encoder=False).task == model.task  # its report is readable
+    again = PerceptualModel.load(saved, trusted=True)
     frames = demos.frames[:5]
     assert np.allclose(again.progress(frames), model.progress(frames))
     (tmp_path / "bad.pt").write_bytes(b"nope")

@@ -18,20 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rewardgym.agents.runs import RunDir, RunError, atomic_write_text
-
-
-def _run_copy(run: RunDir, token: str) -> str:
-    """``token`` with a program/model path replaced by the run's own copy when the original is gone."""
-    core = token.split("*")[-1]
-    if core.endswith((".py", ".pt")) and not Path(core).is_file() and (run.path / Path(core).name).is_file():
-        return token.replace(core, str(run.path / Path(core).name))
-    return token
-
-
-def reward_for_run(run: RunDir) -> str:
-    """The run's reward spec with program paths pointing at the run's own copies."""
-    return " ".join(_run_copy(run, token) for token in str(run.config()["reward"]).split(" "))
+from rewardgym.agents.runs import RunDir, RunError, atomic_write_text, reward_for_run, run_copy
 
 
 class RunPolicy:
@@ -108,7 +95,7 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
     shaping = {}
     if config.get("shaping"):  # the same reward the agent trained on, shaping term included
         gamma = float(config.get("hyperparams", {}).get("gamma", 0.99))
-        shaping = {"shaping": _run_copy(run, config["shaping"]), "gamma": gamma}
+        shaping = {"shaping": run_copy(run, config["shaping"]), "gamma": gamma}
     env = gym.make_vec(config["task"], num_envs=1, reward=reward_for_run(run), trusted=trusted,
                        reward_limits=reward_limits, render_mode="rgb_array" if video else None, **shaping)
     try:

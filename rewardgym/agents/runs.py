@@ -185,6 +185,21 @@ class RunDir:
         return out
 
 
+# -- reward files -----------------------------------------------------------------------------
+def run_copy(run: "RunDir", token: str) -> str:
+    """``token`` (``w*path.py`` or ``path.pt``) pointing at the run's own copy of the file when it
+    has one: the run's reward is the one it was trained with, wherever it is resumed or evaluated."""
+    core = token.split("*")[-1]
+    if core.endswith((".py", ".pt")) and (run.path / Path(core).name).is_file():
+        return token.replace(core, str(run.path / Path(core).name))
+    return token
+
+
+def reward_for_run(run: "RunDir") -> str:
+    """The run's reward spec with program and model paths pointing at the run's own copies."""
+    return " ".join(run_copy(run, token) for token in str(run.config()["reward"]).split(" "))
+
+
 # -- checkpoints ----------------------------------------------------------------------------
 def save_checkpoint(payload: dict[str, Any], run: "RunDir", name: str) -> Path:
     """Atomically write a checkpoint ``payload`` (tensors and plain containers) as ``checkpoints/<name>``."""

@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator
 import gymnasium as gym
 
 import rewardgym
-from rewardgym.agents.runs import RunDir, RunError, latest_checkpoint, load_checkpoint, save_checkpoint
+from rewardgym.agents.runs import (RunDir, RunError, latest_checkpoint, load_checkpoint, reward_for_run, run_copy,
+                                   save_checkpoint)
 from rewardgym.envs.registry import get_task
 
 ALGOS = ("ppo", "sb3-ppo")
@@ -259,6 +260,9 @@ def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | N
     spec = TrainSpec.from_config(run.config(), source=str(run.config_path))
     spec.trusted = trusted
     spec.reward_limits = dict(reward_limits or {})
+    spec.reward = reward_for_run(run)  # the copies inside the run: resumable from any directory
+    if spec.shaping:
+        spec.shaping = run_copy(run, spec.shaping)
     checkpoint = latest_checkpoint(run, spec.algo)
     if checkpoint is None:
         raise RunError(f"{run.path} has no checkpoint to resume from (expected {run.latest_checkpoint})")

@@ -29,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(markup=False, highlight=False)
-err = Console(stderr=True, markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # paths stay on one line
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -563,7 +563,7 @@ def demos_show(path: Path = typer.Argument(..., help="A demonstrations .npz or a
 
     try:
         if path.suffix == ".pt":
-            _print_model_report(PerceptualModel.load(path))
+            _print_model_report(PerceptualModel.load(path, encoder=False))
         else:
             console.print(repr(Demos.load(path)))
     except (DemoError, ValueError, FileNotFoundError) as exc:
@@ -583,12 +583,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from rewardgym.agents.runs import RunError
     from rewardgym.envs.registry import UnknownTaskError
     from rewardgym.envs.task import TaskUnavailableError
+    from rewardgym.intrinsic.store import StoreError
     from rewardgym.rewards.limits import LimitExceeded
     from rewardgym.rewards.sandbox import ProgramRejected
     from rewardgym.rewards.worker import RewardProgramError
 
     return (ValueError, FileNotFoundError, RunError, UnknownTaskError, TaskUnavailableError, LimitExceeded,
-            ProgramRejected, RewardProgramError)
+            ProgramRejected, RewardProgramError, StoreError)
 
 
 def main() -> None:

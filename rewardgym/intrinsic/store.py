@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -218,10 +219,22 @@ class LabelStore:
         return int(foreign)
 
     # -- writing ----------------------------------------------------------------------------
+    def _value(self, value: Any, what: str) -> float:
+        """A label or preference value as a float in [0, 1], or a StoreError naming the file and the entry
+        (a store may be received from someone else: an ``inf`` label must not reach a reward model)."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+            raise StoreError(f"{self.path or ':memory:'}: {what} has value {value!r}; label values must be finite "
+                             f"numbers in [0, 1]")
+        return number
+
     def put_labels(self, labels: Iterable[Label]) -> int:
         """Insert or replace labels (one transaction); returns how many were written."""
         now = time.time()
-        rows = [(self.fingerprint, caption_key(lb.caption), lb.caption, float(lb.value),
+        rows = [(self.fingerprint, caption_key(lb.caption), lb.caption, self._value(lb.value, f"label of {lb.caption!r}"),
                  None if lb.score != lb.score else float(lb.score), lb.raw, now) for lb in labels]
         return self._insert_or_replace("labels", rows)
 
@@ -229,7 +242,7 @@ class LabelStore:
         """Insert or replace pair preferences (one transaction); returns how many were written."""
         now = time.time()
         rows = [(self.fingerprint, caption_key(p.caption_a), caption_key(p.caption_b), p.caption_a, p.caption_b,
-                 float(p.value), p.raw, now) for p in prefs]
+                 self._value(p.value, f"preference {p.caption_a!r} vs {p.caption_b!r}"), p.raw, now) for p in prefs]
         return self._insert_or_replace("preferences", rows)
 
     def _insert_or_replace(self, table: str, rows: list[tuple]) -> int:
@@ -255,21 +268,21 @@ class LabelStore:
                                      (self.fingerprint, caption_key(caption))).fetchone()
         if row is None:
             return None
-        return Label(row[0], float(row[1]), float("nan") if row[2] is None else float(row[2]), row[3] or "")
+        return Label(row[0], self._value(row[1], f"label of {row[0]!r}"), _score(row[2]), row[3] or "")
 
     def labels(self) -> dict[str, Label]:
         """All labels of this fingerprint, ``{caption_key: Label}``."""
         with self._lock:
             rows = self._conn.execute("SELECT key, caption, value, score, raw FROM labels WHERE fingerprint=?",
                                       (self.fingerprint,)).fetchall()
-        return {k: Label(c, float(v), float("nan") if s is None else float(s), r or "") for k, c, v, s, r in rows}
+        return {k: Label(c, self._value(v, f"label of {c!r}"), _score(s), r or "") for k, c, v, s, r in rows}
 
     def preferences(self) -> list[Preference]:
         """All pair preferences of this fingerprint."""
         with self._lock:
             rows = self._conn.execute("SELECT caption_a, caption_b, value, raw FROM preferences WHERE fingerprint=?",
                                       (self.fingerprint,)).fetchall()
-        return [Preference(a, b, float(v), r or "") for a, b, v, r in rows]
+        return [Preference(a, b, self._value(v, f"preference {a!r} vs {b!r}"), r or "") for a, b, v, r in rows]
 
     def preference_keys(self) -> set[str]:
         with self._lock:
@@ -294,6 +307,15 @@ class LabelStore:
 
     def __repr__(self) -> str:
         return f"LabelStore({self.path or ':memory:'}, fingerprint={self.fingerprint})"
+
+
+def _score(value: Any) -> float:
+    """An informative raw score: NaN when missing or not a finite number (it never feeds a reward)."""
+    try:
+        number = float(value) if value is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+    return number if math.isfinite(number) else float("nan")
 
 
 def labels_from(captions: Sequence[str], values: Sequence[float]) -> list[Label]:

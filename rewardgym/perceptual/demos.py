@@ -86,15 +86,32 @@ class Demos:
         missing = {"frames", "obs", "actions", "episode", "success", "meta"} - set(arrays)
         if missing:
             raise DemoError(f"{path}: not a rewardgym demonstrations file (missing arrays: {sorted(missing)})")
-        meta = json.loads(str(arrays["meta"]))
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except ValueError as exc:
+            raise DemoError(f"{path}: the meta array is not JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise DemoError(f"{path}: the meta array must be a JSON object")
         if meta.get("format") != DEMOS_FORMAT:
             raise DemoError(f"{path}: demonstrations format {meta.get('format')!r} is not supported "
                             f"(this rewardgym reads format {DEMOS_FORMAT})")
         frames = arrays["frames"]
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise DemoError(f"{path}: frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-        return cls(meta["task"], FrameSpec(**meta["frame_spec"]), frames, arrays["obs"], arrays["actions"],
-                   arrays["episode"], arrays["success"], meta)
+        n = len(frames)
+        for key in ("obs", "actions", "episode", "success"):
+            if arrays[key].ndim < 1 or len(arrays[key]) != n or arrays[key].dtype.kind not in "biuf":
+                raise DemoError(f"{path}: {key} must be numeric with one row per frame ({n}), got shape "
+                                f"{arrays[key].shape} {arrays[key].dtype}")
+        for key in ("obs", "actions"):
+            if arrays[key].dtype.kind == "f" and not np.isfinite(arrays[key]).all():
+                raise DemoError(f"{path}: {key} holds non-finite values")
+        try:
+            return cls(str(meta["task"]), FrameSpec(**meta["frame_spec"]), frames, arrays["obs"], arrays["actions"],
+                       arrays["episode"], arrays["success"], meta)
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"missing meta field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise DemoError(f"{path}: not a valid rewardgym demonstrations file ({what})") from None
 
     def __repr__(self) -> str:
         lengths = [len(ix) for ix in self.episodes()]

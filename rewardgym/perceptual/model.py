@@ -283,8 +283,14 @@ class PerceptualModel:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "PerceptualModel":
-        """Read a model file; anything else is a ``ValueError`` naming the file."""
+    def load(cls, path: str | Path, trusted: bool = False, encoder: bool = True) -> "PerceptualModel":
+        """Read a model file; anything else is a ``ValueError`` naming the file and the field.
+
+        Args:
+            trusted: allow a model whose encoder is a TorchScript file (TorchScript is code,
+                and the file is named by the model, which may come from anyone).
+            encoder: build the encoder (False: only the report and metadata, e.g. ``demos show``).
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such perceptual reward model")
@@ -294,17 +300,34 @@ class PerceptualModel:
         if payload.get("format") != MODEL_FORMAT:
             raise ValueError(f"{path}: perceptual model format {payload.get('format')!r} is not supported "
                              f"(this rewardgym reads format {MODEL_FORMAT})")
-        config = payload["encoder_config"]
-        if config["kind"] == "tcn":
-            encoder: nn.Module = TCNEncoder(config["dim"])
-            encoder.load_state_dict(payload["encoder_state"])
-            encoder.eval()
-        elif config["kind"] == "torchscript":
-            encoder = TorchScriptFeatures(config["weights"], config["input_size"])
-        else:
-            encoder = PretrainedFeatures(config["arch"], config["weights"], config["input_size"])
-        return cls(payload["task"], FrameSpec(**payload["frame_spec"]), encoder, config,
-                   **{name: payload[name].numpy() for name in _ARRAYS}, report=payload.get("report", {}))
+        try:
+            config = payload["encoder_config"]
+            kind = config["kind"]
+            if kind == "torchscript" and encoder and not trusted:
+                raise ValueError(f"{path}: this model's encoder is the TorchScript file {config.get('weights')!r}; "
+                                 f"TorchScript is code, so it is loaded only for a trusted model (--trusted / "
+                                 f"trusted=True)")
+            module: nn.Module | None = None
+            if not encoder:
+                pass
+            elif kind == "tcn":
+                module = TCNEncoder(int(config["dim"]))
+                module.load_state_dict(payload["encoder_state"])
+                module.eval()
+            elif kind == "torchscript":
+                module = TorchScriptFeatures(config["weights"], config["input_size"])
+            elif kind == "pretrained":
+                module = PretrainedFeatures(config["arch"], config["weights"], config["input_size"])
+            else:
+                raise ValueError(f"{path}: unknown encoder kind {kind!r}")
+            arrays = {name: payload[name].numpy() for name in _ARRAYS}
+            report = payload.get("report", {})
+            return cls(str(payload["task"]), FrameSpec(**payload["frame_spec"]), module, config, **arrays,
+                       report=report if isinstance(report, dict) else {})
+        except (KeyError, TypeError, AttributeError, RuntimeError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+            raise ValueError(f"{path}: not a valid rewardgym perceptual reward model ({what}); refit it with "
+                             f"`rewardgym demos fit`") from None
 
 
 def _read_payload(path: Path) -> Any:

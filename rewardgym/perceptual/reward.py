@@ -27,13 +27,14 @@ class PerceptualReward(RewardSource):
     Args:
         model: a fitted :class:`PerceptualModel` (or the path of one).
         task: the task the env runs; must be the task of the demonstrations.
+        trusted: allow a model file whose encoder is TorchScript (code named by the file).
     """
 
     name = "perceptual"
 
-    def __init__(self, model: PerceptualModel | str | Path, task: "TaskSpec | None" = None):
+    def __init__(self, model: PerceptualModel | str | Path, task: "TaskSpec | None" = None, trusted: bool = False):
         self.path = None if isinstance(model, PerceptualModel) else str(model)
-        self.model = model if isinstance(model, PerceptualModel) else PerceptualModel.load(model)
+        self.model = model if isinstance(model, PerceptualModel) else PerceptualModel.load(model, trusted=trusted)
         if task is not None and task.id != self.model.task:
             where = f"{self.path}: " if self.path else ""
             raise ValueError(f"{where}perceptual model was fitted on demonstrations of {self.model.task}, "

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import sys
 import traceback
 from pathlib import Path
 from typing import Any, Mapping
@@ -44,7 +45,8 @@ from rewardgym.envs.task import EXTRA_RAW_KEYS
 from rewardgym.envs.view import StateView, UnknownFieldError, ViewSpec, raw_batch, view_spec
 from rewardgym.rewards import prelude as prelude_module
 from rewardgym.rewards.prelude import HELPERS, math_namespace, prelude_namespace, warm_up
-from rewardgym.rewards.sandbox import ATTRIBUTE_ALLOWLIST, SAFE_BUILTINS, VIEW_ATTRIBUTES, validate_source
+from rewardgym.rewards.sandbox import (ATTRIBUTE_ALLOWLIST, SAFE_BUILTINS, VIEW_ATTRIBUTES, validate_source,
+                                       value_attributes)
 from rewardgym.rewards.source import RewardSource, Terms
 from rewardgym.rewards.worker import ProgramLimits, ProgramWorker, RewardProgramError
 
@@ -91,7 +93,7 @@ class RewardProgram(RewardSource):
                             view_fields=list(view.fields) if view is not None else None)
         tree = ast.parse(source, filename)
         defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-        self.attribute_names = frozenset(n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute))
+        self.attribute_names = value_attributes(tree)
         self._executor = _Executor(source, filename, self.name, trusted, tree)
         self._worker: ProgramWorker | None = None
         self._worker_spec: ViewSpec | None = None
@@ -228,6 +230,8 @@ def _torch_from(arr: np.ndarray, device: Any, dtype: Any) -> Any:
 def _runner(executor: "_Executor", spec: ViewSpec):
     """The worker's executor of ``executor``'s program over ``spec`` (built after fork)."""
     executor.namespace("numpy")  # the module body runs now, under the worker's limits
+    if "torch" in sys.modules:  # a torch caller may send tensors: import what that backend needs while files open
+        executor.namespace("torch")
 
     def run(fn_name: str, backend: str, cur: dict, prev: dict | None, action: Any):
         if backend == "torch":

@@ -875,6 +875,21 @@ def _attribute_reason(attr: str) -> str:
             f"{', '.join(sorted(ATTRIBUTE_ALLOWLIST)[:12])}, ... (see docs/SECURITY.md); prefer np.<function>(x)")
 
 
+def value_attributes(tree: ast.Module) -> frozenset[str]:
+    """Attribute names a program reads on values (not on ``np``/``math`` or their aliases)."""
+    modules = {"np", "math"} | {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                                for a in node.names if a.name in ("numpy", "math")}
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if not (isinstance(root, ast.Name) and root.id in modules):
+                names.add(node.attr)
+    return frozenset(names)
+
+
 _FAILED = object()
 
 

@@ -93,7 +93,7 @@ def resolve_potential(spec: Any, task: "TaskSpec", trusted: bool = False,
     elif isinstance(spec, (str, Path)) and str(spec).endswith(".pt") and _is_perceptual_model(spec):
         from rewardgym.perceptual.reward import PerceptualReward
 
-        return PerceptualReward(spec, task).potential
+        return PerceptualReward(spec, task, trusted).potential
     elif isinstance(spec, (str, Path)) and (Path(spec).is_dir() or str(spec).endswith(".pt")):
         return ValuePotential(spec, task)
     elif spec == "expert":

@@ -249,7 +249,7 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False, limits: A
     if isinstance(spec, (list, tuple)):
         return WeightedSum([(_finite_weight(w, spec), resolve_reward(s, task, trusted, limits)) for w, s in spec])
     if isinstance(spec, Path) and spec.suffix == ".pt":
-        return _perceptual(spec, task)
+        return _perceptual(spec, task, trusted)
     if isinstance(spec, Path):
         return RewardProgram.from_file(spec, view=task.view, trusted=trusted, limits=limits)
     if not isinstance(spec, str):
@@ -272,7 +272,7 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False, limits: A
     if text.endswith(".py") and " " not in text and "*" not in text:
         return RewardProgram.from_file(text, view=task.view, trusted=trusted, limits=limits)
     if text.endswith(".pt") and " " not in text and "*" not in text:
-        return _perceptual(text, task)
+        return _perceptual(text, task, trusted)
     parts = _split_sum(text)
     if len(parts) > 1 or (parts and parts[0][0] != 1.0):
         return WeightedSum([(w, resolve_reward(name, task, trusted, limits)) for w, name in parts])
@@ -282,7 +282,7 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False, limits: A
                      f"weighted sum such as 'sparse + 0.1*my_reward.py'")
 
 
-def _perceptual(path: str | Path, task: "TaskSpec") -> RewardSource:
+def _perceptual(path: str | Path, task: "TaskSpec", trusted: bool = False) -> RewardSource:
     from rewardgym.perceptual.reward import PerceptualReward  # torch-heavy: imported on use
 
-    return PerceptualReward(path, task)
+    return PerceptualReward(path, task, trusted)

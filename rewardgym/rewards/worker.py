@@ -47,6 +47,7 @@ import re
 import select
 import signal
 import sys
+import time
 import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -470,25 +471,25 @@ class ProgramWorker:
             os.kill(self.pid, signal.SIGUSR1)
         except ProcessLookupError:
             pass
-        select.select([self._fault_fd], [], [], 2.0)
-        return self._fault_report()
+        return self._fault_report(wait_s=2.0)
 
-    def _fault_report(self) -> int | None:
-        chunks = []
-        while True:
+    def _fault_report(self, wait_s: float = 0.5) -> int | None:
+        """The innermost program line in what faulthandler wrote (waiting up to ``wait_s`` for it)."""
+        pattern = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)')
+        deadline = time.monotonic() + wait_s
+        text, quiet = "", None
+        while len(text) < _MAX_REPLY_BYTES:
+            timeout = deadline - time.monotonic() if quiet is None else min(quiet, deadline - time.monotonic())
+            if timeout <= 0 or not select.select([self._fault_fd], [], [], timeout)[0]:
+                break
             try:
                 chunk = os.read(self._fault_fd, 65536)
-            except BlockingIOError:
+            except (BlockingIOError, OSError):
                 break
-            except OSError:
+            if not chunk:  # the worker is gone and everything it wrote has been read
                 break
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if sum(map(len, chunks)) > _MAX_REPLY_BYTES:
-                break
-        text = b"".join(chunks).decode("utf-8", "replace")
-        pattern = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)')
+            text += chunk.decode("utf-8", "replace")
+            quiet = 0.2  # once the dump starts, it ends within moments
         lines = [int(m.group("line")) for m in pattern.finditer(text) if m.group("file") == self.filename]
         return lines[0] if lines else None  # faulthandler lists the most recent call first
 

@@ -1,0 +1,447 @@
+"""Hostile inputs: one program or file per class of attack, each asserting that the side
+effect did not happen and that the error is clean (docs/SECURITY.md lists the classes).
+
+1. numpy beyond the allow-list      5. a validator fed absurd sources
+2. the torch backend                6. received run directories that carry code or trust
+3. writes into shared state         7. non-finite numbers
+4. programs past time/memory/stack  8. untrusted text printed as markup
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import rewardgym  # noqa: F401  (registers ids)
+from rewardgym.envs.view import StateView
+from rewardgym.rewards.program import ProgramLimits, RewardProgram, RewardProgramError
+from rewardgym.rewards.sandbox import ProgramRejected
+from rewardgym.wrappers.inject import VectorRewardInjection
+
+CLI = [sys.executable, "-m", "rewardgym.cli.main"]
+TASK = "rewardgym/Hopper-Hop-v0"
+FAST = ProgramLimits(timeout_s=2.0, memory_mb=256)
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker isolation is Linux-specific")
+
+
+def program(tmp_path: Path, body: str, name: str = "evil.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body).lstrip())
+    return path
+
+
+def run_random(env, steps: int, seed: int = 0) -> list[dict]:
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    infos = []
+    for _ in range(steps):
+        *_, info = env.step(env.action_space.sample())
+        infos.append(info)
+    return infos
+
+
+def cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200"}, **kwargs)
+
+
+# -- 1. numpy beyond the allow-list ---------------------------------------------------------
+@pytest.mark.parametrize("call", [
+    "np.test(extra_argv=['--junitxml=' + TARGET])",          # numpy's test runner: runs pytest
+    "np.lib.npyio.DataSource(TARGET).open(TARGET, 'w')",     # I/O under a submodule
+    "np.savetxt(TARGET, action)",
+    "np.vectorize(lambda v: v)(action)",                     # fine, but not on the list
+])
+def test_numpy_outside_the_allow_list_never_runs(tmp_path, call):
+    target = tmp_path / "written.txt"
+    path = program(tmp_path, f"""
+        TARGET = {str(target)!r}
+        def compute_reward(state, action):
+            x = {call}
+            return state.torso_height
+        """)
+    with pytest.raises(ProgramRejected) as info:
+        gym.make(TASK, reward=str(path))
+    assert f"{path}:3:" in str(info.value) and "allow-list" in str(info.value)
+    assert not target.exists()
+
+
+def test_the_np_a_program_gets_has_nothing_but_the_allow_list():
+    from rewardgym.rewards.prelude import NUMPY_SUBSET, prelude_namespace
+
+    np_ns = prelude_namespace("numpy")["np"]
+    assert set(dir(np_ns)) == {n for n in NUMPY_SUBSET if "." not in n} | {"linalg"}
+    for name in ("test", "load", "lib", "ctypeslib", "memmap", "frompyfunc"):
+        with pytest.raises(AttributeError):
+            getattr(np_ns, name)
+
+
+# -- 2. the torch backend -------------------------------------------------------------------
+def _torch_state(spec):
+    import torch
+
+    b = 3
+    raw = {"x": torch.zeros(b, dtype=torch.float64), "env_reward": torch.zeros(b, dtype=torch.float64),
+           "success": torch.zeros(b, dtype=torch.bool), "elapsed_steps": torch.ones(b, dtype=torch.int64),
+           "terminated": torch.zeros(b, dtype=torch.bool)}
+    return StateView(spec, raw, {k: v.clone() for k, v in raw.items()}), raw
+
+
+@pytest.fixture
+def x_view():
+    from rewardgym.envs.view import Field, ViewSpec, raw
+
+    return ViewSpec.build("hostile", "x only.", [Field("x", "(B,)", "m", "x.", raw("x", None))])
+
+
+@pytest.mark.parametrize("expr", ["state.x.untyped_storage()", "state.x.numpy()", "state.x.storage()",
+                                  "state.x.data_ptr()", "state.x.share_memory_()", "state.x.copy_(state.x)"])
+def test_tensor_methods_outside_the_allow_list_are_rejected(x_view, expr):
+    with pytest.raises(ProgramRejected, match="allow-list"):
+        RewardProgram(f"def compute_reward(state, action):\n    y = {expr}\n    return state.x\n", "t.py", view=x_view)
+
+
+def test_in_place_writes_on_torch_state_fail_and_change_nothing(x_view):
+    import torch
+
+    state, raw = _torch_state(x_view)
+    before = {k: v.clone() for k, v in raw.items()}
+    prog = RewardProgram("def compute_reward(state, action):\n    x = state.x\n    x += 100.0\n    return x\n",
+                         "t.py", view=x_view, limits=FAST)
+    with pytest.raises(RewardProgramError) as info:
+        prog.compute_reward(state, torch.zeros((3, 1)))
+    assert info.value.line == 3 and "read-only" in str(info.value)
+    assert all(torch.equal(raw[k], before[k]) for k in raw)
+    ok = RewardProgram("def compute_reward(state, action):\n    return np.tanh(state.x) + 1.0\n", "ok.py",
+                       view=x_view, limits=FAST)
+    reward, _ = ok.compute_reward(state, torch.zeros((3, 1)))
+    assert isinstance(reward, torch.Tensor) and torch.allclose(reward, torch.ones(3, dtype=torch.float64))
+    prog.close(), ok.close()
+
+
+# -- 3. writes into shared state --------------------------------------------------------------
+WRITES = {
+    "success |=": "s = state.success\n    s |= True",
+    "env_reward +=": "e = state.env_reward\n    e += 100.0",
+    "item assignment": "h = state.torso_height\n    h[0] = 9.0",
+    "prev": "p = state.prev.success\n    p |= True",
+}
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted-accident"])
+@pytest.mark.parametrize("write", list(WRITES), ids=list(WRITES))
+def test_writes_into_state_fail_and_reports_stay_true(tmp_path, write, trusted):
+    path = tmp_path / "evil.py"
+    path.write_text(f"def compute_reward(state, action):\n    {WRITES[write]}\n    return state.torso_height\n")
+    env = gym.make_vec(TASK, num_envs=2, reward=str(path), trusted=trusted, reward_limits=FAST)
+    env.reset(seed=0)
+    with pytest.raises(RewardProgramError) as info:
+        env.step(env.action_space.sample())
+    assert info.value.line in (2, 3) and "read-only" in str(info.value)
+    env.close()
+
+
+def test_a_program_cannot_fake_success_or_env_reward(tmp_path):
+    """What synthesis ranks by (success, env_reward, episode statistics) is what the task says,
+    whatever the program does: compare with the same env under reward="env"."""
+    path = program(tmp_path, """
+        def compute_reward(state, action):
+            return 1000.0 + 0.0 * state.torso_height, {"success": 1.0 + 0.0 * state.torso_height}
+
+        def compute_success(state):
+            return state.torso_height > -1.0
+        """)
+    fake = run_random(gym.make_vec(TASK, num_envs=2, reward=str(path)), 200)
+    honest = run_random(gym.make_vec(TASK, num_envs=2, reward="env"), 200)
+    for a, b in zip(fake, honest):
+        np.testing.assert_array_equal(a["success"], b["success"])
+        np.testing.assert_array_equal(a["env_reward"], b["env_reward"])
+        if "episode_stats" in b:
+            np.testing.assert_array_equal(a["episode_stats"]["success"], b["episode_stats"]["success"])
+            np.testing.assert_array_equal(a["episode_stats"]["env_return"], b["episode_stats"]["env_return"])
+    assert not any(i["success"].any() for i in honest)  # a random Hopper never hops 0.5 m: nothing to fake
+
+
+def test_the_view_spec_is_unreachable_and_immutable(tmp_path):
+    from rewardgym.envs.registry import get_task
+
+    for expr in ("state.spec", "state.raw", "state._spec", "state.prev._raw"):
+        path = program(tmp_path, f"def compute_reward(state, action):\n    x = {expr}\n    return state.torso_height\n")
+        with pytest.raises(ProgramRejected):
+            gym.make(TASK, reward=str(path))
+    view = get_task(TASK).view
+    with pytest.raises(TypeError):
+        view.fields["success"] = view.fields["torso_height"]  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        view.fields = {}  # type: ignore[misc]
+    state = StateView(view, {"env_reward": np.zeros(1)})
+    with pytest.raises(AttributeError):
+        state.spec  # noqa: B018
+
+
+# -- 4. programs past time, memory or the C stack ------------------------------------------
+LOOP_AFTER_50 = """
+CALLS = [0]
+
+def compute_reward(state, action):
+    CALLS[0] = CALLS[0] + 1
+    while CALLS[0] > 50:
+        CALLS[0] = CALLS[0] + 1
+    return state.torso_height
+"""
+
+MEMORY_BOMB = """
+def compute_reward(state, action):
+    blocks = [np.ones(10**7) + i for i in range(10**4)]
+    return state.torso_height
+"""
+
+STACK_OVERFLOW = """
+def compute_reward(state, action):
+    x = [1.0]
+    for i in range(300000):
+        x = map(abs, x)
+    return state.torso_height + sum(x)
+"""
+
+
+@pytest.mark.parametrize("source,kind,lines", [(LOOP_AFTER_50, "timeout", (5, 6)), (MEMORY_BOMB, "memory", (2,)),
+                                               (STACK_OVERFLOW, "crash", (5, None))], ids=["loop", "memory", "stack"])
+def test_limits_hold_in_gym_make_vec(tmp_path, source, kind, lines):
+    path = program(tmp_path, source)
+    limits = FAST if kind == "timeout" else ProgramLimits(timeout_s=60.0, memory_mb=256)  # a busy machine is slow
+    env = gym.make_vec(TASK, num_envs=2, reward=str(path), reward_limits=limits)
+    env.reset(seed=0)
+    with pytest.raises(RewardProgramError) as info:
+        for _ in range(60):
+            env.step(env.action_space.sample())
+    assert info.value.kind == kind and info.value.filename == str(path)
+    # a loop is caught on its while or its body; a crash names its line when the program's frame was still
+    # on the stack (a crash while freeing the nested iterators happens after it)
+    assert info.value.line in lines, str(info.value)
+    assert str(info.value).startswith(f"{path}:{info.value.line}" if info.value.line else str(path))
+    # the caller lives on, and the next call starts a fresh worker
+    env.reset(seed=1)
+    env.close()
+
+
+def test_limits_hold_in_gym_make_and_stack_overflow_is_named(tmp_path):
+    path = program(tmp_path, STACK_OVERFLOW)
+    env = gym.make(TASK, reward=str(path), reward_limits=ProgramLimits(timeout_s=60.0))
+    env.reset(seed=0)
+    with pytest.raises(RewardProgramError, match="crashed its worker process"):
+        env.step(env.action_space.sample())
+    env.close()
+
+
+def test_check_reports_a_crash_as_a_crash_not_memory(tmp_path):
+    path = program(tmp_path, STACK_OVERFLOW)
+    result = cli("check", str(path), "--task", "Hopper-Hop", "--steps", "5", "--num-envs", "1")
+    assert result.returncode == 1, result.stderr
+    assert "crashed its worker process" in result.stderr and "memory" not in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+
+
+def test_train_stops_on_a_looping_program_with_a_checkpoint(tmp_path):
+    path = program(tmp_path, LOOP_AFTER_50.replace("> 50", "> 300"))
+    result = cli("train", "Hopper-Hop", "--reward", str(path), "--steps", "4096", "--num-envs", "2",
+                 "--runs-dir", str(tmp_path / "runs"), "--name", "r", "--reward-timeout", "2",
+                 "--config", str(_ppo_config(tmp_path)))
+    assert result.returncode == 1, result.stderr
+    assert (f"{path}:5" in result.stderr or f"{path}:6" in result.stderr) and "time limit" in result.stderr
+    assert "checkpoint saved" in result.stderr and "--resume" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "runs" / "r" / "checkpoints" / "latest.pt").is_file()
+
+
+def _ppo_config(tmp_path: Path) -> Path:
+    config = tmp_path / "ppo.json"
+    config.write_text(json.dumps({"num_steps": 64, "num_minibatches": 2, "update_epochs": 1}))
+    return config
+
+
+def _worker_of(pid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if "(rg-reward-wkr)" in stat and int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                return True
+    return False
+
+
+def test_ctrl_c_stops_a_run_whose_program_hangs(tmp_path):
+    path = program(tmp_path, "def compute_reward(state, action):\n    while True:\n        pass\n")
+    proc = subprocess.Popen(CLI + ["train", "Hopper-Hop", "--reward", str(path), "--steps", "4096", "--num-envs",
+                                   "2", "--runs-dir", str(tmp_path / "runs"), "--name", "r", "--reward-timeout",
+                                   "600", "--config", str(_ppo_config(tmp_path))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not _worker_of(proc.pid) and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)  # first: "stopping after this update"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # second: now
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "checkpoint saved" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    assert (tmp_path / "runs" / "r" / "checkpoints" / "latest.pt").is_file()
+    assert not _worker_of(proc.pid)
+
+
+# -- 5. the validator on absurd sources --------------------------------------------------------
+@pytest.mark.parametrize("source", [
+    "def compute_reward(state, action):\n    return " + " + ".join(["state.x"] * 20000) + "\n",
+    "X = np.zeros(10**6, dtype='V1000000')\ndef compute_reward(state, action):\n    return state.x\n",
+    "# " + "x" * 50_000_000 + "\ndef compute_reward(state, action):\n    return state.x\n",
+], ids=["long-chain", "huge-dtype", "50-MB"])
+def test_absurd_sources_are_one_line_rejections(source):
+    with pytest.raises(ProgramRejected) as info:
+        RewardProgram(source, "absurd.py")
+    assert len(info.value.violations) == 1 and info.value.violations[0][3]
+
+
+# -- 6. received run directories --------------------------------------------------------------
+class _WritesOnUnpickle:
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.target), "pwned"))
+
+
+def _fake_run(tmp_path: Path, reward: str = "expert", **config) -> Path:
+    from rewardgym.agents.runs import RUN_FORMAT
+
+    run = tmp_path / "received"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({
+        "run_format": RUN_FORMAT, "task": TASK, "reward": reward, "algo": "ppo", "steps": 4096, "num_envs": 1,
+        "seed": 0, "hyperparams": {"num_steps": 64, "num_minibatches": 1, "update_epochs": 1}, **config}))
+    return run
+
+
+def test_a_checkpoint_that_runs_code_on_unpickling_is_refused_everywhere(tmp_path):
+    target = tmp_path / "pwned.txt"
+    run = _fake_run(tmp_path)
+    for name in ("latest.pt", "final.pt"):
+        (run / "checkpoints" / name).write_bytes(pickle.dumps({"run_format": 1, "agent": _WritesOnUnpickle(str(target))}))
+    for args in (["eval", str(run), "--episodes", "1"], ["train", "--resume", str(run)]):
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "not a readable rewardgym checkpoint" in result.stderr and "Traceback" not in result.stderr
+        assert not target.exists()
+    with pytest.raises(Exception, match="not a readable rewardgym checkpoint"):
+        gym.make(TASK, reward="sparse", shaping=str(run), gamma=0.99)
+    assert not target.exists()
+
+
+def test_a_run_cannot_grant_itself_trust(tmp_path):
+    target = tmp_path / "pwned.txt"
+    run = _fake_run(tmp_path, reward="reward.py", trusted=True)
+    (run / "reward.py").write_text(f"import os\n\ndef compute_reward(state, action):\n"
+                                   f"    os.system('touch {target}')\n    return state.torso_height\n")
+    (run / "checkpoints" / "latest.pt").write_bytes(b"never read: the reward is refused first")
+    result = cli("eval", str(run), "--episodes", "1")
+    assert result.returncode == 2 and "import os" in result.stderr, result.stderr
+    result = cli("train", "--resume", str(run))
+    assert result.returncode == 2 and "import os" in result.stderr, result.stderr
+    assert not target.exists()
+
+
+def test_old_sb3_zip_checkpoints_need_an_explicit_unsafe_flag(tmp_path):
+    run = _fake_run(tmp_path, algo="sb3-ppo", hyperparams={"n_steps": 64, "batch_size": 64})
+    (run / "checkpoints" / "final.zip").write_bytes(b"PK\x03\x04 not loaded")
+    result = cli("eval", str(run), "--episodes", "1")
+    assert result.returncode == 2 and "--unsafe-pickle" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- 7. non-finite numbers -----------------------------------------------------------------------
+def test_non_finite_weights_and_hyper_parameters_are_named(tmp_path):
+    with pytest.raises(ValueError, match="'1e999'.*not finite"):
+        gym.make(TASK, reward="1e999*expert")
+    for key, text in (("ent_coef", "NaN"), ("learning_rate", "Infinity")):
+        config = tmp_path / f"{key}.json"
+        config.write_text(f'{{"{key}": {text}}}')
+        result = cli("train", "Hopper-Hop", "--steps", "64", "--config", str(config), "--runs-dir",
+                     str(tmp_path / "runs"))
+        assert result.returncode == 2 and key in result.stderr and "finite" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_infinite_label_in_a_received_store_is_named(tmp_path):
+    from rewardgym.intrinsic.store import Label, LabelStore, StoreError
+
+    store = LabelStore(tmp_path / "labels.sqlite", {"annotator": "test"})
+    store.put_labels([Label("You find a key.", 1.0)])
+    store._conn.execute("UPDATE labels SET value = 1e999")
+    with pytest.raises(StoreError, match="labels.sqlite: label of 'You find a key.' has value inf"):
+        store.labels()
+    with pytest.raises(StoreError, match="finite numbers in"):
+        store.put_labels([Label("x", float("nan"))])
+    store.close()
+
+
+def test_a_composition_that_overflows_is_an_error_not_inf(tmp_path):
+    path = program(tmp_path, "def compute_reward(state, action):\n    return 1e308 + 0.0 * state.torso_height\n")
+    env = gym.make_vec(TASK, num_envs=1, reward=f"{path} + 1e308*sparse + {path}")
+    env.reset(seed=0)
+    with pytest.raises(FloatingPointError, match="not finite"):
+        env.step(env.action_space.sample())
+    env.close()
+
+
+# -- 8. untrusted text is printed literally ---------------------------------------------------------
+def test_markup_in_programs_and_paths_is_printed_literally(tmp_path):
+    folder = tmp_path / "[bold]x[" / "bold]"  # the path reads ...[bold]x[/bold]...: a closing tag
+    folder.mkdir(parents=True)
+    path = program(folder, "def compute_reward(state, action):\n    x = '[bold]' + 1\n    return state.torso_height\n",
+                   name="r[red].py")
+    result = cli("check", str(path), "--task", "Hopper-Hop", "--steps", "2")
+    assert result.returncode == 1, result.stderr
+    assert "[bold]x[/bold]" in result.stderr and "r[red].py:2" in result.stderr and "x = '[bold]' + 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args,option", [
+    (["--num-envs", "0"], "--num-envs"), (["--steps", "0"], "--steps"), (["--steps", "-5"], "--steps"),
+    (["--timeout", "-1"], "--timeout"), (["--memory-mb", "0"], "--memory-mb"),
+])
+def test_check_rejects_non_positive_counts_and_limits(tmp_path, args, option):
+    path = program(tmp_path, "def compute_reward(state, action):\n    return state.torso_height\n")
+    result = cli("check", str(path), "--task", "Hopper-Hop", *args, timeout=120)
+    assert result.returncode == 2 and option in result.stderr and "Traceback" not in result.stderr
+
+
+def test_absurd_hyper_parameters_and_crafted_files_are_clean_errors(tmp_path):
+    config = tmp_path / "huge.json"
+    config.write_text('{"num_steps": 1000000000}')
+    result = cli("train", "Hopper-Hop", "--config", str(config), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "num_steps" in result.stderr and "Traceback" not in result.stderr
+    import torch
+
+    model = tmp_path / "model.pt"
+    torch.save({"kind": "rewardgym-perceptual-model", "format": 2}, model)
+    demos = tmp_path / "demos.npz"
+    np.savez(demos, frames=np.zeros((2, 4, 4, 3), np.uint8), obs=np.zeros((2, 3)), actions=np.zeros((2, 1)),
+             episode=np.zeros(2), success=np.zeros(2), meta=np.array(json.dumps({"format": 1})))
+    for path in (model, demos):
+        result = cli("demos", "show", str(path), timeout=120)
+        assert result.returncode == 2 and str(path) in result.stderr and "Traceback" not in result.stderr, \
+            result.stderr
