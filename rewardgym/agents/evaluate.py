@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rewardgym.agents.episodes import public
 from rewardgym.agents.runs import RunDir, RunError, atomic_write_text, reward_for_run, run_copy
 
 
@@ -120,7 +121,7 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
                     stats = info["episode_stats"]
                     for key in results:
                         results[key].append(float(stats[key][0]))
-                    for name, value in stats["terms"].items():
+                    for name, value in public(stats["terms"]).items():
                         terms.setdefault(name, []).append(float(value[0]))
                     break
     finally:

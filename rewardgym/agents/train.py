@@ -27,10 +27,11 @@ from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 
-import rewardgym
 from rewardgym.agents.runs import (RunDir, RunError, latest_checkpoint, load_checkpoint, reward_for_run, run_copy,
                                    save_checkpoint)
 from rewardgym.envs.registry import get_task
+from rewardgym.rewards.resolve import resolve_potential, resolve_reward
+from rewardgym.version import __version__
 
 ALGOS = ("ppo", "sb3-ppo")
 
@@ -109,7 +110,7 @@ class TrainSpec:
                 "num_envs": self.num_envs, "seed": self.seed, "device": self.device,
                 "hyperparams": self.hyperparams, "asynchronous": self.asynchronous, "track": self.track,
                 "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
-                "intrinsic": self.intrinsic, "oni": self.oni, "rewardgym_version": rewardgym.__version__}
+                "intrinsic": self.intrinsic, "oni": self.oni, "rewardgym_version": __version__}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config.json") -> "TrainSpec":
@@ -230,11 +231,10 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     # Fail on a bad reward or bad hyper-parameters before creating anything on disk.
     _check_intrinsic(spec)
     _reward_limits(spec)
-    rewardgym.resolve_reward(_reward_spec(spec), task, trusted=spec.trusted).close()
+    reward_kwargs = {"oni": dict(spec.oni)} if _uses_oni(spec) else {}
+    resolve_reward(_reward_spec(spec), task, trusted=spec.trusted, reward_kwargs=reward_kwargs).close()
     if spec.shaping:
-        from rewardgym.rewards.shaping import resolve_potential
-
-        resolve_potential(spec.shaping, task, trusted=spec.trusted)
+        resolve_potential(spec.shaping, task, trusted=spec.trusted, reward_kwargs=reward_kwargs)
     if spec.algo == "ppo":
         from rewardgym.agents.ppo import PPOConfig
 
@@ -283,11 +283,10 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             cb(row)
 
     try:
-        with _intrinsic_rewards(spec, run):
-            if spec.algo == "ppo":
-                _train_ppo(spec, run, resume_from, notify, unsafe_pickle)
-            else:
-                _train_sb3(spec, run, resume_from, notify, unsafe_pickle)
+        if spec.algo == "ppo":
+            _train_ppo(spec, run, resume_from, notify, unsafe_pickle)
+        else:
+            _train_sb3(spec, run, resume_from, notify, unsafe_pickle)
     finally:
         tracker.close()
         run.plot_learning_curve()
@@ -300,11 +299,19 @@ def _reward_limits(spec: TrainSpec):
     return ProgramLimits.of(spec.reward_limits or None)
 
 
-def _make_env(spec: TrainSpec, gamma: float) -> gym.vector.VectorEnv:
+def _make_env(spec: TrainSpec, run: RunDir, gamma: float) -> gym.vector.VectorEnv:
     shaping = {"shaping": spec.shaping, "gamma": gamma} if spec.shaping else {}
     return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=_reward_spec(spec),
                         asynchronous=spec.asynchronous, trusted=spec.trusted, reward_limits=_reward_limits(spec),
-                        **shaping)
+                        reward_kwargs=_reward_kwargs(spec, run), **shaping)
+
+
+def _reward_kwargs(spec: TrainSpec, run: RunDir) -> dict[str, dict[str, Any]]:
+    """Options of the reward kinds the run uses: ONI keeps its labels and stats in the run directory."""
+    if not _uses_oni(spec):
+        return {}
+    return {"oni": {"store_path": str(run.path / "oni_labels.sqlite"), "stats_path": str(run.path / "oni_stats.json"),
+                    "transcript_path": str(run.path / "oni_llm_transcript.jsonl"), **spec.oni}}
 
 
 def _reward_names_oni(reward: str) -> bool:
@@ -331,30 +338,13 @@ def _check_intrinsic(spec: TrainSpec) -> None:
         validate(OniOptions.from_dict(spec.oni))
 
 
-@contextmanager
-def _intrinsic_rewards(spec: TrainSpec, run: RunDir) -> Iterator[None]:
-    """ONI's options for the envs built inside (label store and stats in the run directory)."""
-    if not _uses_oni(spec):
-        yield
-        return
-    from rewardgym.intrinsic.oni import OniOptions, close_all, oni_options
-
-    options = {"store_path": str(run.path / "oni_labels.sqlite"), "stats_path": str(run.path / "oni_stats.json"),
-               "transcript_path": str(run.path / "oni_llm_transcript.jsonl"), **spec.oni}
-    try:
-        with oni_options(OniOptions.from_dict(options)):
-            yield
-    finally:
-        close_all()  # stops the annotation and trainer threads, writes the final stats
-
-
 def save_ppo_checkpoint(agent, spec: TrainSpec, run: RunDir, name: str = "latest.pt") -> Path:
     """Atomically write the agent's full state plus what identifies the run (tensors and plain
     containers only: it loads with ``weights_only=True``)."""
     from rewardgym.agents.runs import RUN_FORMAT
 
     return save_checkpoint({"run_format": RUN_FORMAT, "task": spec.task, "reward": spec.reward,
-                             "rewardgym_version": rewardgym.__version__, "algo": "ppo",
+                             "rewardgym_version": __version__, "algo": "ppo",
                              "global_step": int(agent.global_step), "agent": agent.state_dict()}, run, name)
 
 
@@ -372,7 +362,7 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     from rewardgym.agents.ppo import PPO, PPOConfig
 
     config = PPOConfig.from_dict(_ppo_dict(spec), source=str(run.config_path))
-    env = _make_env(spec, config.gamma)
+    env = _make_env(spec, run, config.gamma)
     try:
         agent = PPO(env, config)
         if resume_from is not None:
@@ -389,10 +379,7 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             def callback(metrics: dict[str, Any]) -> bool:
                 nonlocal last_ckpt
                 row = {k: v for k, v in metrics.items()}
-                if _uses_oni(spec):  # annotation backlog, labels, coverage beside the training metrics
-                    from rewardgym.intrinsic.oni import metrics as oni_metrics
-
-                    row.update(oni_metrics())
+                row.update(env.source.stats())  # e.g. ONI's annotation backlog, labels, coverage
                 run.append_metrics([row])
                 notify(row)
                 if time.perf_counter() - last_ckpt >= spec.checkpoint_every_s:
@@ -442,7 +429,8 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
 
     gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
     env = make_sb3_vec_env(spec.task, _reward_spec(spec), spec.num_envs, spec.seed, trusted=spec.trusted,
-                           shaping=spec.shaping, gamma=gamma, reward_limits=_reward_limits(spec))
+                           shaping=spec.shaping, gamma=gamma, reward_limits=_reward_limits(spec),
+                           reward_kwargs=_reward_kwargs(spec, run))
     try:
         device = "cpu" if spec.device == "auto" else spec.device
         model = new_sb3_model(env, spec.seed, device, spec.hyperparams)

@@ -32,6 +32,24 @@ console = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # paths stay on one line
 
 
+@app.callback()
+def _root(tasks: list[str] = typer.Option([], "--tasks", help="A module or .py file that declares tasks with "
+                                          "rewardgym.register_task (repeatable; also $REWARDGYM_TASKS). It runs as "
+                                          "your code.")) -> None:
+    """Load the task declarations named on the command line (before any command runs)."""
+    if not tasks:
+        return
+    from rewardgym.envs.registry import TASKS_VARIABLE, load_task_modules
+
+    try:
+        load_task_modules(tasks)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    # processes this command starts (synthesis training workers) declare the same tasks
+    previous = os.environ.get(TASKS_VARIABLE, "")
+    os.environ[TASKS_VARIABLE] = os.pathsep.join([p for p in (previous, *tasks) if p])
+
+
 def _fail(message: str, code: int = 2) -> None:
     err.print(Text.assemble(("error: ", "bold red"), str(message)))
     raise typer.Exit(code)
@@ -573,7 +591,7 @@ def demos_show(path: Path = typer.Argument(..., help="A demonstrations .npz or a
 @app.command()
 def version() -> None:
     """Print rewardgym's version."""
-    from rewardgym import __version__
+    from rewardgym.version import __version__
 
     console.print(__version__)
 
@@ -594,6 +612,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main() -> None:
     """Entry point: runs the command; an error that escaped a command is one line, not a traceback."""
+    from rewardgym.envs.frames import headless_gl_default
+
+    headless_gl_default()  # an application may choose MuJoCo's GL back-end for its process
     try:
         app()
     except _user_errors() as exc:  # a bad input that a command did not catch itself: still one line
