@@ -144,9 +144,15 @@ class JointParallelEnv(gym.Env):
         self._get = operator.itemgetter(*self.agents)
         self.agent_rewards = np.zeros(n)
         """``(N,)`` the agents' own rewards of the last step (0 after a reset)."""
-        self.last_obs: dict[str, Any] = {}
+        self._last_obs: dict[str, Any] = {}
         self.last_infos: dict[str, Any] = {}
+        """The parallel env's ``infos`` of the last step or reset."""
         self._state_space: gym.spaces.Box | None = None
+
+    @property
+    def last_obs(self) -> dict[str, Any]:
+        """The parallel env's observations of the last step or reset, by agent (unpadded)."""
+        return self._last_obs
 
     def _values(self, mapping: dict[str, Any], what: str) -> tuple[Any, ...]:
         try:
@@ -168,22 +174,24 @@ class JointParallelEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         obs, infos = self.parallel_env.reset(seed=seed, options=options)
-        self.last_obs, self.last_infos = obs, infos
+        self._last_obs, self.last_infos = obs, infos
         self.agent_rewards = np.zeros(len(self.agents))
         return self._joint_obs(obs), {}
 
     def step(self, action: Any):
         obs, rewards, terminations, truncations, infos = self.parallel_env.step(dict(zip(self.agents, action)))
-        self.last_obs, self.last_infos = obs, infos
-        self.agent_rewards = np.asarray(self._values(rewards, "reward"), dtype=np.float64)
-        terminated = np.asarray(self._values(terminations, "termination"), dtype=bool)
-        done = terminated | np.asarray(self._values(truncations, "truncation"), dtype=bool)
-        if done.any() and not done.all():
+        self._last_obs, self.last_infos = obs, infos
+        reward = self._values(rewards, "reward")
+        self.agent_rewards = np.array(reward, dtype=np.float64)
+        terminated, truncated = self._values(terminations, "termination"), self._values(truncations, "truncation")
+        done = [bool(te or tr) for te, tr in zip(terminated, truncated)]  # N booleans: plain Python is fastest
+        if any(done) and not all(done):
             ended = [a for a, d in zip(self.agents, done) if d]
             raise RuntimeError(f"agents {ended} ended their episode alone: rewardgym's multi-agent tasks need "
                                f"episodes that end for all agents together")
-        return (self._joint_obs(obs), float(self.agent_rewards.mean()), bool(terminated.all()),
-                bool(done.all() and not terminated.all()), {})
+        team_terminated = bool(all(terminated))
+        return (self._joint_obs(obs), float(sum(reward)) / len(reward), team_terminated,
+                all(done) and not team_terminated, {})
 
     def state(self) -> np.ndarray:
         """The parallel env's global state (PettingZoo's ``state()``), flattened, float32."""

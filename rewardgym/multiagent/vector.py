@@ -6,7 +6,8 @@
     obs, info = venv.reset(seed=0)                      # (B, N, d): agent i's observation in [:, i]
     obs, rewards, terminated, truncated, info = venv.step(actions)   # actions (B, N, 3); rewards (B, N)
     info["env_reward"], info["reward_terms"]["forward"]  # (B, N) each; info["success"] (B,)
-    venv.state()                                         # (B, S) global states (global_state=True)
+    venv.global_state()                                  # (B, S) global states (global_state=True)
+    venv.state                                           # the StateView of the last step, as for every vector env
 
 It is :class:`~rewardgym.wrappers.inject.VectorRewardInjection` over Gymnasium's
 ``SyncVectorEnv``/``AsyncVectorEnv`` of the task's joint envs, so every autoreset mode,
@@ -66,9 +67,10 @@ class ParallelVectorEnv(VectorRewardInjection):
         self._current = batch  # the copies' current states (the global state is read from here)
         return batch
 
-    def state(self) -> np.ndarray:
+    def global_state(self) -> np.ndarray:
         """``(B, S)`` float32: each copy's global state now (PettingZoo's ``state()``); needs
-        ``global_state=True`` at construction."""
+        ``global_state=True`` at construction. (``state`` is the :class:`StateView` of the last
+        step, as for every rewardgym vector env.)"""
         if self._current is None or "global_state" not in self._current:
             raise RuntimeError("the global state is read only when the env is made with global_state=True "
                                "(make_parallel_vec(..., global_state=True)), after reset()")
@@ -109,7 +111,7 @@ def make_parallel_vec(task_id: str, num_envs: int = 1, reward: Any = "env", *, a
         wrappers: Gymnasium wrappers applied to each copy's joint env (a
             :class:`~rewardgym.envs.multiagent.MultiAgentTaskEnv`), innermost first.
         vector_kwargs, autoreset_mode: passed to the vector env, as for ``rewardgym.make_vec``.
-        global_state: read every copy's global state each step (:meth:`ParallelVectorEnv.state`).
+        global_state: read every copy's global state each step (:meth:`ParallelVectorEnv.global_state`).
         render_mode, **base_kwargs: passed to the simulator.
     """
     task = multiagent_task(task_id)
@@ -188,7 +190,7 @@ class AgentVectorEnv(VectorEnv):
         self._obs[:, start:stop] = obs.reshape(self.num_envs, -1)
         if self.global_state:
             start, stop = self.obs_layout["state"]
-            self._obs[:, start:stop] = np.repeat(self.env.state(), self.num_agents, axis=0)
+            self._obs[:, start:stop] = np.repeat(self.env.global_state(), self.num_agents, axis=0)
         return self._obs.copy()
 
     def _per_agent(self, value: Any) -> Any:

@@ -190,10 +190,10 @@ class RewardProgram(RewardSource):
             worker = ProgramWorker(lambda: _runner(executor, spec), self.filename, self.limits, nbytes, outputs)
             self._worker, self._worker_spec = worker, spec
         names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np)
-        line = self._executor.return_line(fn_name)
         expected = (batch, per_row) if self.agents and fn_name != "compute_success" else (batch,)
         for name, arr in zip(["reward" if fn_name == "compute_reward" else "potential", *names], arrays):
             if arr.shape != expected or not np.isfinite(arr).all():  # the worker checked; a lie is an error
+                line = self._executor.return_line(fn_name)  # walks the AST: only when there is an error
                 raise RewardProgramError(f"{self.filename}:{line}: the reward worker returned a bad value for "
                                          f"{name!r}", self.filename, line, name)
         if backend == "torch":

@@ -11,7 +11,7 @@ robot's reward (MaMuJoCo's team reward), which is the ``"env"`` reward.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -68,6 +68,52 @@ VIEW = ViewSpec.build(
 )
 
 
+class MaMuJoCoJointEnv(JointParallelEnv):
+    """MaMuJoCo's parallel env stepped without its per-agent Python loops, with the same numbers.
+
+    MaMuJoCo's own ``step`` maps each agent's action into the robot's action node by node and
+    builds each agent's observation category by category. Here the joint action ``(N, J)`` is
+    scattered into the robot's action with one index array, the robot's single-agent env (the
+    simulator) is stepped, and the agents' observations are gathered from the robot's
+    observation with MaMuJoCo's own ``observation_factorization`` (one ``(N, d)`` index
+    array). Observations, rewards, terminations and infos equal those of MaMuJoCo's
+    PettingZoo API step for step (``tests/test_multiagent.py`` compares them); ``reset`` is
+    MaMuJoCo's own.
+    """
+
+    def __init__(self, parallel_env: Any, agents: Sequence[str]):
+        super().__init__(parallel_env, agents)
+        factorization = parallel_env.observation_factorization
+        if factorization is None or self._padded:
+            raise ValueError("MaMuJoCo's observation factorization is needed (agents with equal observation sizes)")
+        self.robot = parallel_env.single_agent_env
+        self._obs_index = np.stack([np.asarray(factorization[a]) for a in self.agents])
+        self._act_index = np.array([node.act_ids for part in parallel_env.agent_action_partitions for node in part])
+        if sorted(self._act_index.tolist()) != list(range(self.robot.action_space.shape[0])):
+            raise ValueError(f"MaMuJoCo's partition does not drive every actuator once: {self._act_index}")
+        self._action = np.zeros(self.robot.action_space.shape, dtype=np.float64)
+        self._robot_obs: np.ndarray | None = None
+
+    @property
+    def last_obs(self) -> dict[str, Any]:
+        if self._robot_obs is None:
+            return self._last_obs
+        return {agent: self._robot_obs[index] for agent, index in zip(self.agents, self._obs_index)}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self._robot_obs = None
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        self._action[self._act_index] = np.asarray(action, dtype=np.float64).reshape(-1)
+        obs, reward, terminated, truncated, info = self.robot.step(self._action)
+        self._robot_obs = obs
+        self.last_infos = dict.fromkeys(self.agents, info)
+        self.agent_rewards = np.full(len(self.agents), float(reward))
+        return (obs[self._obs_index].astype(np.float32), float(reward), bool(terminated),
+                bool(truncated) and not bool(terminated), {})
+
+
 class MaMuJoCoTaskEnv(MultiAgentTaskEnv, LocomotionTaskEnv):
     """A MaMuJoCo parallel env reporting the ``locomotion`` raw row of its robot plus the partition code."""
 
@@ -98,7 +144,7 @@ def make_env(task_id: str, render_mode: str | None = None, state_in_info: bool =
     spec = _SPECS[task_id]
     scenario, conf = spec.extra["partition"].split("-")
     env = mamujoco_v1.parallel_env(scenario, conf, render_mode=render_mode, **base_kwargs)
-    joint = JointParallelEnv(env, spec.agents)
+    joint = MaMuJoCoJointEnv(env, spec.agents)
     joint.metadata.setdefault("render_fps", env.single_agent_env.metadata.get("render_fps"))
     return MaMuJoCoTaskEnv(joint, spec, state_in_info=state_in_info)
 
