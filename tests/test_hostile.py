@@ -133,20 +133,26 @@ def test_in_place_writes_on_torch_state_fail_and_change_nothing(x_view):
 
 
 # -- 3. writes into shared state --------------------------------------------------------------
-WRITES = {
-    "success |=": "s = state.success\n    s |= True",
-    "env_reward +=": "e = state.env_reward\n    e += 100.0",
-    "item assignment": "h = state.torso_height\n    h[0] = 9.0",
-    "prev": "p = state.prev.success\n    p |= True",
+MPE = "rewardgym/MPE-SimpleSpread-v0"  # multi-agent: its programs can do nothing a single-agent one cannot
+WRITES = {  # name: (task, the write, a field to return)
+    "success |=": (TASK, "s = state.success\n    s |= True", "torso_height"),
+    "env_reward +=": (TASK, "e = state.env_reward\n    e += 100.0", "torso_height"),
+    "item assignment": (TASK, "h = state.torso_height\n    h[0] = 9.0", "torso_height"),
+    "prev": (TASK, "p = state.prev.success\n    p |= True", "torso_height"),
+    "per-agent field": (MPE, "p = state.agent_pos\n    p[0, 0, 0] = 9.0", "agent_collisions"),
+    "per-agent env_reward": (MPE, "e = state.env_reward\n    e += 100.0", "agent_collisions"),
+    "team success": (MPE, "s = state.success\n    s |= True", "agent_collisions"),
+    "prev per-agent": (MPE, "p = state.prev.agent_collisions\n    p *= 0.0", "agent_collisions"),
 }
 
 
 @pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted-accident"])
 @pytest.mark.parametrize("write", list(WRITES), ids=list(WRITES))
 def test_writes_into_state_fail_and_reports_stay_true(tmp_path, write, trusted):
+    task, code, field = WRITES[write]
     path = tmp_path / "evil.py"
-    path.write_text(f"def compute_reward(state, action):\n    {WRITES[write]}\n    return state.torso_height\n")
-    env = gym.make_vec(TASK, num_envs=2, reward=str(path), trusted=trusted, reward_limits=FAST)
+    path.write_text(f"def compute_reward(state, action):\n    {code}\n    return state.{field}\n")
+    env = gym.make_vec(task, num_envs=2, reward=str(path), trusted=trusted, reward_limits=FAST)
     env.reset(seed=0)
     with pytest.raises(RewardProgramError) as info:
         env.step(env.action_space.sample())
@@ -449,28 +455,6 @@ def test_absurd_hyper_parameters_and_crafted_files_are_clean_errors(tmp_path):
 
 
 # -- 9. multi-agent programs: nothing a single-agent program cannot do -------------------------------
-MPE = "rewardgym/MPE-SimpleSpread-v0"
-MA_WRITES = {
-    "per-agent field": "p = state.agent_pos\n    p[0, 0, 0] = 9.0",
-    "per-agent env_reward": "e = state.env_reward\n    e += 100.0",
-    "team success": "s = state.success\n    s |= True",
-    "prev per-agent": "p = state.prev.agent_collisions\n    p *= 0.0",
-}
-
-
-@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted-accident"])
-@pytest.mark.parametrize("write", list(MA_WRITES), ids=list(MA_WRITES))
-def test_multiagent_writes_into_state_fail(tmp_path, write, trusted):
-    path = tmp_path / "evil.py"
-    path.write_text(f"def compute_reward(state, action):\n    {MA_WRITES[write]}\n    return state.agent_collisions\n")
-    env = rewardgym.make_parallel_vec(MPE, 2, reward=str(path), trusted=trusted, reward_limits=FAST)
-    env.reset(seed=0)
-    with pytest.raises(RewardProgramError) as info:
-        env.step(env.action_space.sample())
-    assert info.value.line in (2, 3) and "read-only" in str(info.value)
-    env.close()
-
-
 def test_a_multiagent_program_cannot_fake_success_team_reward_or_env_reward(tmp_path):
     """Per-agent and team reports (success, env_reward, episode statistics) are the task's, whatever
     the program returns: compared with reward="env" on the same seeds and actions."""

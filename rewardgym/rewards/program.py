@@ -387,14 +387,7 @@ class _Executor:
         names = ", ".join(agents)
         if isinstance(value, dict):
             value = self._from_agent_dict(value, term, batch, fn_name)
-        elif _is_torch(value):
-            value = _to_numpy(value)
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            line = self._term_line(term, fn_name)
-            raise RewardProgramError(f"{self.filename}:{line}: {self._what(term)} is not numeric "
-                                     f"({type(value).__name__}: {exc})", self.filename, line, term) from None
+        arr = self._float64(value, self._what(term), term, fn_name)
         if arr.ndim == 0 or arr.shape == (batch,):
             arr = np.repeat(arr.reshape(-1, 1), n, axis=1) if arr.ndim else np.full((batch, n), float(arr))
         elif arr.shape != (batch, n):
@@ -432,13 +425,7 @@ class _Executor:
                 f"per-agent values names every agent ({', '.join(agents)})", self.filename, line, term)
         columns = []
         for agent in agents:
-            column = _to_numpy(value[agent]) if _is_torch(value[agent]) else value[agent]
-            try:
-                column = np.asarray(column, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                line = self._term_line(agent, fn_name)
-                raise RewardProgramError(f"{self.filename}:{line}: {self._what(term)} of agent {agent!r} is not "
-                                         f"numeric ({exc})", self.filename, line, term) from None
+            column = self._float64(value[agent], f"{self._what(term)} of agent {agent!r}", term, fn_name, agent)
             if column.ndim == 0:
                 column = np.full(batch, float(column))
             if column.shape != (batch,):
@@ -449,16 +436,20 @@ class _Executor:
             columns.append(column)
         return np.stack(columns, axis=1)
 
+    def _float64(self, value: Any, what: str, term: str, fn_name: str, line_key: str | None = None) -> np.ndarray:
+        """``value`` as a float64 numpy array (tensors copied), or an error naming the line of
+        ``line_key`` (default ``term``) and saying that ``what`` is not numeric."""
+        try:
+            return np.asarray(_to_numpy(value) if _is_torch(value) else value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            line = self._term_line(line_key or term, fn_name)
+            raise RewardProgramError(f"{self.filename}:{line}: {what} is not numeric ({type(value).__name__}: {exc})",
+                                     self.filename, line, term) from None
+
     def check_array(self, value: Any, term: str, batch: int, fn_name: str) -> Any:
         if _is_torch(value):
             return self._check_tensor(value, term, batch, fn_name)
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            line = self._term_line(term, fn_name)
-            raise RewardProgramError(
-                f"{self.filename}:{line}: {self._what(term)} is not numeric "
-                f"({type(value).__name__}: {exc})", self.filename, line, term) from None
+        arr = self._float64(value, self._what(term), term, fn_name)
         if arr.shape != (batch,):
             if arr.ndim == 0:
                 arr = np.full(batch, float(arr))

@@ -4,7 +4,8 @@
   * ``healthy``  +1.0 while the torso is between 0.2 and 1.0 m high and the state finite.
   * ``ctrl``     -0.5 x sum of squared actions of all agents (action is (B, N, J)).
 A team reward (B,) that every agent receives. Ant-v5's contact cost is left out, as in
-Ant-Run's expert (the view has no contact forces).
+Ant-Run's expert (the view has no contact forces). The library holds one expert per task,
+so MaMuJoCo-Ant-2x4 and MaMuJoCo-Ant-4x2 have the same program under two names.
 """
 
 
