@@ -22,7 +22,7 @@ import rewardgym
 from rewardgym.envs.multiagent import JointParallelEnv, MultiAgentTaskEnv, MultiAgentTaskSpec, multiagent_common_fields
 from rewardgym.envs.registry import add_task, get_task
 from rewardgym.envs.view import Field, ViewSpec, raw
-from rewardgym.rewards.program import ProgramLimits, RewardProgramError
+from rewardgym.rewards.program import RewardProgramError
 
 MPE = "rewardgym/MPE-SimpleSpread-v0"
 CHEETAH = "rewardgym/MaMuJoCo-HalfCheetah-2x3-v0"
@@ -108,6 +108,40 @@ def compute_reward(state, action):
 def compute_potential(state):
     return state.position * np.array([1.0, 10.0]) + 1.0
 """
+
+
+def test_joint_env_pads_observations_and_refuses_what_it_cannot_batch():
+    class Uneven(LineWorld):  # walker_1 observes two numbers
+        def observation_space(self, agent):
+            return gym.spaces.Box(0, 100, (1 if agent == "walker_0" else 2,), np.float32)
+
+        def _observe(self):
+            return {"walker_0": self.pos[:1].astype(np.float32), "walker_1": np.array([self.pos[1], 7.0], np.float32)}
+
+    joint = JointParallelEnv(Uneven(), ("walker_0", "walker_1"))
+    obs, _ = joint.reset()
+    assert obs.shape == (2, 2)
+    obs, *_ = joint.step(np.array([1, 1]))
+    np.testing.assert_array_equal(obs, [[1.0, 0.0], [1.0, 7.0]])  # zero-padded, as SuperSuit's pad_observations
+
+    class Alone(LineWorld):  # walker_0 terminates on its own
+        def step(self, actions):
+            obs, rewards, terms, truncs, infos = super().step(actions)
+            return obs, rewards, {"walker_0": True, "walker_1": False}, truncs, infos
+
+    joint = JointParallelEnv(Alone(), ("walker_0", "walker_1"))
+    joint.reset()
+    with pytest.raises(RuntimeError, match=r"agents \['walker_0'\] ended their episode alone"):
+        joint.step(np.array([0, 0]))
+
+    class Mixed(LineWorld):
+        def action_space(self, agent):
+            return gym.spaces.Discrete(2 if agent == "walker_0" else 3)
+
+    with pytest.raises(ValueError, match=r"agents \['walker_1'\] have another action space"):
+        JointParallelEnv(Mixed(), ("walker_0", "walker_1"))
+    with pytest.raises(ValueError, match="the task declares"):
+        JointParallelEnv(LineWorld(), ("walker_1", "walker_0"))
 
 
 # -- PettingZoo API, views, documentation ----------------------------------------------------------

@@ -184,14 +184,16 @@ class JointParallelEnv(gym.Env):
         reward = self._values(rewards, "reward")
         self.agent_rewards = np.array(reward, dtype=np.float64)
         terminated, truncated = self._values(terminations, "termination"), self._values(truncations, "truncation")
-        done = [bool(te or tr) for te, tr in zip(terminated, truncated)]  # N booleans: plain Python is fastest
-        if any(done) and not all(done):
-            ended = [a for a, d in zip(self.agents, done) if d]
-            raise RuntimeError(f"agents {ended} ended their episode alone: rewardgym's multi-agent tasks need "
-                               f"episodes that end for all agents together")
-        team_terminated = bool(all(terminated))
-        return (self._joint_obs(obs), float(sum(reward)) / len(reward), team_terminated,
-                all(done) and not team_terminated, {})
+        team_terminated = team_truncated = False
+        if any(terminated) or any(truncated):  # once per episode: check that every agent is done
+            done = [bool(te or tr) for te, tr in zip(terminated, truncated)]
+            if not all(done):
+                ended = [a for a, d in zip(self.agents, done) if d]
+                raise RuntimeError(f"agents {ended} ended their episode alone: rewardgym's multi-agent tasks need "
+                                   f"episodes that end for all agents together")
+            team_terminated = bool(all(terminated))
+            team_truncated = not team_terminated
+        return self._joint_obs(obs), float(sum(reward)) / len(reward), team_terminated, team_truncated, {}
 
     def state(self) -> np.ndarray:
         """The parallel env's global state (PettingZoo's ``state()``), flattened, float32."""
