@@ -20,7 +20,7 @@ from pettingzoo.utils.env import ParallelEnv
 
 import rewardgym
 from rewardgym.envs.multiagent import JointParallelEnv, MultiAgentTaskEnv, MultiAgentTaskSpec, multiagent_common_fields
-from rewardgym.envs.registry import add_task, get_task
+from rewardgym.envs.registry import get_task
 from rewardgym.envs.view import Field, ViewSpec, raw
 from rewardgym.rewards.program import RewardProgramError
 
@@ -95,10 +95,19 @@ def _make_line(render_mode=None, state_in_info=False, **kwargs):
     return LineTaskEnv(JointParallelEnv(LineWorld(**kwargs), LINE.agents), LINE, state_in_info=state_in_info)
 
 
-LINE = add_task(MultiAgentTaskSpec(
+LINE = MultiAgentTaskSpec(  # not registered: the registry is for tasks with an expert program
     id="rewardgym/Test-LineWorld-v0", family="test", base_id="line_world", instruction="Walk right together.",
     success_doc="positions add up to 3", success=lambda s: s.position.sum(axis=1) >= 3, view=LINE_VIEW,
-    make_env=_make_line, max_episode_steps=4, agents=("walker_0", "walker_1")), replace=True)
+    make_env=_make_line, max_episode_steps=4, agents=("walker_0", "walker_1"))
+
+
+def line_vec(num_envs: int, reward, shaping=None, gamma=None):
+    """``make_parallel_vec`` of the line world, assembled from the same parts (it is not registered)."""
+    from rewardgym.multiagent.vector import ParallelVectorEnv
+    from rewardgym.wrappers.make import resolve_source
+
+    source = resolve_source(LINE, reward, False, shaping, gamma, None, None)
+    return ParallelVectorEnv(gym.vector.SyncVectorEnv([_make_line] * num_envs), LINE, source)
 
 ZERO = "def compute_reward(state, action):\n    return 0.0 * state.position[:, 0]\n"
 PER_AGENT_POTENTIAL = """
@@ -366,8 +375,8 @@ def test_per_agent_shaping_is_zero_at_termination_kept_at_truncation_and_never_c
     waits (truncated after 4 steps): F_i = γ Φ_i(s') (1 - terminated) - Φ_i(s) per agent, exactly, and
     the autoreset step reports 0."""
     gamma = 0.9
-    venv = rewardgym.make_parallel_vec(LINE.id, 2, reward=program(tmp_path, ZERO, "zero.py"),
-                                       shaping=program(tmp_path, PER_AGENT_POTENTIAL, "phi.py"), gamma=gamma)
+    venv = line_vec(2, program(tmp_path, ZERO, "zero.py"), shaping=program(tmp_path, PER_AGENT_POTENTIAL, "phi.py"),
+                    gamma=gamma)
     venv.reset(seed=0)
 
     def phi(pos):
@@ -420,7 +429,7 @@ def test_parallel_vec_computes_the_reward_once_per_batch_and_masks_inactive_rows
             return state.position.astype(float), {"position": state.position.astype(float)}
 
     source = Counter()
-    venv = rewardgym.make_parallel_vec(LINE.id, 3, reward=source)
+    venv = line_vec(3, source)
     venv.reset(seed=0)
     for _ in range(5):
         _, reward, terminated, truncated, info = venv.step(np.ones((3, 2), dtype=np.int64))

@@ -5,10 +5,11 @@ Two algorithms write the same run-directory layout (:mod:`rewardgym.agents.runs`
 (Stable-Baselines3's). Multi-agent tasks train one policy shared by their agents with
 rewardgym's PPO: ``ippo`` (``ppo`` means the same there) or ``mappo`` (a centralised critic;
 :mod:`rewardgym.agents.mappo`); ``steps`` and the logged ``global_step`` count env steps
-(``N`` agent transitions each) and ``num_envs`` copies of the task. A run is resumable: checkpoints are written atomically every
-``checkpoint_every_s`` seconds, at the end, on Ctrl-C and when training stops on an error
-(a reward program past its limits, diverging losses); ``resume(run)`` continues from the
-last checkpoint and drops the metrics logged after it.
+(``N`` agent transitions each) and ``num_envs`` copies of the task. A run is resumable:
+checkpoints are written atomically every ``checkpoint_every_s`` seconds, at the end, on
+Ctrl-C and when training stops on an error (a reward program past its limits, diverging
+losses); ``resume(run)`` continues from the last checkpoint and drops the metrics logged
+after it.
 
 A run directory is data that may come from someone else: checkpoints load with
 ``torch.load(weights_only=True)`` (tensors and plain containers; nothing is unpickled),
@@ -374,7 +375,8 @@ def save_ppo_checkpoint(agent, spec: TrainSpec, run: RunDir, name: str = "latest
 
     return save_checkpoint({"run_format": RUN_FORMAT, "task": spec.task, "reward": spec.reward,
                              "rewardgym_version": __version__, "algo": spec.algo,
-                             "global_step": int(agent.global_step), "agent": agent.state_dict()}, run, name)
+                             "global_step": int(agent.global_step) // _agents_per_env(spec),  # env steps
+                             "agent": agent.state_dict()}, run, name)
 
 
 def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False,
