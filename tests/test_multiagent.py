@@ -601,18 +601,23 @@ def test_synthesize_writes_per_agent_rewards_for_a_multiagent_task(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["mappo", "ippo"])
-def test_shared_policy_learns_to_spread(tmp_path, algo):
-    """MPE simple_spread with the expert team reward: the trained policy covers the landmarks far
-    better than the untrained one (the coverage term is the summed distance to the nearest agent)."""
+@pytest.mark.parametrize("task, algo, key, margin, hyper", [
+    (MPE, "mappo", "terms/coverage", 8.0,
+     {"num_steps": 100, "num_minibatches": 4, "update_epochs": 10, "learning_rate": 7e-4, "ent_coef": 0.01}),
+    (CHEETAH, "ippo", "episode_return", 250.0, {}),
+], ids=["mpe-mappo", "cheetah-ippo"])
+def test_shared_policy_learns(tmp_path, task, algo, key, margin, hyper):
+    """150k env steps with the expert team reward: MPE's coverage term (the summed distance from each
+    landmark to its nearest agent) and HalfCheetah's return rise well above the first episodes'
+    (benchmarks/marl.py: about +15 and +400 there), and the evaluated policy keeps the gain."""
     from rewardgym.agents.evaluate import evaluate
     from rewardgym.agents.train import TrainSpec, train
 
-    run = train(TrainSpec(task=MPE, reward="expert", algo=algo, steps=150_000, num_envs=8, seed=0,
-                          hyperparams={"num_steps": 100, "num_minibatches": 4, "update_epochs": 10,
-                                       "learning_rate": 7e-4, "ent_coef": 0.01}), runs_root=tmp_path)
-    rows = run.metrics()
-    first, last = rows[0]["terms/coverage"], rows[-1]["terms/coverage"]
-    assert last > first + 10.0, (first, last)
-    report = evaluate(run.path, episodes=10)
-    assert report["terms"]["coverage"]["mean"] > first + 10.0
+    run = train(TrainSpec(task=task, reward="expert", algo=algo, steps=150_000, num_envs=8, seed=0,
+                          hyperparams=hyper), runs_root=tmp_path)
+    rows = [r for r in run.metrics() if r.get(key) is not None]
+    first, last = rows[0][key], float(np.mean([r[key] for r in rows[-3:]]))
+    assert last > first + margin, (first, last)
+    report = evaluate(run.path, episodes=5)
+    evaluated = report["terms"]["coverage"]["mean"] if task == MPE else report["return"]["mean"]
+    assert evaluated > first + margin, (first, evaluated)
