@@ -33,7 +33,7 @@ err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # pat
 
 
 @app.callback()
-def _root(tasks: list[str] = typer.Option([], "--tasks", help="A module or .py file that declares tasks with "
+def _root(tasks: list[str] = typer.Option([], "--tasks", metavar="FILE_OR_MODULE", help="A module or .py file that declares tasks with "
                                           "rewardgym.register_task (repeatable; also $REWARDGYM_TASKS). It runs as "
                                           "your code.")) -> None:
     """Load the task declarations named on the command line (before any command runs)."""
