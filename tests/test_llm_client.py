@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import pytest
@@ -42,8 +43,8 @@ def test_success_transcript_and_cache(tmp_path):
         client = make_client(server, tmp_path)
         first = client.complete(MESSAGES, temperature=0.7, max_tokens=2000)
         assert "def compute_reward" in first.text and not first.cached
-        assert first.completion_tokens == len(first.text.split())  # the server counts words
-        assert first.prompt_tokens == sum(len(m["content"].split()) for m in MESSAGES)
+        assert first.completion_tokens == math.ceil(len(first.text) / 4)  # the server's token count
+        assert first.prompt_tokens == sum(math.ceil(len(m["content"]) / 4) for m in MESSAGES)
         second = client.complete(MESSAGES, temperature=0.7, max_tokens=2000)
         assert second.cached and second.text == first.text and second.key == first.key
         assert server.chat_request_count == 1  # the repeat never reached the server
@@ -156,7 +157,7 @@ def test_reply_cut_at_max_tokens_is_reported(tmp_path):
     with ScriptedOpenAIServer([ScriptedResponse(text=long)]) as server:
         client = make_client(server, tmp_path, max_tokens=100)
         reply = client.complete(MESSAGES)
-    assert reply.truncated and reply.completion_tokens == 100 and len(reply.text.split()) == 100
+    assert reply.truncated and reply.completion_tokens == 100 and len(reply.text) == 400
     assert reply.truncation_note() == "the reply was cut at 100 tokens (max_tokens)"
     assert read_transcript(tmp_path)[0]["finish_reason"] == "length"
 
@@ -174,7 +175,7 @@ def test_context_refusal_is_a_context_length_error_with_the_window(tmp_path):
         client = make_client(server, tmp_path, max_tokens=100)
         with pytest.raises(ContextLengthError) as info:
             client.complete(MESSAGES)
-        assert info.value.n_ctx == 60 and info.value.prompt_tokens == 110
+        assert info.value.n_ctx == 60 and info.value.prompt_tokens == 116
         assert "exceed context window of 60" in str(info.value)
         assert server.chat_request_count == 1  # not retried as is
         assert client.learn_context(info.value, 500) == 60 and client.context_source == "refusal"
@@ -292,7 +293,7 @@ def test_budget_caps(tmp_path):
         assert server.chat_request_count == 2
 
         tokens = make_client(server, tmp_path, cache_dir=False, budget=Budget(max_total_tokens=10))
-        tokens.complete(MESSAGES)  # 13 prompt + 3 completion words
+        tokens.complete(MESSAGES)  # 16 prompt + 4 completion tokens
         with pytest.raises(BudgetExceeded, match="tokens used of max 10"):
             tokens.complete(MESSAGES)
     assert "BudgetExceeded" in read_transcript(tmp_path)[2]["error"]

@@ -35,7 +35,8 @@ Design decisions
   backoff_initial_s * 2**attempt)`` with "equal jitter" (uniformly in [d/2, d]), so
   parallel clients de-synchronise but never retry at once. Every failed attempt is
   recorded in the transcript entry of its request.
-* **No retry** for 401/403 (:class:`LLMAuthError`, naming the base URL and model), for a
+* **No retry** for a request the server calls invalid, even under a 5xx status (llama-cpp-python
+  answers a request validation error with HTTP 500), for 401/403 (:class:`LLMAuthError`, naming the base URL and model), for a
   refused model (404, or 400 whose message says the model is unknown:
   :class:`LLMModelError`, listing the models the server does serve when ``/models``
   answers), or any other 4xx (:class:`LLMRequestError`: retrying the same request cannot
@@ -714,7 +715,8 @@ class LLMClient:
                 if self._model_refused(exc):
                     raise self._model_error(exc) from None
                 server_text = _server_text(exc)
-                if status in _RETRY_STATUSES or status >= 500:
+                invalid = status >= 500 and "validation error" in server_text.lower()  # llama-cpp-python's 500
+                if (status in _RETRY_STATUSES or status >= 500) and not invalid:
                     retry_errors.append(f"HTTP {status}: {_short(server_text)}")
                     delay = self._delay(attempt, exc.response.headers, retry_errors)
                 else:

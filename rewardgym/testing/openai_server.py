@@ -13,12 +13,13 @@ free port) implements
 
 and behaves like a real endpoint where that is cheap to do for real: a request whose
 ``Authorization: Bearer`` key differs from ``api_key`` gets 401, a request for a model
-not in ``models`` gets 404 ``model_not_found``. Token counts in ``usage`` are
-whitespace-separated word counts (deterministic, not a tokenizer). Like a real server it
-also
+not in ``models`` gets 404 ``model_not_found``. Token counts are ``ceil(characters / 4)``
+of each message (deterministic, not a tokenizer; the usual rule of thumb for English).
+Like a real server it also
 
-* stops a reply at the request's ``max_tokens`` (words), with ``finish_reason: "length"``;
-* with ``context_size`` set, refuses a request whose prompt words plus ``max_tokens``
+* stops a reply at the request's ``max_tokens`` (``4 * max_tokens`` characters), with
+  ``finish_reason: "length"``;
+* with ``context_size`` set, refuses a request whose prompt tokens plus ``max_tokens``
   exceed it, with llama-cpp-python's message (HTTP 400 "Requested tokens (N) exceed
   context window of M"); ``advertise_context`` also lists it in ``GET /v1/models`` as
   vLLM does (``max_model_len``);
@@ -60,6 +61,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -159,8 +161,8 @@ _STATUS_MESSAGES = {
 }
 
 
-def _words(text: Any) -> int:
-    return len(str(text).split())
+def _tokens(text: Any) -> int:
+    return math.ceil(len(str(text)) / 4)
 
 
 class ScriptedOpenAIServer:
@@ -366,7 +368,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(fmt, dict) and fmt.get("type") not in (*self.owner.structured, "text"):
             self._send_error(400, f"response_format type {fmt.get('type')!r} is not supported by this server")
             return
-        prompt_tokens = sum(_words(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
+        prompt_tokens = sum(_tokens(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
         max_tokens = body.get("max_tokens")
         ctx = self.owner.context_size
         if ctx is not None and prompt_tokens + int(max_tokens or 0) > ctx:
@@ -401,10 +403,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(entry.status, entry.message, headers=headers)
             return
         text, finish = entry.text, entry.finish_reason or "stop"
-        if isinstance(max_tokens, int) and _words(text) > max_tokens:
-            cut = list(re.finditer(r"\S+", text))[max_tokens - 1].end() if max_tokens > 0 else 0
-            text, finish = text[:cut], "length"
-        completion_tokens = _words(text)
+        if isinstance(max_tokens, int) and _tokens(text) > max_tokens:
+            text, finish = text[:4 * max(0, max_tokens)], "length"
+        completion_tokens = _tokens(text)
         self._send_json(200, {
             "id": f"chatcmpl-rewardgym-{time.monotonic_ns()}",
             "object": "chat.completion",
