@@ -42,9 +42,11 @@ def _task_or_fail(name: str):
 def list_tasks(
     family: Optional[str] = typer.Option(None, "--family", "-f", help="Only this family (e.g. metaworld)."),
     available_only: bool = typer.Option(False, "--available", help="Hide tasks that cannot run here."),
+    wide: bool = typer.Option(False, "--wide", help="Also the simulator and the instruction (needs a wide "
+                              "terminal)."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (as in the README)."),
 ) -> None:
-    """List every task id, its simulator, and whether it can run on this machine."""
+    """List every task id, its family, and whether it can run on this machine (80 columns; --wide for more)."""
     from rewardgym.envs.registry import all_tasks
 
     if markdown:
@@ -55,19 +57,29 @@ def list_tasks(
             print(f"| `{spec.id}` | {spec.base_id} | {spec.instruction} | {spec.success_doc} |")
         return
 
-    table = Table(show_lines=False)
+    table = Table(show_lines=wide)
     table.add_column("id", no_wrap=True)
-    for column in ("family", "simulator", "available", "instruction"):
-        table.add_column(column)
+    table.add_column("family", no_wrap=True)
+    table.add_column("available", no_wrap=not wide, overflow="ellipsis")
+    if wide:
+        table.add_column("simulator", no_wrap=True)
+        table.add_column("instruction")
+    missing: dict[str, list[str]] = {}
     for spec in all_tasks().values():
         if family and spec.family != family:
             continue
         ok, reason = spec.available()
         if available_only and not ok:
             continue
-        instruction = spec.instruction if len(spec.instruction) < 70 else spec.instruction[:67] + "..."
-        table.add_row(spec.id, spec.family, spec.base_id, "yes" if ok else f"no: {reason}", instruction)
-    console.print(table)
+        if not ok:
+            missing.setdefault(reason, []).append(spec.short_name)
+        row = [spec.id, spec.family, "yes" if ok else (f"no: {reason}" if wide else "no")]
+        table.add_row(*[escape(c) for c in row], *([escape(spec.base_id), escape(spec.instruction)] if wide else []))
+    # --wide asked for the long columns: never squash them into a narrow (or piped, 80-column) console
+    (Console(width=max(console.width, 200)) if wide else console).print(table)
+    if not wide:
+        for reason, names in missing.items():
+            console.print(f"not available here: {', '.join(names)}: {reason}", markup=False, highlight=False)
 
 
 @app.command()
