@@ -29,8 +29,11 @@ the program rules, and the program under repair or reflection are never cut; a p
 does not fit then raises :class:`PromptTooLong`. What was cut is returned for the report.
 
 Every prompt is a module-level template (``str.format`` fields in braces), so what the LLM
-sees can be read here. Each user message starts with a title line (:data:`DESIGN_TITLE`,
-:data:`REPAIR_TITLE`, :data:`REFLECTION_TITLE`) that the test server's transcripts route on.
+sees can be read here. Each user message starts with :data:`COMMON_TEMPLATE` (task
+documentation, behaviour, program rules: the same text in every request of a run, so a
+server's prefix cache serves it), then a title line (:data:`DESIGN_TITLE`,
+:data:`REPAIR_TITLE`, :data:`REFLECTION_TITLE`, :data:`EDIT_TITLE`) that the test
+server's transcripts route on.
 """
 
 from __future__ import annotations
@@ -84,6 +87,19 @@ PROGRAM_RULES = """\
   the state: a constant reward teaches nothing.
 - Start the program with a docstring giving, one line per term, what it rewards and why."""
 
+COMMON_TEMPLATE = """\
+## Task documentation
+{task_doc}
+
+## Behaviour to reward
+{instruction}
+
+## Program format
+{rules}
+"""
+"""The start of every request of a run, byte for byte: servers that cache a shared prompt
+prefix (llama.cpp, vLLM, OpenAI) process it once per run, not once per request."""
+
 EXAMPLE_TEMPLATE = """\
 ### Example {index}: `{name}` (task {task})
 ```python
@@ -97,16 +113,8 @@ which may differ from this task's: use them for structure and shaping ideas, and
 fields documented above."""
 
 DESIGN_TEMPLATE = """\
+{common}
 {title}
-
-## Task documentation
-{task_doc}
-
-## Behaviour to reward
-{instruction}
-
-## Program format
-{rules}
 
 {examples}## Your answer
 Write {k_text} for this behaviour.{diversity}
@@ -114,16 +122,8 @@ Put each complete program, with its docstring, in its own ```python fenced block
 one or two sentences on its idea. Put nothing else in code blocks."""
 
 REPAIR_TEMPLATE = """\
+{common}
 {title}
-
-## Task documentation
-{task_doc}
-
-## Behaviour to reward
-{instruction}
-
-## Program format
-{rules}
 
 ## The program that failed{attempt}
 Line numbers are shown only to locate the error; they are not part of the program.
@@ -139,16 +139,8 @@ Fix this problem (and any other you notice), keeping what works. Answer with the
 corrected program, without line numbers, in one ```python fenced block."""
 
 REFLECTION_TEMPLATE = """\
+{common}
 {title}
-
-## Task documentation
-{task_doc}
-
-## Behaviour to reward
-{instruction}
-
-## Program format
-{rules}
 
 ## Best reward program so far
 ```python
@@ -169,13 +161,8 @@ First analyse the results term by term, in a few sentences:
 Then write {k_text}, each complete, with its docstring, in its own ```python fenced block."""
 
 EDIT_TEMPLATE = """\
+{common}
 {title}
-
-## Task documentation
-{task_doc}
-
-## Behaviour to reward
-{instruction}
 
 ## Program to change: `{base_name}`
 This program works (it passes every check). Its numbers are the named constants at the top.
@@ -329,6 +316,11 @@ def format_failure(failure: "CriticResult | str") -> str:
     return FAILURE_TEMPLATE.format(stage=stage, location=location, reason=failure.reason)
 
 
+def _common(task: TaskSpec, instruction: str | None, prelude: str) -> str:
+    return COMMON_TEMPLATE.format(task_doc=task_documentation(task, prelude),
+                                  instruction=instruction or task.instruction, rules=PROGRAM_RULES)
+
+
 def _system() -> dict[str, str]:
     return {"role": "system", "content": SYSTEM_PROMPT}
 
@@ -346,8 +338,7 @@ def designer_messages(task: TaskSpec, instruction: str | None = None, examples: 
     """
     diversity = ("\nMake them genuinely different (which quantities they reward, how they shape and weight\n"
                  "them), so that at least one works well.") if k > 1 else ""
-    user = DESIGN_TEMPLATE.format(title=DESIGN_TITLE, task_doc=task_documentation(task, prelude),
-                                  instruction=instruction or task.instruction, rules=PROGRAM_RULES,
+    user = DESIGN_TEMPLATE.format(common=_common(task, instruction, prelude), title=DESIGN_TITLE,
                                   examples=format_examples(examples), k_text=_k_text(k), diversity=diversity)
     return [_system(), {"role": "user", "content": user}]
 
@@ -366,8 +357,7 @@ def repair_messages(task: TaskSpec, program: str, failure: "CriticResult | str",
     att = ""
     if attempt is not None:
         att = f" (repair attempt {attempt}" + (f" of {max_attempts}" if max_attempts else "") + ")"
-    user = REPAIR_TEMPLATE.format(title=REPAIR_TITLE, task_doc=task_documentation(task, prelude),
-                                  instruction=instruction or task.instruction, rules=PROGRAM_RULES,
+    user = REPAIR_TEMPLATE.format(common=_common(task, instruction, prelude), title=REPAIR_TITLE,
                                   numbered=numbered(program), attempt=att, failure=format_failure(failure))
     return [_system(), {"role": "user", "content": user}]
 
@@ -386,8 +376,7 @@ def reflection_messages(task: TaskSpec, program: str, training_summary: str, ins
         k: programs requested.
     """
     feedback = FEEDBACK_TEMPLATE.format(human_feedback=human_feedback.strip()) if human_feedback else ""
-    user = REFLECTION_TEMPLATE.format(title=REFLECTION_TITLE, task_doc=task_documentation(task, prelude),
-                                      instruction=instruction or task.instruction, rules=PROGRAM_RULES,
+    user = REFLECTION_TEMPLATE.format(common=_common(task, instruction, prelude), title=REFLECTION_TITLE,
                                       program=program.rstrip("\n"), training_summary=training_summary.strip(),
                                       feedback=feedback, k_text=_k_text(k))
     return [_system(), {"role": "user", "content": user}]
@@ -417,8 +406,7 @@ def edit_messages(task: TaskSpec, base: "Parameterized", instruction: str | None
     results = EDIT_RESULTS_TEMPLATE.format(training_summary=training_summary.strip()) if training_summary else ""
     fail = (EDIT_FAILURE_TEMPLATE.format(edit=previous_edit.strip(), failure=format_failure(failure))
             if previous_edit is not None and failure is not None else "")
-    user = EDIT_TEMPLATE.format(title=EDIT_TITLE, task_doc=task_documentation(task, prelude),
-                                instruction=instruction or task.instruction, base_name=base.name,
+    user = EDIT_TEMPLATE.format(common=_common(task, instruction, prelude), title=EDIT_TITLE, base_name=base.name,
                                 program=base.source.rstrip("\n"), results=results, failure=fail, names=names,
                                 terms=terms, max_added=MAX_ADDED_TERMS, example=example)
     return [_system(), {"role": "user", "content": user}]
