@@ -95,3 +95,16 @@ def test_check_rejects_an_unsafe_program_with_its_line(tmp_path):
     result = runner.invoke(app, ["check", str(program), "--task", "Hopper-Hop"])
     assert result.exit_code == 1
     assert f"{program}:1" in result.output and "Traceback" not in result.output
+
+
+def test_library_list_prints_user_text_literally(tmp_path, monkeypatch):
+    from rewardgym.llm_rewards.library import add_program
+
+    monkeypatch.setenv("REWARDGYM_LIBRARY", str(tmp_path))
+    add_program('"""[red]Reach[/red] the goal [link=x]fast[/link]."""\n\ndef compute_reward(state, action):\n'
+                '    return -state.hand_to_goal\n', "MetaWorld-Reach", name="markup")
+    result = runner.invoke(app, ["library", "list", "--origin", "user"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "[red]Reach[/red]" in result.output and "[link=x]fast[/link]." in result.output  # (wrapped at 80)
+    bad = runner.invoke(app, ["library", "list", "--origin", "nobody"])
+    assert bad.exit_code == 2 and "--origin takes expert or user" in bad.output

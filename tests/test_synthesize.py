@@ -16,6 +16,10 @@ import pytest
 
 from rewardgym.testing.openai_server import ScriptedOpenAIServer, load_transcript_file
 
+# Each test runs the real CLI (one or two processes, training included): on a busy 2-core machine
+# that can take minutes, so these get a longer limit than the suite's default.
+pytestmark = pytest.mark.timeout(900)
+
 CLI = [sys.executable, "-m", "rewardgym.cli.main", "synthesize"]
 TINY = ["--steps", "256", "--num-envs", "1", "--eval-episodes", "1", "--check-timeout", "5"]
 
@@ -304,3 +308,38 @@ def test_interactive_feedback_is_read_after_each_round(tmp_path):
         reflection = server.chat_requests[-1].body["messages"][-1]["content"]
     assert "| r0c0 |" in result.stdout  # the round's table was shown before asking
     assert "hop higher, not further" in reflection
+
+
+def test_a_crash_leaves_a_report_with_the_reason_and_the_resume_command(tmp_path):
+    from rewardgym.llm_rewards.client import LLMClient
+    from rewardgym.llm_rewards.synthesize import SynthesisSpec, Synthesizer, new_run_dir
+
+    class Crashing(LLMClient):
+        def complete(self, *args, **kwargs):
+            raise RuntimeError("disk on fire")
+
+    with ScriptedOpenAIServer([]) as server:
+        spec = SynthesisSpec(task="rewardgym/Hopper-Hop-v0", rounds=1, samples=1)
+        run = new_run_dir(spec, tmp_path / "runs", "crash")
+        client = Crashing(model=server.model, base_url=server.base_url, api_key=server.api_key, cache_dir=False,
+                          transcript_path=run / "llm_transcript.jsonl")
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            Synthesizer(spec, run, client, log=lambda m: None).run_loop()
+    state = json.loads((run / "state.json").read_text())
+    assert state["stop"]["kind"] == "crash" and "RuntimeError: disk on fire" in state["stop"]["reason"]
+    report = (run / "report.md").read_text()
+    assert "**stopped** (crash): RuntimeError: disk on fire" in report
+    assert f"rewardgym synthesize --resume {run}" in report
+
+
+def test_resume_refuses_to_change_what_defines_the_run(tmp_path):
+    with ScriptedOpenAIServer("good_programs") as server:
+        first = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "1", "--samples", "1", "--name", "f", *TINY)
+        assert first.returncode == 0, first.stderr
+        run = tmp_path / "runs" / "f"
+        bad = _cli(server, tmp_path, "--resume", str(run), "--steps", "999")
+        assert bad.returncode == 2 and "--resume continues a run with its own steps" in bad.stderr
+        more = _cli(server, tmp_path, "--resume", str(run), "--rounds", "1", "--max-reply-tokens", "64")
+        assert more.returncode == 0, more.stderr  # a finished run resumed: nothing to do, nothing asked
+        assert server.chat_request_count == 1
+    assert json.loads((run / "config.json").read_text())["max_reply_tokens"] == 64

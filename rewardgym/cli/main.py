@@ -340,7 +340,7 @@ def synthesize(
                              "program, for weak models) | auto (edits after --edit-after rounds without a valid "
                              "candidate)."),
     edit_after: int = typer.Option(1, "--edit-after", help="auto mode: rounds without a valid candidate before "
-                                   "switching to edits."),
+                                   "switching to edits (0: edits from the first round)."),
     temperature: float = typer.Option(1.0, "--temperature", help="LLM sampling temperature."),
     max_reply_tokens: int = typer.Option(2048, "--max-reply-tokens", help="Cap of each LLM reply (tokens; "
                                          "max_tokens of every request)."),
@@ -485,9 +485,11 @@ def library_list(origin: Optional[str] = typer.Option(None, help="expert | user"
     table.add_column("name", no_wrap=True)
     for column in ("origin", "task", "summary"):
         table.add_column(column)
-    for entry in list_programs(origin=origin):
+    if origin not in (None, "expert", "user"):
+        _fail(f"--origin takes expert or user, got {escape(origin)!r}")
+    for entry in list_programs(origin=origin):  # user programs' names and docstrings: printed literally
         row = entry.row()
-        table.add_row(row["name"], row["origin"], row["task"], row["summary"])
+        table.add_row(*(escape(row[k]) for k in ("name", "origin", "task", "summary")))
     console.print(table)
 
 
@@ -499,7 +501,7 @@ def library_show(name: str = typer.Argument(..., help="Program name (see `reward
     try:
         entry = get_program(name)
     except (LibraryError, KeyError) as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(escape(str(exc).strip("'\"")))
     sys.stdout.write(entry.source())
 
 

@@ -39,7 +39,7 @@ server's transcripts route on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from rewardgym.envs.task import TaskSpec
 
@@ -214,6 +214,8 @@ STAGE_TEXT = {
     "memory": "exceeded the memory limit",
     "crash": "the evaluation process crashed",
     "stats": "ran, but the reward statistics on random rollouts show it cannot work",
+    "edit": "the reply was not a usable edit",
+    "llm": "the request for it failed",
 }
 
 
@@ -302,18 +304,21 @@ def format_examples(examples: Sequence["LibraryEntry"]) -> str:
     return "\n\n".join(parts) + "\n\n"
 
 
-def format_failure(failure: "CriticResult | str") -> str:
-    """The "what went wrong" text: a critic result (stage, file:line, term, reason) or a string."""
+def format_failure(failure: "CriticResult | Mapping[str, Any] | str") -> str:
+    """The "what went wrong" text: a critic result, a recorded attempt (a dict with its
+    ``stage``, ``reason``, ``line``, ``term``), or a string."""
     if isinstance(failure, str):
         return failure
+    get = failure.get if isinstance(failure, Mapping) else lambda key: getattr(failure, key, None)
     loc = []
-    if failure.line is not None:
-        loc.append(f"line {failure.line}")
-    if failure.term:
-        loc.append(f"`{failure.term}`")
+    if get("line") is not None:
+        loc.append(f"line {get('line')}")
+    if get("term"):
+        loc.append(f"`{get('term')}`")
     location = f" (at {', '.join(loc)})" if loc else ""
-    stage = f"{failure.stage}: {STAGE_TEXT.get(failure.stage, failure.stage)}"
-    return FAILURE_TEMPLATE.format(stage=stage, location=location, reason=failure.reason)
+    stage = get("stage") or "?"
+    return FAILURE_TEMPLATE.format(stage=f"{stage}: {STAGE_TEXT.get(stage, stage)}", location=location,
+                                   reason=get("reason") or "")
 
 
 def _common(task: TaskSpec, instruction: str | None, prelude: str) -> str:

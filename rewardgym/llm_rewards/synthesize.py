@@ -345,7 +345,7 @@ class Synthesizer:
         """
         from rewardgym.llm_rewards.client import ContextLengthError, LLMRequestError
         from rewardgym.llm_rewards.critic import critique
-        from rewardgym.llm_rewards.prompts import PromptTooLong, repair_messages
+        from rewardgym.llm_rewards.prompts import PromptTooLong, format_failure, repair_messages
 
         s = self.spec
         attempts = cand.setdefault("attempts", [])
@@ -382,7 +382,7 @@ class Synthesizer:
                 else:
                     tried = next(a for a in reversed(attempts) if a.get("file"))
                     source = (round_dir / cand["id"] / tried["file"]).read_text()
-                    failure = _failure_text(tried)
+                    failure = format_failure(tried)
                     reply = self._ask(lambda k, prelude: repair_messages(
                         self.task, source, failure, instruction=s.instruction, attempt=n, max_attempts=s.max_repairs,
                         prelude=prelude), record, seed=s.seed + n - 1)
@@ -451,11 +451,12 @@ class Synthesizer:
 
     def _repair_edit(self, cand: dict[str, Any], round_dir: Path, record: dict[str, Any]) -> None:
         from rewardgym.llm_rewards.edit import parameterize
+        from rewardgym.llm_rewards.prompts import format_failure
 
         base = parameterize((round_dir / cand["id"] / "base.py").read_text(), cand["base"])
         last = cand["attempts"][-1]
         reply = self._edit_request(base, record, seed=self.spec.seed + len(cand["attempts"]) - 1,
-                                   previous=cand.get("edit", ""), failure=_failure_text(last))
+                                   previous=cand.get("edit", ""), failure=format_failure(last))
         self._take_edit(cand, base, reply.text, record)
 
     def _design_edits(self, rnd: dict[str, Any], index: int, round_dir: Path) -> None:
@@ -470,7 +471,7 @@ class Synthesizer:
         s = self.spec
         done = {c["id"] for c in rnd["candidates"]}
         self.log(f"round {index}: asking {self.client.model} for {s.samples} edit(s) of {base.name}")
-        for i in range(self._samples_left(s.samples)):
+        for i in range(self._samples_left(s.samples, rnd)):
             cid = f"r{index}c{i}"
             if cid in done:
                 continue
@@ -487,21 +488,25 @@ class Synthesizer:
             self._save()
 
     # -- a round ---------------------------------------------------------------------------
-    def _samples_left(self, k: int) -> int:
+    def _samples_left(self, k: int, rnd: dict[str, Any]) -> int:
+        """Candidates round ``rnd`` may hold: ``k``, or fewer where ``--max-candidates`` runs out."""
         s = self.spec
-        return k if not s.max_candidates else max(0, min(k, s.max_candidates - len(self._candidates())))
+        before = len(self._candidates()) - len(rnd["candidates"])
+        return k if not s.max_candidates else max(0, min(k, s.max_candidates - before))
 
     def _round_mode(self, index: int) -> str:
         """``whole`` or ``edit`` for a new round (``--mode``; auto: see the module docstring)."""
         s = self.spec
         if s.mode in ("whole", "edit"):
             return s.mode
+        if s.edit_after == 0:
+            return "edit"
         rounds = self.state["rounds"][:index]
         if any(r.get("mode") == "edit" for r in rounds):
             return "edit"
-        recent = rounds[-s.edit_after:] if s.edit_after > 0 else []
-        if len(recent) >= s.edit_after > 0 and not any(c["status"] in VALID_STATUSES
-                                                       for r in recent for c in r["candidates"]):
+        recent = rounds[-s.edit_after:]
+        if len(recent) == s.edit_after and not any(c["status"] in VALID_STATUSES
+                                                   for r in recent for c in r["candidates"]):
             return "edit"
         return "whole"
 
@@ -537,7 +542,7 @@ class Synthesizer:
             self.log(f"  {rnd['note']}")
         if record.get("truncated") and programs:
             rnd["note"] = record["truncated"] + "; the last program may be incomplete"
-        for i, program in enumerate(programs[: self._samples_left(s.samples)]):
+        for i, program in enumerate(programs[: self._samples_left(s.samples, rnd)]):
             rnd["candidates"].append({"id": f"r{index}c{i}", "status": "pending", "mode": "whole",
                                       "source": program.source, "todo": program.source})
 
@@ -731,7 +736,7 @@ class Synthesizer:
         parts += ["## Cost", "", f"LLM (whole run, every process): {usage.get('requests', 0)} request(s), "
                   f"{usage.get('cache_hits', 0)} cache hit(s), {usage.get('total_tokens', 0)} tokens "
                   f"({usage.get('prompt_tokens', 0)} prompt, {usage.get('completion_tokens', 0)} completion).",
-                  f"Wall time: {self.state.get('wall_s', 0.0):.1f} s in all; this process: "
+                  f"Wall time (every process): {self.state.get('wall_s', 0.0):.1f} s; in the loop: "
                   + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(t.items())), ""]
         atomic_write_text(self.run / "report.md", "\n".join(parts))
         self._plot()
@@ -780,20 +785,6 @@ CONTEXT_MARGIN = 32
 """Tokens kept free in the context window besides the prompt estimate and the reply cap."""
 MIN_REPLY_TOKENS = 512
 """Smallest reply cap a prompt may leave (a short program needs about 300-500 tokens)."""
-
-
-def _failure_text(attempt: dict[str, Any]) -> str:
-    """The "what went wrong" text of a recorded attempt (as the critic's result would format it)."""
-    from rewardgym.llm_rewards.prompts import STAGE_TEXT
-
-    loc = []
-    if attempt.get("line") is not None:
-        loc.append(f"line {attempt['line']}")
-    if attempt.get("term"):
-        loc.append(f"`{attempt['term']}`")
-    where = f" (at {', '.join(loc)})" if loc else ""
-    stage = attempt.get("stage", "?")
-    return f"Stage: {stage}: {STAGE_TEXT.get(stage, stage)}{where}\n{attempt.get('reason', '')}"
 
 
 def _candidate_note(c: dict[str, Any]) -> str:
