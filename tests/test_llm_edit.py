@@ -59,7 +59,34 @@ def test_applied_edits_are_valid_programs(tmp_path):
     assert "BONUS = 5.0" in program and "def base_reward(state, action):" in program
     result = critique(program, PUSH.id, tmp_path, steps=10, num_envs=2, timeout_s=60)
     assert result.ok, result.reason
-    assert {t.name for t in result.report.terms} >= {"reach", "push", "effort"}
+    assert {t.name for t in result.report.terms} == {"reward", "reach", "push", "effort"}
     assert "success" not in {t.name for t in result.report.terms}
     only_values = apply_edit(base, parse_edit('{"set": {"W_REACH": 3}}', base))
     assert "def base_reward" not in only_values and "W_REACH = 3.0" in only_values
+
+
+def test_an_edit_of_an_edit_keeps_every_level_and_its_constants(tmp_path):
+    base = _base()
+    first = apply_edit(base, parse_edit('{"set": {"W_PUSH": 7}, "remove_terms": ["success"]}', base))
+    again = parameterize(first, "r0c0")
+    assert again.values["W_PUSH"] == 7.0 and again.values["W_REACH"] == 2.0  # its named constants stay editable
+    assert again.terms == ("reach", "push") and again.returns_terms  # the edit's own terms, removable again
+    second = apply_edit(again, parse_edit('{"set": {"W_REACH": 1.5}, "add_terms": [{"name": "still", '
+                                          '"weight": 0.1, "expression": "-norm(action)"}]}', again))
+    assert "def base_reward(" in second and "def base_reward_2(" in second  # no name clash, no recursion
+    result = critique(second, PUSH.id, tmp_path, steps=10, num_envs=2, timeout_s=60)
+    assert result.ok, result.reason
+    with pytest.raises(EditError, match="changes nothing"):
+        parse_edit('{"set": {"W_PUSH": 7}}', again)
+
+
+def test_a_program_returning_a_bare_reward_gets_a_base_term(tmp_path):
+    bare = parameterize("def compute_reward(state, action):\n    return -2.0 * state.hand_to_goal\n", "bare")
+    assert bare.values == {"W": 2.0} and not bare.returns_terms and bare.terms == ()
+    program = apply_edit(bare, parse_edit('{"set": {}, "add_terms": [{"name": "effort", "weight": 0.1, '
+                                          '"expression": "-sum_sq(action)"}]}', bare))
+    result = critique(program, "MetaWorld-Reach", tmp_path, steps=10, num_envs=2, timeout_s=60)
+    assert result.ok, result.reason
+    assert {t.name for t in result.report.terms} == {"reward", "base", "effort"}
+    with pytest.raises(EditError, match="must be new"):
+        parse_edit('{"set": {}, "add_terms": [{"name": "base", "weight": 1, "expression": "1.0"}]}', bare)

@@ -32,11 +32,11 @@ MODEL = os.environ.get("REWARDGYM_TEST_LLM_MODEL", "smollm2-135m")
 
 @pytest.fixture(scope="module")
 def server():
-    client = LLMClient(model=MODEL, base_url=URL, api_key="EMPTY", cache_dir=False, timeout_s=10, max_retries=0)
+    client = LLMClient(model=MODEL, base_url=URL, api_key="EMPTY", cache_dir=False, timeout_s=300, max_retries=0)
     try:
         client.list_models()
     except Exception as exc:  # noqa: BLE001 - any failure means: no server here
-        pytest.skip(f"no LLM server at {URL} ({type(exc).__name__}); start one with bash scripts/llm_server.sh")
+        pytest.skip(f"no LLM server at {URL} ({type(exc).__name__}: {exc}); start one with bash scripts/llm_server.sh")
     return URL
 
 

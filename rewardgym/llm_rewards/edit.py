@@ -43,6 +43,7 @@ MAX_ADDED_TERMS = 2
 MIN_LIFTED = 1e-4
 """Float literals smaller than this in magnitude (guards such as ``1e-6``) are not lifted."""
 _TERM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_RESERVED = frozenset({"base", "reward", "terms", "state", "action", "np"})
 
 
 class EditError(ValueError):
@@ -62,8 +63,10 @@ class Parameterized:
         source: the program text with the constants block (what the model is shown).
         values: ``{NAME: value}`` in order of appearance.
         contexts: ``{NAME: the source line the number came from}``.
-        terms: names of the terms ``compute_reward`` returns (empty: it returns no dict).
+        terms: names of the terms ``compute_reward`` returns in a dict literal (the ones an
+            edit may remove).
         original: the program as given (what :func:`parameterize` makes this from again).
+        returns_terms: ``compute_reward`` returns ``(reward, terms)``, not a bare reward.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Parameterized:
     contexts: dict[str, str] = field(default_factory=dict)
     terms: tuple[str, ...] = ()
     original: str = ""
+    returns_terms: bool = False
 
 
 def _helper_params() -> dict[str, list[str]]:
@@ -80,15 +84,18 @@ def _helper_params() -> dict[str, list[str]]:
     return {name: list(inspect.signature(fn).parameters) for name, fn in HELPERS.items()}
 
 
-def _returned_terms(fn: ast.FunctionDef) -> tuple[str, ...]:
+def _returned_terms(fn: ast.FunctionDef) -> tuple[bool, tuple[str, ...]]:
+    """Whether ``fn`` returns ``(reward, terms)``, and the names of its dict-literal terms."""
+    pairs = False
     names: list[str] = []
     for node in ast.walk(fn):
-        if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 2 \
-                and isinstance(node.value.elts[1], ast.Dict):
-            for key in node.value.elts[1].keys:
-                if isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value not in names:
-                    names.append(key.value)
-    return tuple(names)
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 2:
+            pairs = True
+            if isinstance(node.value.elts[1], ast.Dict):
+                for key in node.value.elts[1].keys:
+                    if isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value not in names:
+                        names.append(key.value)
+    return pairs, tuple(names)
 
 
 def parameterize(source: str, name: str = "base") -> Parameterized:
@@ -147,6 +154,16 @@ def parameterize(source: str, name: str = "base") -> Parameterized:
         found.append((node, re.sub(r"[^A-Z0-9_]", "_", base.upper())))
     values: dict[str, float] = {}
     contexts: dict[str, str] = {}
+    for node in tree.body:  # NAME = number at module level (an edited program's): already named
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id.isupper():
+            value = node.value.operand if isinstance(node.value, ast.UnaryOp) and \
+                isinstance(node.value.op, ast.USub) else node.value
+            if isinstance(value, ast.Constant) and type(value.value) in (int, float):
+                sign = -1.0 if value is not node.value else 1.0
+                values[node.targets[0].id] = sign * float(value.value)
+                contexts[node.targets[0].id] = lines[node.lineno - 1].strip()
+    named = len(values)
     replacements: list[tuple[int, int, int, str]] = []
     for node, base in sorted(found, key=lambda item: (item[0].lineno, item[0].col_offset)):
         const = base
@@ -164,10 +181,11 @@ def parameterize(source: str, name: str = "base") -> Parameterized:
     first_def = min((n.lineno for n in tree.body if isinstance(n, (ast.FunctionDef, ast.Assign))), default=1)
     head, tail = lines[:first_def - 1], lines[first_def - 1:]
     block = ["# Parameters: the numbers of compute_reward, named (edit mode changes these)."]
-    block += [f"{n} = {v!r}" for n, v in values.items()]
-    if values:
+    block += [f"{n} = {v!r}" for n, v in list(values.items())[named:]]
+    if len(values) > named:
         body = "\n".join(head + block + ["", ""] + tail)
-    return Parameterized(name, body.rstrip("\n") + "\n", values, contexts, _returned_terms(fn), source)
+    pairs, terms = _returned_terms(fn)
+    return Parameterized(name, body.rstrip("\n") + "\n", values, contexts, terms, source, pairs)
 
 
 def _ancestors(node: ast.AST, parents: dict[ast.AST, ast.AST]):
@@ -258,8 +276,10 @@ def parse_edit(text: str, base: Parameterized) -> Edit:
     added = []
     for term in data["add_terms"]:
         name, expression = term["name"], term["expression"].strip()
-        if not _TERM_NAME.match(name) or name in base.terms or name in {n for n, _, _ in added}:
-            raise EditError(f"added term name {name!r} must be new, lower_case, at most 32 characters")
+        if not _TERM_NAME.match(name) or name in base.terms or name in _RESERVED or name in base.values \
+                or name in {n for n, _, _ in added}:
+            raise EditError(f"added term name {name!r} must be new, lower_case, at most 32 characters, and not "
+                            f"one of {', '.join(sorted(_RESERVED))}")
         try:
             ast.parse(expression, mode="eval")
         except SyntaxError as exc:
@@ -267,6 +287,8 @@ def parse_edit(text: str, base: Parameterized) -> Edit:
                 from None
         added.append((name, float(term["weight"]), expression))
     changed = {k: float(v) for k, v in data["set"].items() if float(v) != base.values[k]}
+    if not changed and not data["remove_terms"] and not added:
+        raise EditError("the edit changes nothing: give at least one constant a new value, or remove or add a term")
     return Edit(str(data["idea"])[:300], changed, tuple(dict.fromkeys(data["remove_terms"])), tuple(added))
 
 
@@ -293,16 +315,25 @@ def apply_edit(base: Parameterized, edit: Edit) -> str:
     source = "\n".join(lines).rstrip("\n") + "\n"
     if not edit.remove_terms and not edit.add_terms:
         return source
-    source = re.sub(r"^def compute_reward\(", "def base_reward(", source, count=1, flags=re.M)
+    inner, k = "base_reward", 2
+    while re.search(rf"^def {inner}\(", source, re.M):  # an edit of an edit: keep every level
+        inner, k = f"base_reward_{k}", k + 1
+    source = re.sub(r"^def compute_reward\(", f"def {inner}(", source, count=1, flags=re.M)
     body = ["", "", "def compute_reward(state, action):"]
-    if base.terms:
-        body += ["    reward, terms = base_reward(state, action)", "    terms = dict(terms)"]
-    else:
-        body += ["    reward = base_reward(state, action)", "    terms = {'base': reward}"]
+    if base.returns_terms:
+        body.append(f"    reward, terms = {inner}(state, action)")
+        kept = [f"{t!r}: terms[{t!r}]" for t in base.terms if t not in edit.remove_terms]
+    else:  # a bare reward becomes the term 'base'
+        body += [f"    base = {inner}(state, action)", "    reward = base"]
+        kept = ["'base': base"]
     for name in edit.remove_terms:
-        body.append(f"    reward = reward - terms.pop({name!r})")
+        body.append(f"    reward = reward - terms[{name!r}]")
     for name, weight, expression in edit.add_terms:
-        body += [f"    {name} = {weight!r} * ({expression})", f"    terms[{name!r}] = {name}",
-                 f"    reward = reward + {name}"]
-    body.append("    return reward, terms")
+        body += [f"    {name} = {weight!r} * ({expression})", f"    reward = reward + {name}"]
+    added = [f"{n!r}: {n}" for n, _, _ in edit.add_terms]
+    if base.returns_terms and not base.terms:  # terms built at run time: keep them all, add the new ones
+        body += ["    terms = dict(terms)"] + [f"    terms[{n!r}] = {n}" for n, _, _ in edit.add_terms]
+        body.append("    return reward, terms")
+    else:  # a dict literal, so an edit of this program knows its term names
+        body.append(f"    return reward, {{{', '.join(kept + added)}}}")
     return source + "\n".join(body) + "\n"
