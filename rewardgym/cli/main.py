@@ -88,9 +88,11 @@ def _task_or_fail(name: str):
 def list_tasks(
     family: Optional[str] = typer.Option(None, "--family", "-f", help="Only this family (e.g. metaworld)."),
     available_only: bool = typer.Option(False, "--available", help="Hide tasks that cannot run here."),
+    wide: bool = typer.Option(False, "--wide", help="Also the simulator and the instruction (needs a wide "
+                              "terminal)."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (as in the README)."),
 ) -> None:
-    """List every task id, its simulator, and whether it can run on this machine."""
+    """List every task id, its family, and whether it can run on this machine (80 columns; --wide for more)."""
     from rewardgym.envs.registry import all_tasks
 
     if markdown:
@@ -101,19 +103,29 @@ def list_tasks(
             print(f"| `{spec.id}` | {spec.base_id} | {spec.instruction} | {spec.success_doc} |")
         return
 
-    table = Table(show_lines=False)
+    table = Table(show_lines=wide)
     table.add_column("id", no_wrap=True)
-    for column in ("family", "simulator", "available", "instruction"):
-        table.add_column(column)
+    table.add_column("family", no_wrap=True)
+    table.add_column("available", no_wrap=not wide, overflow="ellipsis")
+    if wide:
+        table.add_column("simulator", no_wrap=True)
+        table.add_column("instruction")
+    missing: dict[str, list[str]] = {}
     for spec in all_tasks().values():
         if family and spec.family != family:
             continue
         ok, reason = spec.available()
         if available_only and not ok:
             continue
-        instruction = spec.instruction if len(spec.instruction) < 70 else spec.instruction[:67] + "..."
-        table.add_row(spec.id, spec.family, spec.base_id, "yes" if ok else f"no: {reason}", instruction)
-    console.print(table)
+        if not ok:
+            missing.setdefault(reason, []).append(spec.short_name)
+        row = [spec.id, spec.family, "yes" if ok else (f"no: {reason}" if wide else "no")]
+        table.add_row(*row, *([spec.base_id, spec.instruction] if wide else []))
+    # --wide asked for the long columns: never squash them into a narrow (or piped, 80-column) console
+    (Console(width=max(console.width, 200), markup=False, highlight=False) if wide else console).print(table)
+    if not wide:
+        for reason, names in missing.items():
+            console.print(f"not available here: {', '.join(names)}: {reason}", markup=False, highlight=False)
 
 
 @app.command()
@@ -356,19 +368,33 @@ def eval_run(
         console.print(f"video: {report['video']}")
 
 
+# synthesize options that --resume may change (option name -> SynthesisSpec field); the others
+# define the run (changing them would make its candidates incomparable) and are refused.
+_RESUMABLE = {"rounds": "rounds", "samples": "samples", "workers": "workers", "executor": "executor",
+              "feedback": "feedback", "max_repairs": "max_repairs", "zero_shot": "zero_shot",
+              "eval_episodes": "eval_episodes", "max_tokens": "max_tokens", "max_requests": "max_requests",
+              "max_candidates": "max_candidates", "max_wall_time": "max_wall_s", "check_timeout": "check_timeout_s",
+              "llm_timeout": "llm_timeout_s", "llm_retries": "llm_retries", "model": "model", "base_url": "base_url",
+              "temperature": "temperature", "max_reply_tokens": "max_reply_tokens", "context_size": "context_size",
+              "mode": "mode", "edit_after": "edit_after"}
+_FIXED = ("task", "instruction", "steps", "num_envs", "seed", "algo", "name")
+
+
 @app.command()
 def synthesize(
+    ctx: typer.Context,
     task: Optional[str] = typer.Argument(None, help="Task id (omit with --resume)."),
     instruction: Optional[str] = typer.Option(None, "--instruction", "-i",
                                               help="Behaviour to reward (default: the task's instruction)."),
     rounds: int = typer.Option(3, "--rounds", help="Design/reflection rounds."),
-    samples: int = typer.Option(4, "--samples", "-k", help="Programs asked for per round."),
+    samples: int = typer.Option(4, "--samples", "-k", help="Programs (or edits) asked for per round."),
     steps: int = typer.Option(50_000, "--steps", "-n", help="Training env steps per candidate."),
     num_envs: int = typer.Option(4, "--num-envs", help="Environments per training run."),
     model: Optional[str] = typer.Option(None, "--model", help="LLM model (default $REWARDGYM_LLM_MODEL)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible API root "
                                            "(default $OPENAI_BASE_URL)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY; never "
+                                          "written to the run directory)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Candidates trained in parallel."),
     executor: str = typer.Option("local", "--executor", help="local (process pool) | ray."),
     feedback: str = typer.Option("none", "--feedback", help="none | interactive | FILE with feedback text."),
@@ -377,47 +403,98 @@ def synthesize(
     seed: int = typer.Option(0, "--seed"),
     algo: str = typer.Option("ppo", "--algo", help="ppo | sb3-ppo."),
     eval_episodes: int = typer.Option(5, "--eval-episodes", help="Evaluation episodes per candidate."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Budget: total LLM tokens."),
+    mode: str = typer.Option("auto", "--mode", help="whole (whole programs) | edit (JSON edits of a working "
+                             "program, for weak models) | auto (edits after --edit-after rounds without a valid "
+                             "candidate)."),
+    edit_after: int = typer.Option(1, "--edit-after", help="auto mode: rounds without a valid candidate before "
+                                   "switching to edits (0: edits from the first round)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="LLM sampling temperature."),
+    max_reply_tokens: int = typer.Option(2048, "--max-reply-tokens", help="Cap of each LLM reply (tokens; "
+                                         "max_tokens of every request)."),
+    context_size: Optional[int] = typer.Option(None, "--context-size", help="The model's context window in tokens "
+                                               "(default $REWARDGYM_LLM_CONTEXT, else what the server says or "
+                                               "its refusal); prompts are fitted to it."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Budget: total LLM tokens of the run."),
+    max_requests: Optional[int] = typer.Option(None, "--max-requests", help="Budget: LLM requests of the run."),
     max_candidates: Optional[int] = typer.Option(None, "--max-candidates", help="Budget: programs in all."),
-    max_wall_time: Optional[float] = typer.Option(None, "--max-wall-time", help="Budget: LLM wall time (s)."),
+    max_wall_time: Optional[float] = typer.Option(None, "--max-wall-time", help="Budget: wall time of the run "
+                                                  "(s, every process), checked before each LLM request."),
     check_timeout: float = typer.Option(60.0, "--check-timeout", help="Critic: time limit per program run (s)."),
     llm_timeout: float = typer.Option(120.0, "--llm-timeout", help="Seconds per LLM HTTP attempt."),
-    llm_retries: int = typer.Option(4, "--llm-retries", help="Retries on 429/5xx/connection errors."),
+    llm_retries: int = typer.Option(4, "--llm-retries", help="Retries on 429/5xx/connection errors (a time-out "
+                                    "is retried once)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir"),
     name: Optional[str] = typer.Option(None, "--name", help="Run directory name (default: generated)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the synthesis run in this directory."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the synthesis run in this directory; "
+                                          "options given with it replace the saved ones (recorded)."),
 ) -> None:
-    """LLM reward synthesis: design, criticise, train, reflect; keeps the best reward program."""
-    from rewardgym.llm_rewards.client import Budget, LLMClient, LLMError
-    from rewardgym.llm_rewards.synthesize import SynthesisSpec, Synthesizer, load_spec, new_run_dir
+    """LLM reward synthesis: design, criticise, train, reflect; keeps the best reward program.
 
+    Exit status: 0 done; 1 stopped before the end (budget, server unavailable, prompt too long, crash: report.md says why and how to resume) or nothing could be trained; 2 bad options; 130 interrupted (Ctrl-C).
+    """
+    import dataclasses
+    from datetime import datetime, timezone
+
+    from rewardgym.llm_rewards.client import Budget, LLMClient, LLMError
+    from rewardgym.llm_rewards.synthesize import (SynthesisSpec, Synthesizer, load_spec, new_run_dir, resume_command,
+                                                  save_spec)
+
+    # options typed on this command line (typer vendors its own click: compare the source by name)
+    given = {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") in
+             ("COMMANDLINE", "ENVIRONMENT", "PROMPT")}
+    for option, value, low in (("--rounds", rounds, 1), ("--samples", samples, 1), ("--workers", workers, 1),
+                               ("--max-repairs", max_repairs, 0), ("--max-reply-tokens", max_reply_tokens, 16),
+                               ("--edit-after", edit_after, 0), ("--llm-retries", llm_retries, 0)):
+        if value < low:
+            _fail(f"{option} must be at least {low}, got {value}")
+    if mode not in ("auto", "whole", "edit"):
+        _fail(f"--mode takes auto, whole or edit, got {mode!r}")
+    if executor not in ("local", "ray"):
+        _fail(f"--executor takes local or ray, got {executor!r}")
+    if feedback not in ("none", "interactive") and not Path(feedback).is_file():
+        _fail(f"--feedback takes none, interactive or a file; {feedback!r} is not a file")
+    if context_size is not None and context_size < 256:
+        _fail(f"--context-size must be at least 256 tokens, got {context_size}")
     if resume is None and task is None:
         _fail("give a TASK, or --resume RUN")
+    changed: dict = {}
     if resume is not None:
+        fixed = sorted(n for n in _FIXED if n in given)
+        if fixed:
+            _fail(f"--resume continues a run with its own {', '.join(fixed)}; start a new run to change "
+                  f"{'it' if len(fixed) == 1 else 'them'}")
         try:
             spec = load_spec(resume)
-        except (FileNotFoundError, ValueError) as exc:
+        except (FileNotFoundError, ValueError, TypeError) as exc:
             _fail(str(exc))
+        for option, field in _RESUMABLE.items():
+            value = ctx.params[option]
+            if option in given and getattr(spec, field) != value:
+                changed[field] = {"old": getattr(spec, field), "new": value}
+        spec = dataclasses.replace(spec, **{f: v["new"] for f, v in changed.items()})
         run_dir = resume
     else:
         spec = SynthesisSpec(task=_task_or_fail(task).id, instruction=instruction, rounds=rounds, samples=samples,
                              steps=steps, num_envs=num_envs, seed=seed, algo=algo, workers=workers,
                              executor=executor, feedback=feedback, max_repairs=max_repairs, zero_shot=zero_shot,
                              eval_episodes=eval_episodes, max_candidates=max_candidates, model=model,
-                             base_url=base_url, max_tokens=max_tokens, max_wall_s=max_wall_time,
-                             check_timeout_s=check_timeout, llm_timeout_s=llm_timeout, llm_retries=llm_retries)
-        if feedback not in ("none", "interactive") and not Path(feedback).is_file():
-            _fail(f"--feedback takes none, interactive or a file; {feedback!r} is not a file")
-        if executor not in ("local", "ray"):
-            _fail(f"--executor takes local or ray, got {executor!r}")
+                             base_url=base_url, max_tokens=max_tokens, max_requests=max_requests,
+                             max_wall_s=max_wall_time, check_timeout_s=check_timeout, llm_timeout_s=llm_timeout,
+                             llm_retries=llm_retries, temperature=temperature, max_reply_tokens=max_reply_tokens,
+                             context_size=context_size, mode=mode, edit_after=edit_after)
+
+    def log(message: str) -> None:  # literal text (replies, paths), unbroken lines (commands to copy)
+        console.print(message, highlight=False, markup=False, soft_wrap=True)
+
     try:
         run_path = Path(run_dir) if resume is not None else None
-        client_kwargs = dict(model=model or spec.model, base_url=base_url or spec.base_url, api_key=api_key,
-                             budget=Budget(max_total_tokens=spec.max_tokens, max_requests=spec.max_requests,
-                                           max_wall_s=spec.max_wall_s),
-                             timeout_s=spec.llm_timeout_s, max_retries=spec.llm_retries,
-                             backoff_initial_s=min(1.0, spec.llm_timeout_s), temperature=spec.temperature)
-        client = LLMClient(**client_kwargs)  # fails before a run directory is made when nothing is configured
+        client = LLMClient(model=spec.model, base_url=spec.base_url, api_key=api_key,
+                           budget=Budget(max_total_tokens=spec.max_tokens, max_requests=spec.max_requests,
+                                         max_wall_s=spec.max_wall_s),
+                           timeout_s=spec.llm_timeout_s, max_retries=spec.llm_retries,
+                           backoff_initial_s=min(1.0, spec.llm_timeout_s), temperature=spec.temperature,
+                           max_tokens=spec.max_reply_tokens, context_size=spec.context_size,
+                           on_retry=lambda m: log(f"  {m}"))  # fails before a run directory is made
         if run_path is None:
             run_path = new_run_dir(spec, runs_dir, name)
         client.transcript_path = run_path / "llm_transcript.jsonl"
@@ -425,26 +502,40 @@ def synthesize(
         _fail(str(exc))
 
     def ask(table: str, plot: Path | None) -> str:
-        console.print(table)
+        console.print(table, markup=False, highlight=False)
         if plot is not None and plot.is_file():
-            console.print(f"plot: {plot}")
+            console.print(f"plot: {plot}", markup=False)
         return typer.prompt("feedback for the next round (empty: none)", default="", show_default=False)
 
-    synth = Synthesizer(spec, run_path, client, log=lambda m: console.print(m), ask_feedback=ask)
-    console.print(f"synthesis run: {run_path}")
+    synth = Synthesizer(spec, run_path, client, log=log, ask_feedback=ask)
+    if changed:
+        save_spec(run_path, spec)
+        synth.state.setdefault("resumes", []).append(
+            {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "changed": changed})
+        log("settings changed on resume: " + ", ".join(f"{k} {v['old']!r} -> {v['new']!r}"
+                                                      for k, v in changed.items()))
+    log(f"synthesis run: {run_path}")
     try:
         best = synth.run_loop()
-    except LLMError as exc:
-        synth.write_report()
-        _fail(f"{exc}\n(nothing finished is lost: resume with rewardgym synthesize --resume {run_path})", code=1)
     except KeyboardInterrupt:
-        synth.write_report()
-        err.print(f"interrupted; resume with: rewardgym synthesize --resume {run_path}")
+        err.print(f"interrupted; resume with: {resume_command(run_path)}", markup=False, highlight=False,
+                  soft_wrap=True)
         raise typer.Exit(130)
+    except Exception as exc:  # noqa: BLE001 - every stop (LLMError, PromptTooLong, a crash) ends with a report
+        stop = synth.state.get("stop") or {}
+        if stop.get("kind") == "crash":
+            import traceback
+
+            (run_path / "error.log").write_text("".join(traceback.format_exception(exc)))
+            reason = f"{stop['reason']} (traceback in {run_path / 'error.log'})"
+        else:
+            reason = stop.get("reason", str(exc))
+        _fail(f"{reason}\nstopped; report: {str(run_path / 'report.md')}\n"
+              f"resume with: {stop.get('resume', resume_command(run_path))}", code=1)
     if best is None:
-        _fail(f"no candidate could be trained; see {run_path / 'report.md'}", code=1)
-    console.print(f"best: {best['id']} success {best['eval']['success_rate']:.2f}  -> {run_path / 'best_reward.py'}")
-    console.print(f"report: {run_path / 'report.md'}")
+        _fail(f"no candidate could be trained; see {str(run_path / 'report.md')}", code=1)
+    log(f"best: {best['id']} success {best['eval']['success_rate']:.2f}  -> {run_path / 'best_reward.py'}")
+    log(f"report: {run_path / 'report.md'}")
 
 
 library_app = typer.Typer(help="The reward-program library (expert programs + programs you add).",
@@ -461,9 +552,11 @@ def library_list(origin: Optional[str] = typer.Option(None, help="expert | user"
     table.add_column("name", no_wrap=True)
     for column in ("origin", "task", "summary"):
         table.add_column(column)
-    for entry in list_programs(origin=origin):
+    if origin not in (None, "expert", "user"):
+        _fail(f"--origin takes expert or user, got {origin!r}")
+    for entry in list_programs(origin=origin):  # user programs' names and docstrings: printed literally
         row = entry.row()
-        table.add_row(row["name"], row["origin"], row["task"], row["summary"])
+        table.add_row(*(row[k] for k in ("name", "origin", "task", "summary")))
     console.print(table)
 
 
@@ -476,7 +569,7 @@ def library_show(name: str = typer.Argument(..., help="Program name (see `reward
         entry = get_program(name)
     except (LibraryError, KeyError) as exc:
         _fail(str(exc).strip("'\""))
-    sys.stdout.write(entry.source)
+    sys.stdout.write(entry.source())
 
 
 demos_app = typer.Typer(help="Demonstrations and perceptual rewards learned from them (Sermanet et al. 2016).",
