@@ -97,6 +97,7 @@ def default_start_method() -> str:
 def _child_main(conn: Connection, fn: Callable[..., Any], args: tuple, kwargs: dict,
                 memory_mb: int | None) -> None:
     """Child entry: own process group, limits, run ``fn``, send ``(status, payload)``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle: it stops this child
     try:
         os.setsid()
     except OSError:
