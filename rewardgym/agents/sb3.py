@@ -20,14 +20,14 @@ from rewardgym.agents.runs import RunDir, atomic_write_bytes
 
 
 def make_sb3_vec_env(task_id: str, reward: Any, num_envs: int, seed: int, trusted: bool = False,
-                     shaping: Any = None, gamma: float | None = None):
-    """An SB3 ``DummyVecEnv`` of ``gym.make(task_id, reward=...)`` envs, seeded ``seed + i``."""
+                     shaping: Any = None, gamma: float | None = None, randomize: Any = None):
+    """An SB3 ``DummyVecEnv`` of ``gym.make(task_id, reward=..., randomize=...)`` envs, seeded ``seed + i``."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     def factory(rank: int) -> Callable[[], gym.Env]:
         def make() -> gym.Env:
             extra = {"shaping": shaping, "gamma": gamma} if shaping is not None else {}
-            env = gym.make(task_id, reward=reward, trusted=trusted, **extra)
+            env = gym.make(task_id, reward=reward, trusted=trusted, randomize=randomize, **extra)
             env.action_space.seed(seed + rank)
             return env
         return make

@@ -60,6 +60,8 @@ class TrainSpec:
             to ``reward`` (:mod:`rewardgym.intrinsic`); its label store and stats live in
             the run directory, so a resumed run re-uses its labels.
         oni: :class:`rewardgym.intrinsic.OniOptions` fields (model, annotator, beta, goal ...).
+        randomize: domain randomisation of the training envs
+            (:mod:`rewardgym.wrappers.randomize`, ``key -> value | [low, high]``), or None.
     """
 
     task: str
@@ -77,13 +79,15 @@ class TrainSpec:
     shaping: str | None = None
     intrinsic: str | None = None
     oni: dict[str, Any] = field(default_factory=dict)
+    randomize: dict[str, Any] | None = None
 
     def to_config(self) -> dict[str, Any]:
         return {"task": self.task, "reward": self.reward, "steps": self.steps, "algo": self.algo,
                 "num_envs": self.num_envs, "seed": self.seed, "device": self.device,
                 "hyperparams": self.hyperparams, "asynchronous": self.asynchronous, "track": self.track,
                 "trusted": self.trusted, "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
-                "intrinsic": self.intrinsic, "oni": self.oni, "rewardgym_version": rewardgym.__version__}
+                "intrinsic": self.intrinsic, "oni": self.oni, "randomize": self.randomize,
+                "rewardgym_version": rewardgym.__version__}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "TrainSpec":
@@ -173,6 +177,10 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     spec.task = task.id
     # Fail on a bad reward or bad hyper-parameters before creating anything on disk.
     _check_intrinsic(spec)
+    if spec.randomize is not None:
+        from rewardgym.wrappers.randomize import RandomizationConfig
+
+        spec.randomize = RandomizationConfig.from_dict(spec.randomize).to_dict()
     rewardgym.resolve_reward(_reward_spec(spec), task, trusted=spec.trusted)
     if spec.shaping:
         from rewardgym.rewards.shaping import resolve_potential
@@ -225,7 +233,7 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
 def _make_env(spec: TrainSpec, gamma: float) -> gym.vector.VectorEnv:
     shaping = {"shaping": spec.shaping, "gamma": gamma} if spec.shaping else {}
     return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=_reward_spec(spec),
-                        asynchronous=spec.asynchronous, trusted=spec.trusted, **shaping)
+                        asynchronous=spec.asynchronous, trusted=spec.trusted, randomize=spec.randomize, **shaping)
 
 
 def _reward_names_oni(reward: str) -> bool:
@@ -351,7 +359,7 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
 
     gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
     env = make_sb3_vec_env(spec.task, _reward_spec(spec), spec.num_envs, spec.seed, trusted=spec.trusted,
-                           shaping=spec.shaping, gamma=gamma)
+                           shaping=spec.shaping, gamma=gamma, randomize=spec.randomize)
     try:
         device = "cpu" if spec.device == "auto" else spec.device
         if resume_from is not None:

@@ -159,6 +159,18 @@ def _oni_options(intrinsic: Optional[str], oni_model: str, annotator: str, beta:
     return options
 
 
+def _randomize_or_fail(path: Optional[Path]) -> Optional[dict]:
+    """The validated randomisation table of ``path`` (None without one)."""
+    if path is None:
+        return None
+    from rewardgym.wrappers.randomize import RandomizationConfig, RandomizationError
+
+    try:
+        return RandomizationConfig.load(path).to_dict()
+    except RandomizationError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def train(
     task: Optional[str] = typer.Argument(None, help="Task id (omit with --resume)."),
@@ -197,6 +209,8 @@ def train(
                                            "annotator (default $OPENAI_BASE_URL)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key of the llm annotator (default "
                                           "$OPENAI_API_KEY; never written to the run directory)."),
+    randomize: Optional[Path] = typer.Option(None, "--randomize", help="Domain randomisation file (.toml or "
+                                             ".json: friction, mass, latency, obs_noise ...; MuJoCo tasks)."),
 ) -> None:
     """Train an agent on TASK with an injected reward; writes a resumable run directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -224,7 +238,8 @@ def train(
                                   trusted=trusted, checkpoint_every_s=checkpoint_every, shaping=shaping,
                                   hyperparams=_load_config_file(config) if config else {},
                                   intrinsic=intrinsic, oni=_oni_options(intrinsic, oni_model, annotator, oni_beta,
-                                                                        goal, oni_option, model, base_url))
+                                                                        goal, oni_option, model, base_url),
+                                  randomize=_randomize_or_fail(randomize))
         if config is not None and algo == "ppo":  # report bad keys against the file they came from
             from rewardgym.agents.ppo import PPOConfig
 

@@ -2,7 +2,8 @@
 
 ``gym.make(id, reward=..., render_mode=..., trusted=False, **base_kwargs)`` builds the
 task's real simulator env, wraps it in :class:`~rewardgym.envs.task.TaskEnv` and injects
-the reward with :class:`~rewardgym.wrappers.inject.RewardInjection`.
+the reward with :class:`~rewardgym.wrappers.inject.RewardInjection`; ``randomize=`` puts
+:class:`~rewardgym.wrappers.randomize.DomainRandomization` between the two.
 
 ``gym.make_vec(id, num_envs, reward=..., asynchronous=False, ...)`` builds a
 ``SyncVectorEnv`` (or ``AsyncVectorEnv``) of task envs and injects the reward once per
@@ -23,6 +24,7 @@ from rewardgym.envs.task import TaskEnv, TaskSpec, TaskUnavailableError
 from rewardgym.rewards.shaping import with_shaping
 from rewardgym.rewards.source import resolve_reward
 from rewardgym.wrappers.inject import RewardInjection, VectorRewardInjection
+from rewardgym.wrappers.randomize import DomainRandomization, RandomizationConfig
 
 
 def _check_available(task: TaskSpec) -> None:
@@ -32,22 +34,27 @@ def _check_available(task: TaskSpec) -> None:
 
 
 def make_task_env(task_id: str, render_mode: str | None = None, state_in_info: bool = False,
-                  requires: dict[str, Any] | None = None, **base_kwargs: Any) -> TaskEnv:
+                  requires: dict[str, Any] | None = None, randomize: Any = None, **base_kwargs: Any) -> gym.Env:
     """The task's simulator env wrapped as a :class:`TaskEnv`, without reward injection.
 
     Args:
         requires: extra raw readings for the reward (:meth:`RewardSource.requires`:
             camera frames, the observation), passed to :meth:`TaskEnv.require`.
+        randomize: domain randomisation (:mod:`rewardgym.wrappers.randomize`): the
+            ``TaskEnv`` is returned inside a ``DomainRandomization`` wrapper.
     """
     task = get_task(task_id)
     _check_available(task)
+    config = RandomizationConfig.resolve(randomize)  # a bad config fails before the simulator starts
     env = task.make_env(render_mode=render_mode, state_in_info=state_in_info, **base_kwargs)
-    return env.require(**requires) if requires else env
+    if requires:
+        env.require(**requires)
+    return DomainRandomization(env, config) if config else env
 
 
 def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
              trusted: bool = False, shaping: Any = None, gamma: float | None = None,
-             **base_kwargs: Any) -> gym.Env:
+             randomize: Any = None, **base_kwargs: Any) -> gym.Env:
     """Single environment of ``task_id`` with ``reward`` injected (``gym.make`` entry point).
 
     Args:
@@ -58,18 +65,21 @@ def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
         shaping: potential for potential-based shaping (``"expert"``, a program path with
             ``compute_potential``, or a callable); adds the term ``"shaping"``.
         gamma: the discount of the agent that will train on the env (required with ``shaping``).
+        randomize: domain randomisation, a dict, a ``.toml``/``.json`` path or a
+            :class:`~rewardgym.wrappers.randomize.RandomizationConfig` (MuJoCo tasks).
         **base_kwargs: passed to the simulator's constructor.
     """
     task = get_task(task_id)
     _check_available(task)
     source = with_shaping(resolve_reward(reward, task, trusted=trusted), shaping, gamma, task, trusted)
-    env = make_task_env(task.id, render_mode=render_mode, requires=source.requires(), **base_kwargs)
+    env = make_task_env(task.id, render_mode=render_mode, requires=source.requires(), randomize=randomize,
+                        **base_kwargs)
     return RewardInjection(env, source)
 
 
 def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchronous: bool = False,
                  render_mode: str | None = None, trusted: bool = False, shaping: Any = None,
-                 gamma: float | None = None, **base_kwargs: Any) -> gym.vector.VectorEnv:
+                 gamma: float | None = None, randomize: Any = None, **base_kwargs: Any) -> gym.vector.VectorEnv:
     """Vector env of ``task_id`` with the reward computed once per batch (``gym.make_vec`` entry point).
 
     Args:
@@ -77,14 +87,15 @@ def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchron
         num_envs: number of environments ``B``.
         reward: what :func:`~rewardgym.rewards.source.resolve_reward` accepts.
         asynchronous: one process per env (``AsyncVectorEnv``) instead of in-process.
-        render_mode, trusted, shaping, gamma, **base_kwargs: as for :func:`make_env`.
+        render_mode, trusted, shaping, gamma, randomize, **base_kwargs: as for :func:`make_env`
+            (each env samples its own randomisation; ``reset(seed=s)`` seeds env ``i`` with ``s + i``).
     """
     base_kwargs.pop("max_episode_steps", None)  # gym.make_vec forwards the spec's (None) limit
     task = get_task(task_id)
     _check_available(task)
     source = with_shaping(resolve_reward(reward, task, trusted=trusted), shaping, gamma, task, trusted)
     env_fn = partial(make_task_env, task.id, render_mode=render_mode, state_in_info=asynchronous,
-                     requires=source.requires(), **base_kwargs)
+                     requires=source.requires(), randomize=RandomizationConfig.resolve(randomize), **base_kwargs)
     if asynchronous:
         venv = gym.vector.AsyncVectorEnv([env_fn] * num_envs)
     else:

@@ -152,6 +152,15 @@ class RewardComputer:
         }
 
 
+def find_task_env(env: gym.Env) -> TaskEnv | None:
+    """The :class:`TaskEnv` under ``env``'s wrappers (e.g. domain randomisation), or None."""
+    while not isinstance(env, TaskEnv):
+        if not isinstance(env, gym.Wrapper):
+            return None
+        env = env.env
+    return env
+
+
 def _as_batch_action(action: Any, space: gym.Space) -> np.ndarray:
     if isinstance(space, gym.spaces.Box):
         return np.asarray(action, dtype=np.float64).reshape(1, *space.shape)
@@ -170,11 +179,9 @@ class RewardInjection(gym.Wrapper):
 
     def __init__(self, env: gym.Env, source: RewardSource):
         super().__init__(env)
-        task_env = env
-        while not isinstance(task_env, TaskEnv):
-            if not isinstance(task_env, gym.Wrapper):
-                raise TypeError("RewardInjection needs a rewardgym TaskEnv underneath")
-            task_env = task_env.env
+        task_env = find_task_env(env)
+        if task_env is None:
+            raise TypeError("RewardInjection needs a rewardgym TaskEnv underneath")
         self.task_env: TaskEnv = task_env
         self.task: TaskSpec = task_env.task
         self.source = source
@@ -226,9 +233,10 @@ class VectorRewardInjection(VectorWrapper):
         self.source = source
         self.computer = RewardComputer(task, source, self.num_envs)
         sub_envs = getattr(env, "envs", None)
-        # Sync fast path: read rows straight from the sub-envs, no info round trip.
-        self._direct = sub_envs is not None and all(isinstance(e, TaskEnv) for e in sub_envs)
-        self._sub_envs: list[TaskEnv] = list(sub_envs) if self._direct else []
+        # Sync fast path: read rows straight from the sub-envs' TaskEnvs, no info round trip.
+        task_envs = [find_task_env(e) for e in sub_envs] if sub_envs is not None else [None]
+        self._direct = all(e is not None for e in task_envs)
+        self._sub_envs: list[TaskEnv] = task_envs if self._direct else []
         self._resetting = np.zeros(self.num_envs, dtype=bool)
         self._all = np.ones(self.num_envs, dtype=bool)
         action_space = env.single_action_space
