@@ -48,6 +48,7 @@ class RunPolicy:
             hyper = {**config.get("hyperparams", {}), "num_envs": 1, "seed": config["seed"], "device": "cpu"}
             self.agent = PPO(env, PPOConfig.from_dict(hyper, source=str(run.config_path)))
             self.agent.load_policy(payload["agent"])
+            self.agent.global_step = int(payload.get("global_step", 0))  # env steps the policy trained for
         elif self.algo == "sb3-ppo":
             from stable_baselines3 import PPO as SB3PPO
 

@@ -277,19 +277,26 @@ def train(
 
 @app.command("eval")
 def eval_run(
-    run: Path = typer.Argument(..., help="Run directory written by `rewardgym train`."),
+    run: Path = typer.Argument(..., help="Run directory written by `rewardgym train`, or an exported policy "
+                                         "(directory, policy.onnx or policy.pt) written by `rewardgym export`."),
     episodes: int = typer.Option(10, "--episodes", help="Evaluation episodes (deterministic policy)."),
     seed: int = typer.Option(10_000, "--seed", help="Seed of the first episode (then +1 each)."),
-    video: bool = typer.Option(False, "--video", help="Write video.mp4 of the first episode (off-screen)."),
+    video: bool = typer.Option(False, "--video", help="Write video.mp4 of the first episode (off-screen; runs only)."),
 ) -> None:
-    """Success rate and returns (mean ± std) of a trained run, per reward term; optional MP4."""
+    """Success rate and returns (mean ± std) of a trained run or an exported policy, per reward term; optional MP4."""
     from rewardgym.agents.evaluate import evaluate
+    from rewardgym.agents.export import ExportError, evaluate_exported, is_exported_policy
     from rewardgym.agents.runs import RunError
 
     try:
         with console.status(f"evaluating {run} ({episodes} episodes)..."):
-            report = evaluate(run, episodes=episodes, seed=seed, video=video)
-    except RunError as exc:
+            if is_exported_policy(run):
+                if video:
+                    _fail("--video needs a run directory (an exported policy is evaluated without rendering)")
+                report = evaluate_exported(run, episodes=episodes, seed=seed)
+            else:
+                report = evaluate(run, episodes=episodes, seed=seed, video=video)
+    except (RunError, ExportError) as exc:
         _fail(str(exc))
     table = Table("metric", "mean", "std", title=f"{report['task']}  reward={report['reward']}  "
                                                   f"{report['algo']}: success rate {report['success_rate']:.2f} "
@@ -301,6 +308,29 @@ def eval_run(
     console.print(table)
     if "video" in report:
         console.print(f"video: {report['video']}")
+
+
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run directory of a rewardgym PPO run (`rewardgym train`)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (ONNX Runtime; data only) | torchscript (torch.jit)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default RUN/export/FORMAT)."),
+    parity_obs: int = typer.Option(1000, "--parity-obs", help="Recorded observations of the parity check (>= 1000)."),
+) -> None:
+    """Export a run as a deterministic policy (normaliser, clipping, action bounds inside) with a manifest."""
+    from rewardgym.agents.export import ExportError, ExportedPolicy, export_run
+    from rewardgym.agents.runs import RunError
+
+    try:
+        with console.status(f"exporting {run} ({fmt}; parity on {parity_obs} recorded observations)..."):
+            out_dir = export_run(run, fmt, out, parity_observations=parity_obs)
+            policy = ExportedPolicy.load(out_dir)
+    except (ExportError, RunError) as exc:
+        _fail(str(exc))
+    parity = policy.manifest["parity"]
+    console.print(f"{policy}\nparity: max |exported - torch| = {parity['max_abs_diff']:.2e} on "
+                  f"{parity['observations']} recorded observations ({parity['runtime']})\nwrote {out_dir}",
+                  highlight=False)
 
 
 @app.command()
