@@ -13,22 +13,16 @@ import pytest
 from rewardgym.agents.export import (ExportError, ExportedPolicy, evaluate_exported, export_run, is_exported_policy,
                                      load_run_agent)
 from rewardgym.agents.runs import RunDir
-from rewardgym.agents.train import TrainSpec, train
-
-TINY_PPO = {"num_steps": 128, "num_minibatches": 4, "update_epochs": 2}
 
 
 @pytest.fixture(scope="module")
-def hopper_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    spec = TrainSpec(task="Hopper-Hop", reward="env", steps=2048, num_envs=4, seed=3, hyperparams=dict(TINY_PPO),
-                     randomize={"friction": [0.8, 1.2]})
-    return train(spec, runs_root=root, run_name="hopper").path
+def hopper_run(tiny_hopper_run):
+    return tiny_hopper_run
 
 
 @pytest.fixture(scope="module")
-def exports(hopper_run):
-    return {fmt: export_run(hopper_run, fmt) for fmt in ("onnx", "torchscript")}
+def exports(tiny_hopper_exports):
+    return tiny_hopper_exports
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

@@ -334,6 +334,63 @@ def export_cmd(
 
 
 @app.command()
+def deploy(
+    policy: Path = typer.Argument(..., help="Exported policy (directory, policy.onnx or policy.pt) from "
+                                            "`rewardgym export`."),
+    robot: str = typer.Option("sim", "--robot", help="sim (the task's MuJoCo model in a real-time process) | "
+                              "sim:CONFIG.toml ([randomize] perturbation, [robot] watchdog, [fault]) | "
+                              "tcp://HOST:PORT (a robot server speaking the protocol)."),
+    duration: float = typer.Option(10.0, "--duration", help="Seconds of control."),
+    safety: Optional[Path] = typer.Option(None, "--safety", help="Safety limits (.toml): max_delta, low_pass, "
+                                          "max_tilt_rad, min_height_m, joint_limit_tolerance_rad, max_joint_vel."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Deployment directory (default "
+                                       "deployments/<task>-<robot>-<time>)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of a simulated robot's episode and perturbation."),
+    estop_file: Optional[Path] = typer.Option(None, "--estop-file", help="Stop as soon as this file exists."),
+) -> None:
+    """Run an exported policy on a robot through the safety layer; every tick logged, every ending a safe stop.
+
+    Exit codes: 0 completed, 1 stopped (safety layer, robot, e-stop), 2 refused or bad input,
+    3 robot fault (lost, silent, late, garbled), 4 controller error, 130 Ctrl-C.
+    """
+    import time
+
+    from rewardgym.agents.export import ExportError, ExportedPolicy
+    from rewardgym.deploy.loop import run_deployment
+    from rewardgym.deploy.robot import robot_from_spec
+    from rewardgym.deploy.safety import EStop, SafetyConfig, SafetyConfigError
+    from rewardgym.deploy.simrobot import SimRobotConfigError
+
+    if not (duration > 0):
+        _fail(f"--duration must be positive, got {duration}")
+    try:
+        exported = ExportedPolicy.load(policy)
+        limits = SafetyConfig.load(safety) if safety else SafetyConfig()
+        name = robot.split(":", 1)[0].replace("/", "")
+        out = out or Path("deployments") / f"{exported.task.removeprefix('rewardgym/').rsplit('-v', 1)[0]}-{name}-" \
+                                          f"{time.strftime('%Y%m%d-%H%M%S')}"
+        driver = robot_from_spec(robot, exported.task, seed=seed, log_dir=out)
+    except (ExportError, SafetyConfigError, SimRobotConfigError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"deploying {exported} on {robot} for {duration:g} s -> {out}  (Ctrl-C: safe stop)",
+                  highlight=False)
+    result = run_deployment(exported, driver, duration, out, safety=limits, estop=EStop(estop_file))
+    s = result.summary
+    colour = "green" if result.status == "completed" else "yellow" if result.status == "stopped" else "red"
+    console.print(f"[{colour}]{result.status}[/]: {result.reason}", highlight=False)
+    timing = s["timing_ms"]
+    table = Table("ticks", "return", "jitter p50/p99 ms", "obs->action p50/p99 ms", "late cmds", "interventions")
+    fmt = lambda st: f"{st['p50']:.2f} / {st['p99']:.2f}" if st else "-"  # noqa: E731
+    table.add_row(str(s["ticks"]), f"{s['return']:.1f}" if s["return"] is not None else "-", fmt(timing["abs_jitter"]),
+                  fmt(timing["obs_to_action_latency"]), str(s["late_commands"]),
+                  ", ".join(f"{k} {v}" for k, v in s["interventions"].items()) or "none")
+    console.print(table)
+    console.print(f"log: {result.directory / 'deploy.jsonl'}  summary: {result.directory / 'summary.json'}  "
+                  f"plot: {result.directory / 'deploy.png'}", highlight=False)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
 def synthesize(
     task: Optional[str] = typer.Argument(None, help="Task id (omit with --resume)."),
     instruction: Optional[str] = typer.Option(None, "--instruction", "-i",
