@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -388,6 +389,87 @@ def deploy(
     console.print(f"log: {result.directory / 'deploy.jsonl'}  summary: {result.directory / 'summary.json'}  "
                   f"plot: {result.directory / 'deploy.png'}", highlight=False)
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def robustness(
+    policy: Path = typer.Argument(..., help="A rewardgym PPO run directory or an exported policy."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Parameter to sweep alone (repeat for several): "
+                                    "friction, mass, com_offset, joint_damping, armature, actuator_gain, gravity, "
+                                    "obs_noise, action_noise, latency, push_velocity."),
+    values: list[str] = typer.Option([], "--values", "-v", help="Comma-separated values of the --param before it "
+                                     "(omit all --values for each parameter's default grid)."),
+    episodes: int = typer.Option(5, "--episodes", help="Episodes per value (same seeds for every value)."),
+    seed: int = typer.Option(10_000, "--seed", help="Seed of the first episode."),
+    criterion: str = typer.Option("auto", "--criterion", help="auto | success (success rate >= --min-success) | "
+                                  "return (return >= --keep-return x nominal)."),
+    min_success: float = typer.Option(0.5, "--min-success", help="Success rate that keeps a value."),
+    keep_return: float = typer.Option(0.8, "--keep-return", help="Fraction of the nominal return that keeps a value."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default POLICY/robustness)."),
+    llm: bool = typer.Option(False, "--llm", help="Ask an OpenAI-compatible model for randomisation ranges from the "
+                             "sweep (writes randomize_llm.toml)."),
+    model: Optional[str] = typer.Option(None, "--model", help="LLM model (default $REWARDGYM_LLM_MODEL)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible API root (default "
+                                           "$OPENAI_BASE_URL)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)."),
+    max_repairs: int = typer.Option(1, "--max-repairs", help="Repair requests when the LLM's table is invalid."),
+) -> None:
+    """Sweep physical parameters one at a time (DrEureka's RAPP): success and return per value, the range
+    where the policy still succeeds, a table and a plot; --llm asks a model for randomisation ranges."""
+    from rewardgym.agents.export import ExportError
+    from rewardgym.agents.runs import RunError
+    from rewardgym.deploy import robustness as rb
+    from rewardgym.wrappers.randomize import RandomizationError
+
+    if not param:
+        _fail("give at least one --param (e.g. --param friction --values 0.5,1,1.5)")
+    if values and len(values) != len(param):
+        _fail(f"{len(param)} --param but {len(values)} --values: give one --values per --param, or none")
+    if criterion not in rb.CRITERIA:
+        _fail(f"--criterion takes {', '.join(rb.CRITERIA)}, got {criterion!r}")
+    client = None
+    try:
+        grid = {p: rb.parse_values(p, values[i] if values else None) for i, p in enumerate(param)}
+        if llm:
+            from rewardgym.llm_rewards.client import LLMClient
+
+            client = LLMClient(model=model, base_url=base_url, api_key=api_key)  # fails before the sweep
+        batch_policy, task, label = rb.load_batch_policy(policy)
+    except (RandomizationError, ExportError, RunError, ValueError) as exc:
+        _fail(str(exc))
+    out = out or (policy if policy.is_dir() else policy.parent) / "robustness"
+    total = 1 + sum(len(v) for v in grid.values())
+    with console.status(f"sweeping {task}: {total} evaluations x {episodes} episodes") as status:
+        done = [0]
+
+        def progress(row) -> None:
+            done[0] += 1
+            status.update(f"{done[0]}/{total}: {row.param} {'' if row.value is None else row.value} -> "
+                          f"return {row.return_mean:.1f}, success {row.success_rate:.2f}")
+
+        result = rb.sweep(batch_policy, task, grid, episodes=episodes, seed=seed, criterion=criterion,
+                          min_success=min_success, keep_return=keep_return, label=label, on_row=progress)
+    rb.write_report(result, out)
+    table = Table("parameter", "value", "success", "return", "kept",
+                  title=f"{task}: kept when {result.criterion} >= {result.threshold:.3g}")
+    for row in [result.nominal, *result.rows]:
+        table.add_row(row.param, "nominal" if row.value is None else f"{row.value:g}", f"{row.success_rate:.2f}",
+                      f"{row.return_mean:.1f} ± {row.return_std:.1f}", "yes" if row.kept else "[red]no[/]")
+    console.print(table)
+    for name, kept in result.ranges.items():
+        console.print(f"{name}: " + (f"kept from {kept[0]:g} to {kept[1]:g}" if kept else "[red]fails at the value "
+                                     "nearest nominal[/]"), highlight=False)
+    console.print(f"wrote {out / 'robustness.md'}, {out / 'robustness.png'}", highlight=False)
+    if client is not None:
+        from rewardgym.llm_rewards.client import LLMError
+
+        client.transcript_path = out / "llm_transcript.jsonl"
+        try:
+            with console.status(f"asking {client.model} for randomisation ranges..."):
+                config, path = rb.suggest_ranges(result, client, out, max_repairs=max_repairs)
+        except (LLMError, RandomizationError) as exc:
+            _fail(str(exc), code=1)
+        console.print(f"LLM ranges ({client.model}): {json.dumps(config.to_dict())}\nwrote {path}", highlight=False)
 
 
 @app.command()
