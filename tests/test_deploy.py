@@ -109,7 +109,7 @@ def test_estop_file_and_safety_config_errors(tmp_path):
         SimRobotConfig.from_dict({"fault": {"kind": "explode"}})
     with pytest.raises(SimRobotConfigError, match="unknown randomisation parameter 'frction'"):
         SimRobotConfig.from_dict({"randomize": {"frction": 1}})
-    with pytest.raises(SimRobotConfigError, match=r"\[robot\] unknown key 'watchdog'"):
+    with pytest.raises(SimRobotConfigError, match=r"\[robot\]: unknown key 'watchdog'; did you mean 'watchdog_ms'"):
         SimRobotConfig.from_dict({"robot": {"watchdog": 5}})
 
 

@@ -25,7 +25,6 @@ deployment with ``safe_stop``. Limits come from a TOML file (``rewardgym deploy 
 
 from __future__ import annotations
 
-import difflib
 import math
 import threading
 from dataclasses import asdict, dataclass, fields
@@ -34,6 +33,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from rewardgym.envs.config import check_keys, read_table
 from rewardgym.envs.observation import ObservationLayout
 
 
@@ -63,13 +63,9 @@ class SafetyConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "safety config") -> "SafetyConfig":
-        names = [f.name for f in fields(cls)]
+        check_keys(data, tuple(f.name for f in fields(cls)), SafetyConfigError, source, "safety key")
         values: dict[str, float | None] = {}
         for key, value in data.items():
-            if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise SafetyConfigError(f"{source}: unknown safety key {key!r}{hint} (valid: {', '.join(names)})")
             if value is None or value == "none":
                 values[key] = None
                 continue
@@ -84,16 +80,8 @@ class SafetyConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "SafetyConfig":
-        import tomllib
-
-        path = Path(path)
-        if not path.is_file():
-            raise SafetyConfigError(f"safety config not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SafetyConfigError(f"{path}: invalid TOML ({exc})") from None
-        return cls.from_dict(data.get("safety", data), source=str(path))
+        """Read a ``.toml``/``.json`` file (a ``[safety]`` table, or the top level)."""
+        return cls.from_dict(read_table(path, SafetyConfigError, "safety config", section="safety"), source=str(path))
 
     def to_dict(self) -> dict[str, float | None]:
         return asdict(self)

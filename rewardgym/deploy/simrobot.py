@@ -45,7 +45,6 @@ Config file (TOML; every table optional)::
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import math
 import os
@@ -61,6 +60,7 @@ import numpy as np
 
 from rewardgym.deploy.protocol import (PROTOCOL_VERSION, ConnectionLost, MessageStream, ProtocolError, RobotError,
                                        field as msg_field, number_list)
+from rewardgym.envs.config import check_keys, read_table
 from rewardgym.wrappers.randomize import RandomizationConfig, RandomizationError
 
 FAULT_KINDS = ("silent", "garble", "late", "exit")
@@ -95,14 +95,14 @@ class SimRobotConfig:
         """Validate ``{"randomize": {...}, "robot": {...}, "fault": {...}}``."""
         if not isinstance(data, Mapping):
             raise SimRobotConfigError(f"{source}: expected a table, got {type(data).__name__}")
-        _known(data, ("randomize", "robot", "fault"), source, "")
+        check_keys(data, ("randomize", "robot", "fault"), SimRobotConfigError, source, "table")
         try:
             randomize = RandomizationConfig.from_dict(data["randomize"], source=f"{source} [randomize]") \
                 if "randomize" in data else None
         except RandomizationError as exc:
             raise SimRobotConfigError(str(exc)) from None
         robot = _table(data, "robot", source)
-        _known(robot, ("watchdog_ms", "damping", "task"), source, "[robot] ")
+        check_keys(robot, ("watchdog_ms", "damping", "task"), SimRobotConfigError, f"{source} [robot]")
         watchdog_ms = _number(robot, "watchdog_ms", 100.0, 1.0, 60_000.0, source)
         damping = _number(robot, "damping", 0.05, 0.0, 1e3, source)
         task = robot.get("task")
@@ -110,7 +110,7 @@ class SimRobotConfig:
             raise SimRobotConfigError(f"{source}: [robot] task must be a task id string")
         fault = _table(data, "fault", source) or None
         if fault is not None:
-            _known(fault, ("kind", "at_tick", "delay_ms"), source, "[fault] ")
+            check_keys(fault, ("kind", "at_tick", "delay_ms"), SimRobotConfigError, f"{source} [fault]")
             if fault.get("kind") not in FAULT_KINDS:
                 raise SimRobotConfigError(f"{source}: [fault] kind must be one of {', '.join(FAULT_KINDS)}, got "
                                           f"{fault.get('kind')!r}")
@@ -124,16 +124,8 @@ class SimRobotConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "SimRobotConfig":
-        import tomllib
-
-        path = Path(path)
-        if not path.is_file():
-            raise SimRobotConfigError(f"sim robot config not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SimRobotConfigError(f"{path}: invalid TOML ({exc})") from None
-        return cls.from_dict(data, source=str(path))
+        """Read a ``.toml``/``.json`` robot config (tables ``[randomize]``, ``[robot]``, ``[fault]``)."""
+        return cls.from_dict(read_table(path, SimRobotConfigError, "sim robot config"), source=str(path))
 
     @classmethod
     def resolve(cls, spec: Any) -> "SimRobotConfig":
@@ -161,14 +153,6 @@ def _table(data: Mapping[str, Any], name: str, source: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise SimRobotConfigError(f"{source}: [{name}] must be a table")
     return dict(value)
-
-
-def _known(data: Mapping[str, Any], keys: tuple[str, ...], source: str, where: str) -> None:
-    for key in data:
-        if key not in keys:
-            close = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise SimRobotConfigError(f"{source}: {where}unknown key {key!r}{hint} (valid: {', '.join(keys)})")
 
 
 def _number(data: Mapping[str, Any], key: str, default: float, low: float, high: float, source: str) -> float:

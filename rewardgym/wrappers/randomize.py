@@ -43,8 +43,6 @@ Example (``randomize.toml``)::
 
 from __future__ import annotations
 
-import difflib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,14 +140,10 @@ class RandomizationConfig:
         """
         if not isinstance(data, Mapping):
             raise RandomizationError(f"{source}: expected a table of parameters, got {type(data).__name__}")
-        ranges: dict[str, tuple[float, float]] = {}
-        for key, value in data.items():
-            if key not in PARAMS:
-                close = difflib.get_close_matches(str(key), list(PARAMS), n=1, cutoff=0.5)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise RandomizationError(f"{source}: unknown randomisation parameter {key!r}{hint} "
-                                         f"Valid keys: {', '.join(PARAMS)}.")
-            ranges[key] = _parse_range(key, value, source)
+        from rewardgym.envs.config import check_keys
+
+        check_keys(data, tuple(PARAMS), RandomizationError, source, "randomisation parameter")
+        ranges = {key: _parse_range(key, value, source) for key, value in data.items()}
         if "push_interval" in ranges and "push_velocity" not in ranges:
             raise RandomizationError(f"{source}: push_interval needs push_velocity (the size of the pushes)")
         if "push_velocity" in ranges and "push_interval" not in ranges:
@@ -159,21 +153,10 @@ class RandomizationConfig:
     @classmethod
     def load(cls, path: str | Path) -> "RandomizationConfig":
         """Read a ``.toml`` or ``.json`` file (a ``[randomize]`` table, or the top level)."""
-        import tomllib
+        from rewardgym.envs.config import read_table
 
-        path = Path(path)
-        if not path.is_file():
-            raise RandomizationError(f"randomisation file not found: {path}")
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RandomizationError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise RandomizationError(f"{path}: invalid TOML ({exc})") from None
-        if isinstance(data, dict) and isinstance(data.get("randomize"), dict):
-            data = data["randomize"]
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_table(path, RandomizationError, "randomisation file", section="randomize"),
+                             source=str(path))
 
     @classmethod
     def resolve(cls, spec: Any) -> "RandomizationConfig | None":

@@ -1,0 +1,152 @@
+"""Sim2sim: does domain randomisation keep a policy's return on a perturbed robot behind a socket?
+
+Trains rewardgym's PPO on Hopper-Hop (the simulator's own reward) twice at the same budget —
+without randomisation and with the training ranges below — exports both to ONNX, and
+deploys each through the real loop (``rewardgym deploy``: safety layer, TCP + msgpack to a
+SimRobot process running in real time) on a held-out set of perturbations chosen before
+any result was seen (friction, mass, latency, noise, and all together). Side by side, per
+policy: the return in the training simulator (nominal physics, 8 episodes), the return in
+the simulator under each held-out perturbation (in-process), the return deployed to the
+perturbed SimRobot (8 s = 1000 control ticks = one full episode, stopped early when the
+robot falls), their ratio to the training-simulator return, and the loop's timing.
+
+Goal (issue 13): the randomised policy keeps at least 80 % of its in-simulator return under
+the held-out perturbations, and loses less than the policy trained without randomisation.
+
+    python benchmarks/sim2sim.py                      # train (2 x 1M steps) + deploy; ~1 h on 2 busy cores
+    python benchmarks/sim2sim.py --phase deploy       # deploy again from the saved runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rewardgym.wrappers.randomize import RandomizationConfig
+
+TASK = "rewardgym/Hopper-Hop-v0"
+# friction, mass, damping, motor gain, 0-1 step latency, noise, pushes (the file documents each)
+TRAIN_RANDOMIZE = RandomizationConfig.load(Path(__file__).resolve().parent.parent / "examples" / "deploy" /
+                                           "randomize.toml").to_dict()
+HELD_OUT = {  # fixed before training; values the training draws never hit exactly
+    "nominal": {},
+    "friction 0.6": {"friction": 0.6},
+    "mass 1.2": {"mass": 1.2},
+    "latency 1": {"latency": 1},
+    "noise": {"obs_noise": 0.02, "action_noise": 0.1},
+    "all four": {"friction": 0.7, "mass": 1.15, "latency": 1, "obs_noise": 0.01},
+}
+VARIANTS = {"no randomisation": None, "randomised": TRAIN_RANDOMIZE}
+DEPLOY_SECONDS = 8.0  # Hopper: 1000 ticks of 8 ms = one full training episode
+
+
+def train_and_export(out: Path, steps: int, seeds: list[int]) -> dict[tuple[str, int], Path]:
+    from rewardgym.agents.export import export_run
+    from rewardgym.agents.train import TrainSpec, train
+
+    exports = {}
+    for variant, randomize in VARIANTS.items():
+        for seed in seeds:
+            name = f"{'dr' if randomize else 'plain'}-s{seed}"
+            run = out / "runs" / name
+            if not (run / "checkpoints" / "final.pt").is_file():
+                start = time.time()
+                print(f"training {name} ({steps:,} steps, randomize={randomize is not None})...", flush=True)
+                train(TrainSpec(task=TASK, reward="env", steps=steps, num_envs=8, seed=seed, randomize=randomize,
+                                checkpoint_every_s=600), runs_root=out / "runs", run_name=name)
+                print(f"  {name}: {(time.time() - start) / 60:.1f} min", flush=True)
+            export = run / "export" / "onnx"
+            if not (export / "manifest.json").is_file():
+                export_run(run, "onnx")
+            exports[(variant, seed)] = export
+    return exports
+
+
+def measure(exports: dict[tuple[str, int], Path], out: Path, deploy_seeds: list[int], episodes: int) -> dict:
+    from rewardgym.agents.export import ExportedPolicy
+    from rewardgym.agents.rollout import evaluate_policy
+    from rewardgym.deploy import SimRobot, run_deployment
+
+    results = {}
+    for (variant, seed), path in exports.items():
+        policy = ExportedPolicy.load(path)
+        in_sim = evaluate_policy(policy, TASK, episodes=episodes)["env_return"]["mean"]
+        entry = {"in_sim": in_sim, "held_out": {}}
+        for label, perturbation in HELD_OUT.items():
+            sim = evaluate_policy(policy, TASK, episodes=episodes, randomize=perturbation or None)["env_return"]["mean"]
+            deployed = []
+            for dseed in deploy_seeds:
+                directory = out / "deployments" / f"{variant.replace(' ', '-')}-s{seed}-{label.replace(' ', '-')}-d{dseed}"
+                robot = SimRobot(TASK, config={"randomize": perturbation} if perturbation else None, seed=dseed,
+                                 log_path=directory / "simrobot.log")
+                result = run_deployment(policy, robot, DEPLOY_SECONDS, directory, handle_signals=False)
+                s = result.summary
+                deployed.append({"return": s["return"] or 0.0, "status": result.status, "reason": result.reason,
+                                 "ticks": s["commands_sent"], "jitter": s["timing_ms"]["abs_jitter"],
+                                 "latency": s["timing_ms"]["obs_to_action_latency"],
+                                 "late_commands": s["late_commands"]})
+            entry["held_out"][label] = {"in_sim": sim, "deployed": deployed}
+            print(f"{variant:17s} s{seed} {label:13s} in-sim {sim:8.1f}  deployed "
+                  f"{np.mean([d['return'] for d in deployed]):8.1f}  ({', '.join(d['status'] for d in deployed)})",
+                  flush=True)
+        results[f"{variant}|{seed}"] = entry
+    (out / "sim2sim.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def report(results: dict, steps: int) -> None:
+    print(f"\nHopper-Hop, PPO {steps:,} env steps per policy, return = the simulator's own reward "
+          f"(deployed: {DEPLOY_SECONDS:g} s through SimRobot over TCP, real time)")
+    header = f"{'policy':18s} {'seed':>4s}  {'perturbation':13s} {'in-sim':>8s} {'deployed':>9s} {'ratio':>6s}  stops"
+    print(header)
+    per_variant: dict[str, list[float]] = {}
+    jitter: dict[str, list[float]] = {}
+    latency: dict[str, list[float]] = {}
+    for key, entry in results.items():
+        variant, seed = key.split("|")
+        print(f"{variant:18s} {seed:>4s}  {'training sim':13s} {entry['in_sim']:8.1f} {'':>9s} {'':>6s}")
+        for label, row in entry["held_out"].items():
+            dep = [d["return"] for d in row["deployed"]]
+            ratio = np.mean(dep) / entry["in_sim"]
+            if label != "nominal":
+                per_variant.setdefault(variant, []).append(ratio)
+            falls = sum(d["status"] != "completed" for d in row["deployed"])
+            print(f"{'':18s} {'':>4s}  {label:13s} {row['in_sim']:8.1f} {np.mean(dep):9.1f} {ratio:6.2f}  "
+                  f"{falls}/{len(dep)}")
+            for d in row["deployed"]:
+                if d["jitter"]:
+                    jitter.setdefault(variant, []).append(d["jitter"]["p99"])
+                    latency.setdefault(variant, []).append(d["latency"]["p99"])
+    print(f"\n{'policy':18s} {'held-out deployed / in-sim return':>34s} {'jitter p99 ms':>14s} "
+          f"{'obs->action p99 ms':>19s}")
+    for variant, ratios in per_variant.items():
+        print(f"{variant:18s} {np.mean(ratios):26.2f} (min {np.min(ratios):.2f}) {np.median(jitter[variant]):14.2f} "
+              f"{np.median(latency[variant]):19.2f}")
+    plain, dr = (np.mean(per_variant.get(v, [np.nan])) for v in VARIANTS)
+    print(f"\ngoal: randomised keeps >= 80 % ({dr:.0%}: {'met' if dr >= 0.8 else 'NOT met'}) and loses less than "
+          f"without randomisation ({1 - dr:.0%} vs {1 - plain:.0%}: {'met' if dr > plain else 'NOT met'})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--seeds", type=int, default=2, help="training seeds per variant")
+    parser.add_argument("--deploy-seeds", type=int, default=2, help="SimRobot seeds per held-out perturbation")
+    parser.add_argument("--episodes", type=int, default=8, help="in-simulator episodes per evaluation")
+    parser.add_argument("--out", type=Path, default=Path("runs/sim2sim"))
+    parser.add_argument("--phase", choices=("all", "train", "deploy"), default="all")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    exports = train_and_export(args.out, args.steps, list(range(args.seeds)))
+    if args.phase == "train":
+        return
+    results = measure(exports, args.out, list(range(args.deploy_seeds)), args.episodes)
+    report(results, args.steps)
+
+
+if __name__ == "__main__":
+    main()
