@@ -156,5 +156,3 @@ def test_cli_export_and_eval(hopper_run, tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert "exported torchscript" in " ".join(result.stdout.split()) and (out / "eval.json").is_file()
-    result = subprocess.run(cmd + ["export", str(tmp_path / "missing")], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "run directory not found" in result.stderr and "Traceback" not in result.stderr
