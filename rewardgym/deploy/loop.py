@@ -11,7 +11,10 @@ the robot sets the rate and each observation opens a tick; with ``"host"`` the l
 the task's control period itself with absolute deadlines (sleep, then a short spin). Per tick
 the log has the interval since the previous observation, the **jitter** (that interval minus
 the control period, or the tick's lateness for host-clocked robots) and the
-**observation-to-action latency** (observation received -> command sent).
+**observation-to-action latency** (observation received -> command sent); the summary adds
+``late_commands`` (commands the robot received after their period ended, so it held the
+previous one) and ``skipped_states`` (robot states the controller skipped because a newer
+one was already queued).
 
 Endings (``DeploymentResult.status`` and the CLI's exit code):
 
@@ -363,6 +366,7 @@ def summarize_deployment(directory: str | Path) -> dict[str, Any]:
             "policy": _stats([r.get("policy_ms") for r in rows if r.get("policy_ms") is not None]),
         },
         "late_commands": last.get("late_commands"), "robot_overruns": last.get("robot_overruns"),
+        "skipped_states": int(sum(max(0, b["seq"] - a["seq"] - 1) for a, b in zip(rows, rows[1:]))),
         "interventions": counts,
         "files": [name for name in (LOG_NAME, "summary.json", "deploy.png", "error.txt")
                   if name == "summary.json" or (directory / name).is_file()],
