@@ -85,8 +85,8 @@ def test_safety_layer_in_order():
     assert result.interventions == ("clamp", "rate", "low_pass") and result.stop is None
     assert layer.filter(np.array([np.nan, 0, 0]), _readings()).stop.startswith("non-finite action")
     assert "torso tilt 1.500 rad > max_tilt_rad 1.2" in layer.filter(np.zeros(3), _readings(tilt=1.5)).stop
-    assert "joint thigh_joint at 0.300 rad is outside its range" in layer.filter(np.zeros(3), _readings(thigh=0.3)).stop
-    assert layer.filter(np.zeros(3), _readings(thigh=0.05)).stop is None  # within the tolerance
+    assert "joint thigh_joint at 0.400 rad is outside its range" in layer.filter(np.zeros(3), _readings(thigh=0.4)).stop
+    assert layer.filter(np.zeros(3), _readings(thigh=0.2)).stop is None  # within the tolerance of soft limits
     assert "speed 25.00 rad/s > max_joint_vel 20" in layer.filter(np.zeros(3), _readings(thigh_vel=-25)).stop
     layer.estop.trigger("button")
     assert layer.filter(np.zeros(3), _readings()).stop == "e-stop: button"

@@ -19,7 +19,7 @@ deployment with ``safe_stop``. Limits come from a TOML file (``rewardgym deploy 
     low_pass = 0.8               # alpha in (0, 1] (None: off)
     max_tilt_rad = 1.0           # torso tilt from upright (None: off)
     min_height_m = 0.5           # torso height (None: off)
-    joint_limit_tolerance_rad = 0.1   # beyond the model's joint range (None: off)
+    joint_limit_tolerance_rad = 0.3   # beyond the model's joint range (None: off)
     max_joint_vel = 30.0         # rad/s (None: off)
 """
 
@@ -50,7 +50,9 @@ class SafetyConfig:
         low_pass: first-order filter coefficient alpha in (0, 1] (1: no filtering).
         max_tilt_rad: largest torso tilt from upright, rad (default: 1.2, about 70 degrees).
         min_height_m: lowest torso height, m.
-        joint_limit_tolerance_rad: how far a joint may leave its model range, rad.
+        joint_limit_tolerance_rad: how far a joint may leave its model range, rad (default 0.3:
+            MuJoCo's joint limits are soft, and trained Hopper policies push joints up to 0.17 rad
+            past them in normal running; more than 0.3 means something else is wrong).
         max_joint_vel: largest joint speed, rad/s.
     """
 
@@ -58,7 +60,7 @@ class SafetyConfig:
     low_pass: float | None = None
     max_tilt_rad: float | None = 1.2
     min_height_m: float | None = None
-    joint_limit_tolerance_rad: float | None = 0.1
+    joint_limit_tolerance_rad: float | None = 0.3
     max_joint_vel: float | None = None
 
     @classmethod
