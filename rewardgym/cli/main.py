@@ -15,7 +15,7 @@ app = typer.Typer(
     name="rewardgym",
     help="Reward design for RL on real simulators: list tasks, read their state views, "
          "check reward programs, train and evaluate agents, synthesize rewards with an LLM, "
-         "learn perceptual rewards from demonstrations.",
+         "learn perceptual rewards from demonstrations, export policies and deploy them to robots.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -339,7 +339,7 @@ def deploy(
     policy: Path = typer.Argument(..., help="Exported policy (directory, policy.onnx or policy.pt) from "
                                             "`rewardgym export`."),
     robot: str = typer.Option("sim", "--robot", help="sim (the task's MuJoCo model in a real-time process) | "
-                              "sim:CONFIG.toml ([randomize] perturbation, [robot] watchdog, [fault]) | "
+                              "sim:CONFIG.toml (\\[randomize] perturbation, \\[robot] watchdog, \\[fault]) | "
                               "tcp://HOST:PORT (a robot server speaking the protocol)."),
     duration: float = typer.Option(10.0, "--duration", help="Seconds of control."),
     safety: Optional[Path] = typer.Option(None, "--safety", help="Safety limits (.toml): max_delta, low_pass, "
