@@ -42,6 +42,10 @@ HELD_OUT = {  # fixed before training; values the training draws never hit exact
 }
 VARIANTS = {"no randomisation": None, "randomised": TRAIN_RANDOMIZE}
 DEPLOY_SECONDS = 8.0  # Hopper: 1000 ticks of 8 ms = one full training episode
+# The benchmark machine is a shared 2-core VM where another process can hold a core for tens of
+# ms; a robot that is silent for 10 periods (80 ms) is still a fault, a scheduling hiccup is not.
+# Late commands and skipped states still count (and act on the robot: it holds the last command).
+TIMEOUT_PERIODS = 10.0
 
 
 def train_and_export(out: Path, steps: int, seeds: list[int]) -> dict[tuple[str, int], Path]:
@@ -83,12 +87,14 @@ def measure(exports: dict[tuple[str, int], Path], out: Path, deploy_seeds: list[
                 directory = out / "deployments" / f"{variant.replace(' ', '-')}-s{seed}-{label.replace(' ', '-')}-d{dseed}"
                 robot = SimRobot(TASK, config={"randomize": perturbation} if perturbation else None, seed=dseed,
                                  log_path=directory / "simrobot.log")
-                result = run_deployment(policy, robot, DEPLOY_SECONDS, directory, handle_signals=False)
+                result = run_deployment(policy, robot, DEPLOY_SECONDS, directory, handle_signals=False,
+                                        timeout_periods=TIMEOUT_PERIODS)
                 s = result.summary
                 deployed.append({"return": s["return"] or 0.0, "status": result.status, "reason": result.reason,
                                  "ticks": s["commands_sent"], "jitter": s["timing_ms"]["abs_jitter"],
                                  "latency": s["timing_ms"]["obs_to_action_latency"],
-                                 "late_commands": s["late_commands"]})
+                                 "late_commands": s["late_commands"] or 0,
+                                 "skipped_states": s["skipped_states"]})
             entry["held_out"][label] = {"in_sim": sim, "deployed": deployed}
             print(f"{variant:17s} s{seed} {label:13s} in-sim {sim:8.1f}  deployed "
                   f"{np.mean([d['return'] for d in deployed]):8.1f}  ({', '.join(d['status'] for d in deployed)})",
@@ -98,14 +104,17 @@ def measure(exports: dict[tuple[str, int], Path], out: Path, deploy_seeds: list[
     return results
 
 
-def report(results: dict, steps: int) -> None:
-    print(f"\nHopper-Hop, PPO {steps:,} env steps per policy, return = the simulator's own reward "
-          f"(deployed: {DEPLOY_SECONDS:g} s through SimRobot over TCP, real time)")
+def report(results: dict, steps: int, episodes: int) -> None:
+    print(f"\nHopper-Hop, PPO {steps:,} env steps per policy, return = the simulator's own reward; in-sim: "
+          f"{episodes} episodes in-process; deployed: {DEPLOY_SECONDS:g} s through SimRobot over TCP in real time, "
+          f"mean of the deploy seeds; ratio = deployed / training-sim return; stops = deployments ended before "
+          f"{DEPLOY_SECONDS:g} s (a fall)")
     header = f"{'policy':18s} {'seed':>4s}  {'perturbation':13s} {'in-sim':>8s} {'deployed':>9s} {'ratio':>6s}  stops"
     print(header)
     per_variant: dict[str, list[float]] = {}
     jitter: dict[str, list[float]] = {}
     latency: dict[str, list[float]] = {}
+    late: dict[str, list[int]] = {}
     for key, entry in results.items():
         variant, seed = key.split("|")
         print(f"{variant:18s} {seed:>4s}  {'training sim':13s} {entry['in_sim']:8.1f} {'':>9s} {'':>6s}")
@@ -118,14 +127,15 @@ def report(results: dict, steps: int) -> None:
             print(f"{'':18s} {'':>4s}  {label:13s} {row['in_sim']:8.1f} {np.mean(dep):9.1f} {ratio:6.2f}  "
                   f"{falls}/{len(dep)}")
             for d in row["deployed"]:
+                late.setdefault(variant, []).append(d["late_commands"] + d["skipped_states"])
                 if d["jitter"]:
                     jitter.setdefault(variant, []).append(d["jitter"]["p99"])
                     latency.setdefault(variant, []).append(d["latency"]["p99"])
     print(f"\n{'policy':18s} {'held-out deployed / in-sim return':>34s} {'jitter p99 ms':>14s} "
-          f"{'obs->action p99 ms':>19s}")
+          f"{'obs->action p99 ms':>19s} {'late/skipped ticks':>19s}")
     for variant, ratios in per_variant.items():
         print(f"{variant:18s} {np.mean(ratios):26.2f} (min {np.min(ratios):.2f}) {np.median(jitter[variant]):14.2f} "
-              f"{np.median(latency[variant]):19.2f}")
+              f"{np.median(latency[variant]):19.2f} {np.sum(late[variant]):19d}")
     plain, dr = (np.mean(per_variant.get(v, [np.nan])) for v in VARIANTS)
     print(f"\ngoal: randomised keeps >= 80 % ({dr:.0%}: {'met' if dr >= 0.8 else 'NOT met'}) and loses less than "
           f"without randomisation ({1 - dr:.0%} vs {1 - plain:.0%}: {'met' if dr > plain else 'NOT met'})")
@@ -145,7 +155,7 @@ def main() -> None:
     if args.phase == "train":
         return
     results = measure(exports, args.out, list(range(args.deploy_seeds)), args.episodes)
-    report(results, args.steps)
+    report(results, args.steps, args.episodes)
 
 
 if __name__ == "__main__":

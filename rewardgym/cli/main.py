@@ -348,6 +348,8 @@ def deploy(
                                        "deployments/<task>-<robot>-<time>)."),
     seed: int = typer.Option(0, "--seed", help="Seed of a simulated robot's episode and perturbation."),
     estop_file: Optional[Path] = typer.Option(None, "--estop-file", help="Stop as soon as this file exists."),
+    timeout_periods: float = typer.Option(2.0, "--timeout-periods", help="No observation for this many control "
+                                          "periods is a robot fault (2: one period after it was due)."),
 ) -> None:
     """Run an exported policy on a robot through the safety layer; every tick logged, every ending a safe stop.
 
@@ -364,6 +366,8 @@ def deploy(
 
     if not (duration > 0):
         _fail(f"--duration must be positive, got {duration}")
+    if not (timeout_periods > 1):
+        _fail(f"--timeout-periods must be > 1 (an observation is due every period), got {timeout_periods}")
     try:
         exported = ExportedPolicy.load(policy)
         limits = SafetyConfig.load(safety) if safety else SafetyConfig()
@@ -375,7 +379,8 @@ def deploy(
         _fail(str(exc))
     console.print(f"deploying {exported} on {robot} for {duration:g} s -> {out}  (Ctrl-C: safe stop)",
                   highlight=False)
-    result = run_deployment(exported, driver, duration, out, safety=limits, estop=EStop(estop_file))
+    result = run_deployment(exported, driver, duration, out, safety=limits, estop=EStop(estop_file),
+                            timeout_periods=timeout_periods)
     s = result.summary
     colour = "green" if result.status == "completed" else "yellow" if result.status == "stopped" else "red"
     console.print(f"[{colour}]{result.status}[/]: {result.reason}", highlight=False)

@@ -24,8 +24,8 @@ Endings (``DeploymentResult.status`` and the CLI's exit code):
                       (its watchdog, a fall, a stop) stopped it
 ``refused``     2     the policy's task or observation layout is not the robot's (nothing moved)
 ``fault``       3     the robot's connection was lost, it went silent or late (no observation
-                      within two control periods of the previous one), or it sent a garbled
-                      message
+                      within ``timeout_periods`` = 2 control periods of the previous one, i.e. one
+                      period after it was due), or it sent a garbled message
 ``error``       4     anything else went wrong in the controller (the traceback is in the log dir)
 ``interrupted`` 130   Ctrl-C
 ==============  ====  ===========================================================================
@@ -182,7 +182,8 @@ def _stop_on_signals(estop: EStop, enabled: bool) -> Iterator[dict[str, bool]]:
 def run_deployment(policy: Any, robot: Robot, duration_s: float, out_dir: str | Path,
                    safety: SafetyConfig | None = None, estop: EStop | None = None,
                    on_tick: Callable[[int, RobotObservation], None] | None = None,
-                   first_observation_timeout_s: float = 30.0, handle_signals: bool = True) -> DeploymentResult:
+                   first_observation_timeout_s: float = 30.0, timeout_periods: float = 2.0,
+                   handle_signals: bool = True) -> DeploymentResult:
     """Drive ``robot`` with ``policy`` for ``duration_s`` seconds (see the module docstring).
 
     Args:
@@ -195,8 +196,12 @@ def run_deployment(policy: Any, robot: Robot, duration_s: float, out_dir: str | 
         estop: an e-stop to honour (Ctrl-C and SIGTERM trigger it too).
         on_tick: called after every tick with ``(tick, observation)`` (monitoring, tests).
         first_observation_timeout_s: how long the robot may take to send its first observation.
+        timeout_periods: a robot that sends nothing for this many control periods after the
+            previous observation is a fault (2: stop one period after the observation was due).
         handle_signals: install the Ctrl-C/SIGTERM handlers (main thread only).
     """
+    if not timeout_periods > 1.0:
+        raise ValueError(f"timeout_periods must be > 1 (an observation is due every period), got {timeout_periods}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     safety = safety or SafetyConfig()
@@ -218,7 +223,7 @@ def run_deployment(policy: Any, robot: Robot, duration_s: float, out_dir: str | 
             check_compatible(policy, info)  # before the robot is armed: a refused policy moves nothing
             layer = SafetyLayer(safety, observation_layout(policy.task), policy.low, policy.high, estop)
             status, reason, ticks = _control(policy, robot, info, layer, duration_s, log, on_tick,
-                                             first_observation_timeout_s)
+                                             first_observation_timeout_s, timeout_periods)
         except DeploymentRefused as exc:
             status, reason = "refused", str(exc)
         except (ConnectionLost, RobotTimeout, ProtocolError, RobotError) as exc:
@@ -246,7 +251,7 @@ def run_deployment(policy: Any, robot: Robot, duration_s: float, out_dir: str | 
 
 def _control(policy: Any, robot: Robot, info: RobotInfo, layer: SafetyLayer, duration_s: float, log: TickLog,
              on_tick: Callable[[int, RobotObservation], None] | None,
-             first_timeout_s: float) -> tuple[str, str, int]:
+             first_timeout_s: float, timeout_periods: float) -> tuple[str, str, int]:
     """The loop itself; returns ``(status, reason, ticks)`` or raises a robot fault."""
     period = info.control_period_s
     total = max(1, math.ceil(duration_s / period - 1e-9))
@@ -261,7 +266,7 @@ def _control(policy: Any, robot: Robot, info: RobotInfo, layer: SafetyLayer, dur
         if host_clock and start is not None:
             scheduled = start + tick * period
             _sleep_until(scheduled)
-        ob = robot.observe(first_timeout_s if tick == 0 else 2.0 * period)
+        ob = robot.observe(first_timeout_s if tick == 0 else timeout_periods * period)
         received = ob.received_at
         if start is None:
             start = received
