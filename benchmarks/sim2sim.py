@@ -84,7 +84,8 @@ def measure(exports: dict[tuple[str, int], Path], out: Path, deploy_seeds: list[
             sim = evaluate_policy(policy, TASK, episodes=episodes, randomize=perturbation or None)["env_return"]["mean"]
             deployed = []
             for dseed in deploy_seeds:
-                directory = out / "deployments" / f"{variant.replace(' ', '-')}-s{seed}-{label.replace(' ', '-')}-d{dseed}"
+                slug = f"{variant}-s{seed}-{label}-d{dseed}".replace(" ", "-")
+                directory = out / "deployments" / slug
                 robot = SimRobot(TASK, config={"randomize": perturbation} if perturbation else None, seed=dseed,
                                  log_path=directory / "simrobot.log")
                 result = run_deployment(policy, robot, DEPLOY_SECONDS, directory, handle_signals=False,

@@ -113,8 +113,8 @@ class TemplateRobot:
         qpos, qvel = self.hardware.read_joint_state()  # EDIT: your sensors, in the manifest's order and units
         readings = {"qpos": qpos, "qvel": qvel}
         observation = RobotObservation(seq=self.seq, readings=readings, obs=self.layout.build(readings),
-                                       received_at=time.perf_counter(), robot_time=self.seq * self.layout.control_period_s,
-                                       stopped=self.stopped)
+                                       received_at=time.perf_counter(),
+                                       robot_time=self.seq * self.layout.control_period_s, stopped=self.stopped)
         self.seq += 1
         return observation
 

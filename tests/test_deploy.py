@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from rewardgym.agents.export import ExportedPolicy
-from rewardgym.deploy import (EStop, ProtocolError, SafetyConfig, SafetyLayer, SimRobot, TcpRobot, run_deployment)
+from rewardgym.deploy import EStop, ProtocolError, SafetyConfig, SafetyLayer, SimRobot, run_deployment
 from rewardgym.deploy.loop import read_log
 from rewardgym.deploy.protocol import ConnectionLost, MessageStream, decode, encode
 from rewardgym.deploy.safety import SafetyConfigError
@@ -284,7 +284,8 @@ def test_cli_deploy_logs_every_tick_and_stops_on_a_state_limit(tiny_hopper_expor
     assert "state limit: torso tilt" in result.stdout and "max_tilt_rad 0.05" in result.stdout
     summary = json.loads((tmp_path / "tilt" / "summary.json").read_text())
     assert summary["status"] == "stopped" and summary["interventions"].get("rate", 0) > 0
-    assert "safe stop: stop requested by the controller: state limit" in (tmp_path / "tilt" / "simrobot.log").read_text()
+    robot_log = (tmp_path / "tilt" / "simrobot.log").read_text()
+    assert "safe stop: stop requested by the controller: state limit" in robot_log
 
 
 

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 import rewardgym
-from rewardgym.agents.runs import RunDir, RunError, atomic_write_bytes, atomic_write_text
+from rewardgym.agents.runs import RunDir, atomic_write_bytes, atomic_write_text
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "rewardgym-policy"
@@ -483,7 +483,8 @@ def evaluate_exported(path: str | Path, episodes: int = 10, seed: int = 10_000, 
 
     policy = ExportedPolicy.load(path)
     report = evaluate_policy(policy, policy.task, episodes=episodes, seed=seed, reward=reward, randomize=randomize)
-    report = {"policy": str(policy.path), "task": policy.task, "algo": f"exported {policy.manifest['policy']['format']}",
+    report = {"policy": str(policy.path), "task": policy.task,
+              "algo": f"exported {policy.manifest['policy']['format']}",
               "training_reward": policy.manifest.get("training", {}).get("reward"), **report}
     atomic_write_text(policy.path.parent / "eval.json", json.dumps(report, indent=2) + "\n")
     return report

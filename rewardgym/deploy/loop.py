@@ -148,7 +148,8 @@ def check_compatible(policy: Any, info: RobotInfo) -> None:
                                 f"{policy.task}; robot {info.name!r} builds layout {info.layout_digest[:12]}")
     if abs(policy.control_period_s - info.control_period_s) > 1e-9:
         raise DeploymentRefused(f"policy {policy.path} was trained at a control period of "
-                                f"{policy.control_period_s:g} s; robot {info.name!r} runs at {info.control_period_s:g} s")
+                                f"{policy.control_period_s:g} s; robot {info.name!r} runs at "
+                                f"{info.control_period_s:g} s")
     if policy.act_dim != info.action_size:
         raise DeploymentRefused(f"policy {policy.path} outputs {policy.act_dim} actions; robot {info.name!r} takes "
                                 f"{info.action_size}")

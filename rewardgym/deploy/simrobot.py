@@ -52,7 +52,7 @@ import select
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -206,7 +206,8 @@ class SimRobotServer:
         readings = self.layout.read(self.sim.data)
         if self._obs_noise > 0.0:
             readings = {k: v + self._rng.normal(0.0, self._obs_noise, v.shape) for k, v in readings.items()}
-        return {"type": "state", "seq": seq, "time": t, "readings": {k: v.reshape(-1).tolist() for k, v in readings.items()},
+        return {"type": "state", "seq": seq, "time": t,
+                "readings": {k: v.reshape(-1).tolist() for k, v in readings.items()},
                 "reward": float(reward), "terminated": bool(terminated), "stopped": self.stopped,
                 "applied": applied.tolist(), "cmd_seq": cmd_seq, "late_commands": self.late_commands,
                 "overruns": self.overruns}
