@@ -13,8 +13,9 @@ robot falls), their ratio to the training-simulator return, and the loop's timin
 Goal (issue 13): the randomised policy keeps at least 80 % of its in-simulator return under
 the held-out perturbations, and loses less than the policy trained without randomisation.
 
-    python benchmarks/sim2sim.py                      # train (2 x 1M steps) + deploy; ~1 h on 2 busy cores
+    python benchmarks/sim2sim.py                      # train (2 x 2 x 1M steps) + deploy; ~2 h on 2 busy cores
     python benchmarks/sim2sim.py --phase deploy       # deploy again from the saved runs
+    python benchmarks/sim2sim.py --phase report       # print the tables again from OUT/sim2sim.json
 """
 
 from __future__ import annotations
@@ -106,24 +107,28 @@ def measure(exports: dict[tuple[str, int], Path], out: Path, deploy_seeds: list[
 
 
 def report(results: dict, steps: int, episodes: int) -> None:
-    print(f"\nHopper-Hop, PPO {steps:,} env steps per policy, return = the simulator's own reward; in-sim: "
-          f"{episodes} episodes in-process; deployed: {DEPLOY_SECONDS:g} s through SimRobot over TCP in real time, "
-          f"mean of the deploy seeds; ratio = deployed / training-sim return; stops = deployments ended before "
-          f"{DEPLOY_SECONDS:g} s (a fall)")
+    print(f"\nHopper-Hop, PPO {steps:,} env steps per policy; return = the simulator's own reward.\n"
+          f"in-sim: {episodes} episodes in-process; deployed: {DEPLOY_SECONDS:g} s through a SimRobot over TCP in "
+          f"real time (mean of the deploy seeds);\nratio = deployed / training-sim return; stops = deployments that "
+          f"ended before {DEPLOY_SECONDS:g} s (a fall).")
     header = f"{'policy':18s} {'seed':>4s}  {'perturbation':13s} {'in-sim':>8s} {'deployed':>9s} {'ratio':>6s}  stops"
     print(header)
     per_variant: dict[str, list[float]] = {}
+    nominal: dict[str, list[float]] = {}
+    held_out: dict[str, list[float]] = {}
     jitter: dict[str, list[float]] = {}
     latency: dict[str, list[float]] = {}
     late: dict[str, list[int]] = {}
     for key, entry in results.items():
         variant, seed = key.split("|")
-        print(f"{variant:18s} {seed:>4s}  {'training sim':13s} {entry['in_sim']:8.1f} {'':>9s} {'':>6s}")
+        print(f"{variant:18s} {seed:>4s}  {'training sim':13s} {entry['in_sim']:8.1f}")
+        nominal.setdefault(variant, []).append(entry["in_sim"])
         for label, row in entry["held_out"].items():
             dep = [d["return"] for d in row["deployed"]]
             ratio = np.mean(dep) / entry["in_sim"]
             if label != "nominal":
                 per_variant.setdefault(variant, []).append(ratio)
+                held_out.setdefault(variant, []).append(float(np.mean(dep)))
             falls = sum(d["status"] != "completed" for d in row["deployed"])
             print(f"{'':18s} {'':>4s}  {label:13s} {row['in_sim']:8.1f} {np.mean(dep):9.1f} {ratio:6.2f}  "
                   f"{falls}/{len(dep)}")
@@ -132,10 +137,11 @@ def report(results: dict, steps: int, episodes: int) -> None:
                 if d["jitter"]:
                     jitter.setdefault(variant, []).append(d["jitter"]["p99"])
                     latency.setdefault(variant, []).append(d["latency"]["p99"])
-    print(f"\n{'policy':18s} {'held-out deployed / in-sim return':>34s} {'jitter p99 ms':>14s} "
-          f"{'obs->action p99 ms':>19s} {'late/skipped ticks':>19s}")
+    print(f"\n{'policy':18s} {'in-sim':>7s} {'held-out deployed':>18s} {'deployed / in-sim':>24s} "
+          f"{'jitter p99 ms':>14s} {'obs->action p99 ms':>19s} {'late/skipped ticks':>19s}")
     for variant, ratios in per_variant.items():
-        print(f"{variant:18s} {np.mean(ratios):26.2f} (min {np.min(ratios):.2f}) {np.median(jitter[variant]):14.2f} "
+        print(f"{variant:18s} {np.mean(nominal[variant]):7.0f} {np.mean(held_out[variant]):18.0f} "
+              f"{np.mean(ratios):12.2f} (min {np.min(ratios):.2f}) {np.median(jitter[variant]):14.2f} "
               f"{np.median(latency[variant]):19.2f} {np.sum(late[variant]):19d}")
     plain, dr = (np.mean(per_variant.get(v, [np.nan])) for v in VARIANTS)
     print(f"\ngoal: randomised keeps >= 80 % ({dr:.0%}: {'met' if dr >= 0.8 else 'NOT met'}) and loses less than "
@@ -149,9 +155,13 @@ def main() -> None:
     parser.add_argument("--deploy-seeds", type=int, default=2, help="SimRobot seeds per held-out perturbation")
     parser.add_argument("--episodes", type=int, default=8, help="in-simulator episodes per evaluation")
     parser.add_argument("--out", type=Path, default=Path("runs/sim2sim"))
-    parser.add_argument("--phase", choices=("all", "train", "deploy"), default="all")
+    parser.add_argument("--phase", choices=("all", "train", "deploy", "report"), default="all",
+                        help="report: print the tables again from OUT/sim2sim.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.phase == "report":
+        report(json.loads((args.out / "sim2sim.json").read_text()), args.steps, args.episodes)
+        return
     exports = train_and_export(args.out, args.steps, list(range(args.seeds)))
     if args.phase == "train":
         return

@@ -314,3 +314,24 @@ def test_ctrl_c_ends_in_safe_stop_with_a_complete_log(tiny_hopper_exports, tmp_p
     assert len(rows) >= 20 and rows[-1]["tick"] == len(rows) - 1
     assert "safe stop: stop requested by the controller: Ctrl-C" in (out / "simrobot.log").read_text()
     assert (out / "summary.json").is_file() and (out / "deploy.png").is_file()
+
+
+def test_simrobot_reproduces_the_training_simulator_while_commands_are_on_time(policy, tmp_path):
+    """Socket, real-time robot, observation layout and safety layer add nothing of their own:
+    while every command reaches the robot within its period, the deployed trajectory is the
+    simulator's episode from the same seed, observation for observation."""
+    import gymnasium as gym
+
+    robot = SimRobot(policy.task, seed=7)
+    result = run_deployment(policy, robot, 0.5, tmp_path / "exact", handle_signals=False)
+    _, rows, _ = read_log(result.directory)
+    env = gym.make(policy.task)
+    obs, _ = env.reset(seed=7)
+    compared = 0
+    for previous, row in zip(rows, rows[1:]):
+        assert np.array_equal(np.asarray(previous["obs"]), obs)  # JSON keeps float64 exactly
+        compared += 1
+        if row["cmd_seq"] != previous["seq"] or row["seq"] != previous["seq"] + 1:
+            break  # from here on the robot held a command: the trajectories may part
+        obs, *_ = env.step(np.asarray(previous["action_sent"]))
+    assert compared >= 5, compared
