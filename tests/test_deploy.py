@@ -37,10 +37,13 @@ def policy(tiny_hopper_exports):
     return ExportedPolicy.load(tiny_hopper_exports["onnx"])
 
 
-def _cli(*args, **kwargs):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "rewardgym.cli.main", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, env=env, **kwargs)
+def _cli(*args):
+    """The CLI in this process (typer's runner): ``.exit_code`` and ``.output``."""
+    from typer.testing import CliRunner
+
+    from rewardgym.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], terminal_width=400)
 
 
 # ----------------------------------------------------------------------------- protocol
@@ -261,7 +264,7 @@ def test_cli_deploy_logs_every_tick_and_stops_on_a_state_limit(tiny_hopper_expor
     out = tmp_path / "dep"
     result = _cli("deploy", tiny_hopper_exports["torchscript"], "--robot", f"sim:{robot_cfg}", "--duration", "0.2",
                   "--out", out)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.exit_code == 0, result.output
     header, rows, end = read_log(out)
     assert header["robot"]["details"]["perturbation"] == {"friction": 0.8, "mass": 1.1, "latency": 1}
     assert end == {**end, "status": "completed", "ticks": 25}
@@ -280,8 +283,8 @@ def test_cli_deploy_logs_every_tick_and_stops_on_a_state_limit(tiny_hopper_expor
     safety.write_text("max_tilt_rad = 0.05\nmax_delta = 0.05\n")
     result = _cli("deploy", tiny_hopper_exports["torchscript"], "--duration", "5", "--safety", safety,
                   "--out", tmp_path / "tilt")
-    assert result.returncode == 1
-    assert "state limit: torso tilt" in result.stdout and "max_tilt_rad 0.05" in result.stdout
+    assert result.exit_code == 1, result.output
+    assert "state limit: torso tilt" in result.output and "max_tilt_rad 0.05" in result.output
     summary = json.loads((tmp_path / "tilt" / "summary.json").read_text())
     assert summary["status"] == "stopped" and summary["interventions"].get("rate", 0) > 0
     robot_log = (tmp_path / "tilt" / "simrobot.log").read_text()
@@ -317,21 +320,31 @@ def test_ctrl_c_ends_in_safe_stop_with_a_complete_log(tiny_hopper_exports, tmp_p
 
 
 def test_simrobot_reproduces_the_training_simulator_while_commands_are_on_time(policy, tmp_path):
-    """Socket, real-time robot, observation layout and safety layer add nothing of their own:
-    while every command reaches the robot within its period, the deployed trajectory is the
-    simulator's episode from the same seed, observation for observation."""
+    """Socket, robot process, observation layout and safety layer add nothing of their own: in
+    lock-step (timing taken out) the deployment is the simulator's episode from the same seed,
+    observation for observation; in real time, the same holds while commands arrive in time."""
     import gymnasium as gym
 
-    robot = SimRobot(policy.task, seed=7)
-    result = run_deployment(policy, robot, 0.5, tmp_path / "exact", handle_signals=False)
+    def simulator(seed, steps_of):
+        env = gym.make(policy.task)
+        obs, _ = env.reset(seed=seed)
+        for row in steps_of:
+            yield obs
+            obs, *_ = env.step(np.asarray(row["action_sent"]))
+
+    robot = SimRobot(policy.task, config={"robot": {"lockstep": True, "watchdog_ms": 30_000}}, seed=7)
+    result = run_deployment(policy, robot, 2.0, tmp_path / "lockstep", handle_signals=False)
     _, rows, _ = read_log(result.directory)
-    env = gym.make(policy.task)
-    obs, _ = env.reset(seed=7)
-    compared = 0
-    for previous, row in zip(rows, rows[1:]):
-        assert np.array_equal(np.asarray(previous["obs"]), obs)  # JSON keeps float64 exactly
-        compared += 1
+    assert result.reason.endswith("the robot has fallen (the simulator's unhealthy test)")  # the tiny policy falls
+    sent = [r for r in rows if r.get("action_sent")]
+    assert len(sent) > 20 and all(r["cmd_seq"] == r["seq"] - 1 for r in rows[1:] if "stop" not in r)
+    for row, obs in zip(sent, simulator(7, sent)):
+        assert np.array_equal(np.asarray(row["obs"]), obs)  # JSON keeps float64 exactly
+
+    robot = SimRobot(policy.task, seed=7)  # real time: identical up to the first late command
+    result = run_deployment(policy, robot, 0.5, tmp_path / "realtime", handle_signals=False)
+    _, rows, _ = read_log(result.directory)
+    for previous, row, obs in zip(rows, rows[1:], simulator(7, rows)):
+        assert np.array_equal(np.asarray(previous["obs"]), obs)
         if row["cmd_seq"] != previous["seq"] or row["seq"] != previous["seq"] + 1:
             break  # from here on the robot held a command: the trajectories may part
-        obs, *_ = env.step(np.asarray(previous["action_sent"]))
-    assert compared >= 5, compared

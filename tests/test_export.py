@@ -4,8 +4,6 @@ manifest, evaluate like the run, and are refused when tampered with."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -146,13 +144,18 @@ def test_only_ppo_runs_of_deployable_tasks_export(tmp_path):
 
 
 def test_cli_export_and_eval(hopper_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from rewardgym.cli.main import app
+
     out = tmp_path / "cli-export"
-    cmd = [sys.executable, "-m", "rewardgym.cli.main"]
-    result = subprocess.run(cmd + ["export", str(hopper_run), "--format", "torchscript", "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "parity" in result.stdout and (out / "policy.pt").is_file()
-    result = subprocess.run(cmd + ["eval", str(out / "policy.pt"), "--episodes", "2"], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "exported torchscript" in " ".join(result.stdout.split()) and (out / "eval.json").is_file()
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(hopper_run), "--format", "torchscript", "--out", str(out)],
+                           terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert "parity: max |exported - torch|" in result.output and (out / "policy.pt").is_file()
+    result = runner.invoke(app, ["eval", str(out / "policy.pt"), "--episodes", "2"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert "exported torchscript" in " ".join(result.output.split()) and (out / "eval.json").is_file()
+    result = runner.invoke(app, ["export", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "run directory not found" in result.output and "Traceback" not in result.output

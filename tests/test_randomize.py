@@ -4,8 +4,6 @@ a true action delay, pushes, and the training/vector paths."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
@@ -159,24 +157,27 @@ def test_vector_env_keeps_the_fast_path_and_samples_per_env():
 
 
 def test_train_with_randomize(tmp_path):
+    from typer.testing import CliRunner
+
+    from rewardgym.cli.main import app
+
     dr = tmp_path / "dr.toml"
     dr.write_text("friction = [0.7, 1.3]\nlatency = [0, 1]\n")
 
     def train(name):
-        cmd = [sys.executable, "-m", "rewardgym.cli.main", "train", "Hopper-Hop", "--reward", "env", "--steps", "256",
-               "--num-envs", "2", "--runs-dir", str(tmp_path / "runs"), "--name", name, "--randomize", str(dr),
-               "--config", str(_small_ppo(tmp_path))]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        return CliRunner().invoke(app, ["train", "Hopper-Hop", "--reward", "env", "--steps", "256", "--num-envs", "2",
+                                        "--runs-dir", str(tmp_path / "runs"), "--name", name, "--randomize", str(dr),
+                                        "--config", str(_small_ppo(tmp_path))], terminal_width=400)
 
     result = train("dr")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "runs" / "dr" / "config.json").read_text())
     assert config["randomize"] == {"friction": [0.7, 1.3], "latency": [0, 1]}
     dr.write_text("friction = [0.7, 1.3]\nlatncy = 1\n")
     result = train("bad")
-    assert result.returncode == 2
-    assert f"{dr}: unknown randomisation parameter 'latncy'; did you mean 'latency'" in " ".join(result.stderr.split())
-    assert "Traceback" not in result.stderr and not (tmp_path / "runs" / "bad").exists()
+    assert result.exit_code == 2
+    assert f"{dr}: unknown randomisation parameter 'latncy'; did you mean 'latency'" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "runs" / "bad").exists()
 
 
 def _small_ppo(tmp_path):

@@ -4,9 +4,6 @@ report files, and LLM-proposed randomisation ranges from the local OpenAI-compat
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import gymnasium as gym
 import pytest
@@ -70,16 +67,20 @@ BAD = "```toml\nfriction = [0.6, 1.6]\nfrction = 2\n```"
 
 
 def test_cli_robustness_with_llm_ranges_from_the_test_server(tiny_hopper_run, tmp_path):
-    env = {**os.environ, "COLUMNS": "200", "REWARDGYM_LLM_CACHE": str(tmp_path / "cache")}
+    from typer.testing import CliRunner
+
+    from rewardgym.cli.main import app
+
+    runner = CliRunner()
     out = tmp_path / "rob"
     with ScriptedOpenAIServer([{"kind": "reply", "text": BAD}, {"kind": "reply", "text": GOOD,
                                                                  "match": "Randomisation repair request"}]) as server:
-        result = subprocess.run(
-            [sys.executable, "-m", "rewardgym.cli.main", "robustness", str(tiny_hopper_run), "--param", "friction",
-             "--values", "0.5,1,2", "--param", "latency", "--values", "0,3", "--episodes", "2", "--out", str(out),
-             "--llm", "--model", server.model, "--base-url", server.base_url, "--api-key", server.api_key],
-            capture_output=True, text=True, timeout=300, env=env)
-        assert result.returncode == 0, result.stdout + result.stderr
+        result = runner.invoke(app, [
+            "robustness", str(tiny_hopper_run), "--param", "friction", "--values", "0.5,1,2", "--param", "latency",
+            "--values", "0,3", "--episodes", "2", "--out", str(out), "--llm", "--model", server.model,
+            "--base-url", server.base_url, "--api-key", server.api_key],
+            env={"REWARDGYM_LLM_CACHE": str(tmp_path / "cache")}, terminal_width=400)
+        assert result.exit_code == 0, result.output
         assert server.chat_request_count == 2  # the invalid table was repaired once
         prompt = server.requests[0].body["messages"][1]["content"]
     assert "| friction | 0.5 |" in prompt and "| latency | 3 |" in prompt and "Kept ranges" in prompt
@@ -89,4 +90,8 @@ def test_cli_robustness_with_llm_ranges_from_the_test_server(tiny_hopper_run, tm
     gym.make("rewardgym/Hopper-Hop-v0", randomize=out / "randomize_llm.toml").reset(seed=0)  # usable as is
     transcript = (out / "llm_transcript.jsonl").read_text().splitlines()
     assert len(transcript) == 2 and json.loads(transcript[1])["reply"] == GOOD
-    assert (out / "robustness.md").is_file() and "kept from" in result.stdout
+    assert (out / "robustness.md").is_file() and "kept from" in result.output
+
+    bad = runner.invoke(app, ["robustness", str(tiny_hopper_run), "--param", "fricton"], terminal_width=400)
+    assert bad.exit_code == 2 and "did you mean 'friction'" in " ".join(bad.output.split())
+    assert "Traceback" not in bad.output

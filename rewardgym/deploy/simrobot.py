@@ -36,6 +36,7 @@ Config file (TOML; every table optional)::
     watchdog_ms = 100      # safe stop after this long without a command
     damping = 0.05         # safe-stop command per rad/s of joint velocity (action units)
     task = "rewardgym/Hopper-Hop-v0"   # simulate another task than the policy's (tests refusals)
+    lockstep = false       # true: wait for each command instead of running in real time
     [fault]                # fault injection, for testing a deployment stack
     kind = "silent"        # silent | garble | late | exit
     at_tick = 50
@@ -79,6 +80,9 @@ class SimRobotConfig:
         watchdog_s: safe stop after this long without a valid command.
         damping: safe-stop command per rad/s of joint velocity, action units.
         task: simulate this task instead of the policy's (None: the policy's).
+        lockstep: instead of running in real time, wait (up to the watchdog) for the command that
+            answers each state, then step: a deterministic sim2sim of the whole pipeline (layout,
+            protocol, safety layer) with the timing taken out.
         fault: ``{"kind", "at_tick", "delay_ms"}`` or None.
         source: where it came from (for messages).
     """
@@ -87,6 +91,7 @@ class SimRobotConfig:
     watchdog_s: float = 0.1
     damping: float = 0.05
     task: str | None = None
+    lockstep: bool = False
     fault: dict[str, Any] | None = None
     source: str = "sim robot config"
 
@@ -102,12 +107,15 @@ class SimRobotConfig:
         except RandomizationError as exc:
             raise SimRobotConfigError(str(exc)) from None
         robot = _table(data, "robot", source)
-        check_keys(robot, ("watchdog_ms", "damping", "task"), SimRobotConfigError, f"{source} [robot]")
+        check_keys(robot, ("watchdog_ms", "damping", "task", "lockstep"), SimRobotConfigError, f"{source} [robot]")
         watchdog_ms = _number(robot, "watchdog_ms", 100.0, 1.0, 60_000.0, source)
         damping = _number(robot, "damping", 0.05, 0.0, 1e3, source)
         task = robot.get("task")
         if task is not None and not isinstance(task, str):
             raise SimRobotConfigError(f"{source}: [robot] task must be a task id string")
+        lockstep = robot.get("lockstep", False)
+        if not isinstance(lockstep, bool):
+            raise SimRobotConfigError(f"{source}: [robot] lockstep must be true or false")
         fault = _table(data, "fault", source) or None
         if fault is not None:
             check_keys(fault, ("kind", "at_tick", "delay_ms"), SimRobotConfigError, f"{source} [fault]")
@@ -119,8 +127,8 @@ class SimRobotConfig:
                 raise SimRobotConfigError(f"{source}: [fault] at_tick must be a whole number >= 0")
             fault = {"kind": fault["kind"], "at_tick": at,
                      "delay_ms": _number(fault, "delay_ms", 100.0, 0.0, 60_000.0, source)}
-        return cls(randomize=randomize, watchdog_s=watchdog_ms / 1e3, damping=damping, task=task, fault=fault,
-                   source=source)
+        return cls(randomize=randomize, watchdog_s=watchdog_ms / 1e3, damping=damping, task=task,
+                   lockstep=lockstep, fault=fault, source=source)
 
     @classmethod
     def load(cls, path: str | Path) -> "SimRobotConfig":
@@ -138,7 +146,8 @@ class SimRobotConfig:
         return cls.load(spec)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"robot": {"watchdog_ms": self.watchdog_s * 1e3, "damping": self.damping}}
+        out: dict[str, Any] = {"robot": {"watchdog_ms": self.watchdog_s * 1e3, "damping": self.damping,
+                                         "lockstep": self.lockstep}}
         if self.task:
             out["robot"]["task"] = self.task
         if self.randomize:
@@ -195,7 +204,7 @@ class SimRobotServer:
     # -- messages -----------------------------------------------------------------------------
     def hello(self) -> dict[str, Any]:
         details = {"perturbation": self.config.randomize.to_dict() if self.config.randomize else {},
-                   "damping": self.config.damping, "pid": os.getpid()}
+                   "damping": self.config.damping, "lockstep": self.config.lockstep, "pid": os.getpid()}
         return {"type": "hello", "protocol": PROTOCOL_VERSION, "robot": "sim", "task": self.task,
                 "layout": self.layout.digest, "control_period_s": self.period,
                 "action_size": len(self.layout.action_names), "watchdog_s": self.config.watchdog_s,
@@ -258,11 +267,17 @@ class SimRobotServer:
         seq = 0
         stream.send(self._state(0, 0.0, 0.0, False, action, cmd_seq))
         silent = False
+        lockstep = self.config.lockstep
         while True:
-            deadline = t0 + (seq + 1) * period
+            deadline = t0 + (seq + 1) * period if not lockstep else time.perf_counter() + period
             pending: tuple[int, np.ndarray] | None = None
-            while True:  # collect commands until the period ends
-                left = deadline - time.perf_counter()
+            while True:  # collect commands until the period ends (lock-step: until the answer comes)
+                if lockstep and self.stopped is None:  # once stopped, it damps in real time
+                    if pending is not None:
+                        break
+                    left = last_command + self.config.watchdog_s - time.perf_counter()
+                else:
+                    left = deadline - time.perf_counter()
                 if left <= 0:
                     break
                 if not select.select([stream.sock], [], [], left)[0]:
@@ -304,7 +319,7 @@ class SimRobotServer:
             if terminated and self.stopped is None:
                 self._safe_stop("task termination: the robot has fallen (the simulator's unhealthy test)")
             seq += 1
-            if time.perf_counter() > deadline + period:  # fell a period behind: re-anchor, never burst
+            if not lockstep and time.perf_counter() > deadline + period:  # a period behind: re-anchor, never burst
                 self.overruns += 1
                 t0 = time.perf_counter() - seq * period
             kind = fault.get("kind")
