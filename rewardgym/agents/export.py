@@ -12,7 +12,7 @@ into the graph, the input is named ``obs`` and the output ``actions``::
 Files (``--out``, default ``RUN/export/<format>/``; each written atomically, the manifest last,
 so a crash never leaves a manifest pointing at a missing or partial policy):
 
-``policy.onnx`` | ``policy.pt``   the policy (ONNX opset 18+, or TorchScript)
+``policy.onnx`` | ``policy.pt``   the policy (ONNX from torch's exporter, opset 20 with torch 2.13; or TorchScript)
 ``manifest.json``                 task, observation layout (names, units, digest), action
                                   names/bounds/gear, control period, training reward and
                                   randomisation, versions, the policy file's sha256, parity
