@@ -9,6 +9,7 @@ a traceback; set ``REWARDGYM_DEBUG=1`` to see the traceback of an unexpected one
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ app = typer.Typer(
     name="rewardgym",
     help="Reward design for RL on real simulators: list tasks, read their state views, "
          "check reward programs, train and evaluate agents, synthesize rewards with an LLM, "
-         "learn perceptual rewards from demonstrations.",
+         "learn perceptual rewards from demonstrations, export policies and deploy them to robots.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -220,6 +221,18 @@ def _oni_options(intrinsic: Optional[str], oni_model: str, annotator: str, beta:
     return options
 
 
+def _randomize_or_fail(path: Optional[Path]) -> Optional[dict]:
+    """The validated randomisation table of ``path`` (None without one)."""
+    if path is None:
+        return None
+    from rewardgym.wrappers.randomize import RandomizationConfig, RandomizationError
+
+    try:
+        return RandomizationConfig.load(path).to_dict()
+    except RandomizationError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def train(
     task: Optional[str] = typer.Argument(None, help="Task id (omit with --resume)."),
@@ -262,6 +275,8 @@ def train(
                                            "annotator (default $OPENAI_BASE_URL)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key of the llm annotator (default "
                                           "$OPENAI_API_KEY; never written to the run directory)."),
+    randomize: Optional[Path] = typer.Option(None, "--randomize", help="Domain randomisation file (.toml or "
+                                             ".json: friction, mass, latency, obs_noise ...; MuJoCo tasks)."),
 ) -> None:
     """Train an agent on TASK with an injected reward; writes a resumable run directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -292,7 +307,8 @@ def train(
                                   shaping=shaping,
                                   hyperparams=_load_config_file(config) if config else {},
                                   intrinsic=intrinsic, oni=_oni_options(intrinsic, oni_model, annotator, oni_beta,
-                                                                        goal, oni_option, model, base_url))
+                                                                        goal, oni_option, model, base_url),
+                                  randomize=_randomize_or_fail(randomize))
         if config is not None and algo == "ppo":  # report bad keys against the file they came from
             from rewardgym.agents.ppo import PPOConfig
 
@@ -334,27 +350,36 @@ def train(
 
 @app.command("eval")
 def eval_run(
-    run: Path = typer.Argument(..., help="Run directory written by `rewardgym train`."),
+    run: Path = typer.Argument(..., help="Run directory written by `rewardgym train`, or an exported policy "
+                                         "(directory, policy.onnx or policy.pt) written by `rewardgym export`."),
     episodes: int = typer.Option(10, "--episodes", min=1, help="Evaluation episodes (deterministic policy)."),
     seed: int = typer.Option(10_000, "--seed", help="Seed of the first episode (then +1 each)."),
-    video: bool = typer.Option(False, "--video", help="Write video.mp4 of the first episode (off-screen)."),
-    trusted: bool = typer.Option(False, "--trusted", help="Run the run's reward program files without the sandbox "
-                                 "(your own code only; a run directory can never ask for it)."),
+    video: bool = typer.Option(False, "--video", help="Write video.mp4 of the first episode (off-screen; runs only)."),
+    trusted: bool = typer.Option(False, "--trusted", help="Run the run's reward program files without the sandbox, "
+                                 "or load an exported TorchScript policy (a program) -- your own files only; a run "
+                                 "directory can never ask for it."),
     reward_timeout: Optional[float] = typer.Option(None, "--reward-timeout", min=0.001, help=_REWARD_TIMEOUT_HELP),
     reward_memory: Optional[int] = typer.Option(None, "--reward-memory-mb", min=1, help=_REWARD_MEMORY_HELP),
     unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help=_UNSAFE_PICKLE_HELP),
 ) -> None:
-    """Success rate and returns (mean ± std) of a trained run, per reward term; optional MP4."""
+    """Success rate and returns (mean ± std) of a trained run or an exported policy, per reward term; optional MP4."""
     from rewardgym.agents.evaluate import evaluate
+    from rewardgym.agents.export import ExportError, evaluate_exported, is_exported_policy
     from rewardgym.agents.runs import RunError
     from rewardgym.rewards.program import RewardProgramError
     from rewardgym.rewards.sandbox import ProgramRejected
 
     try:
         with console.status(f"evaluating {run} ({episodes} episodes)..."):
-            report = evaluate(run, episodes=episodes, seed=seed, video=video, trusted=trusted,
-                              reward_limits=_reward_limits(reward_timeout, reward_memory), unsafe_pickle=unsafe_pickle)
-    except (RunError, ValueError, ProgramRejected, RewardProgramError, FileNotFoundError) as exc:
+            if is_exported_policy(run):
+                if video:
+                    _fail("--video needs a run directory (an exported policy is evaluated without rendering)")
+                report = evaluate_exported(run, episodes=episodes, seed=seed, trusted=trusted)
+            else:
+                report = evaluate(run, episodes=episodes, seed=seed, video=video, trusted=trusted,
+                                  reward_limits=_reward_limits(reward_timeout, reward_memory),
+                                  unsafe_pickle=unsafe_pickle)
+    except (RunError, ExportError, ValueError, ProgramRejected, RewardProgramError, FileNotFoundError) as exc:
         _fail(str(exc))
     table = Table("metric", "mean", "std", title=f"{report['task']}  reward={report['reward']}  "
                                                   f"{report['algo']}: success rate {report['success_rate']:.2f} "
@@ -366,6 +391,176 @@ def eval_run(
     console.print(table)
     if "video" in report:
         console.print(f"video: {report['video']}")
+
+
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run directory of a rewardgym PPO run (`rewardgym train`)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (ONNX Runtime; data only) | torchscript (torch.jit)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default RUN/export/FORMAT)."),
+    parity_obs: int = typer.Option(1000, "--parity-obs", help="Recorded observations of the parity check (>= 1000)."),
+) -> None:
+    """Export a run as a deterministic policy (normaliser, clipping, action bounds inside) with a manifest."""
+    from rewardgym.agents.export import ExportError, ExportedPolicy, export_run
+    from rewardgym.agents.runs import RunError
+
+    try:
+        with console.status(f"exporting {run} ({fmt}; parity on {parity_obs} recorded observations)..."):
+            out_dir = export_run(run, fmt, out, parity_observations=parity_obs)
+            policy = ExportedPolicy.load(out_dir, trusted=True)  # written just now by this process
+    except (ExportError, RunError) as exc:
+        _fail(str(exc))
+    parity = policy.manifest["parity"]
+    console.print(f"{policy}\nparity: max |exported - torch| = {parity['max_abs_diff']:.2e} on "
+                  f"{parity['observations']} recorded observations ({parity['runtime']})\nwrote {out_dir}",
+                  highlight=False)
+
+
+@app.command()
+def deploy(
+    policy: Path = typer.Argument(..., help="Exported policy (directory, policy.onnx or policy.pt) from "
+                                            "`rewardgym export`."),
+    robot: str = typer.Option("sim", "--robot", help="sim (the task's MuJoCo model in a real-time process) | "
+                              "sim:CONFIG.toml (\\[randomize] perturbation, \\[robot] watchdog, \\[fault]) | "
+                              "tcp://HOST:PORT (a robot server speaking the protocol)."),
+    duration: float = typer.Option(10.0, "--duration", help="Seconds of control."),
+    safety: Optional[Path] = typer.Option(None, "--safety", help="Safety limits (.toml): max_delta, low_pass, "
+                                          "max_tilt_rad, min_height_m, joint_limit_tolerance_rad, max_joint_vel."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Deployment directory (default "
+                                       "deployments/<task>-<robot>-<time>)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of a simulated robot's episode and perturbation."),
+    estop_file: Optional[Path] = typer.Option(None, "--estop-file", help="Stop as soon as this file exists."),
+    timeout_periods: float = typer.Option(2.0, "--timeout-periods", help="No observation for this many control "
+                                          "periods is a robot fault (2: one period after it was due)."),
+    trusted: bool = typer.Option(False, "--trusted", help="Allow a TorchScript policy (a program: your own "
+                                 "exports only); ONNX policies need no trust."),
+) -> None:
+    """Run an exported policy on a robot through the safety layer; every tick logged, every ending a safe stop.
+
+    Exit codes: 0 completed, 1 stopped (safety layer, robot, e-stop), 2 refused or bad input,
+    3 robot fault (lost, silent, late, garbled), 4 controller error, 130 Ctrl-C.
+    """
+    import time
+
+    from rewardgym.agents.export import ExportError, ExportedPolicy
+    from rewardgym.deploy.loop import run_deployment
+    from rewardgym.deploy.robot import robot_from_spec
+    from rewardgym.deploy.safety import EStop, SafetyConfig, SafetyConfigError
+    from rewardgym.deploy.simrobot import SimRobotConfigError
+
+    if not (duration > 0):
+        _fail(f"--duration must be positive, got {duration}")
+    if not (timeout_periods > 1):
+        _fail(f"--timeout-periods must be > 1 (an observation is due every period), got {timeout_periods}")
+    try:
+        exported = ExportedPolicy.load(policy, trusted=trusted)
+        limits = SafetyConfig.load(safety) if safety else SafetyConfig()
+        name = robot.split(":", 1)[0].replace("/", "")
+        out = out or Path("deployments") / f"{exported.task.removeprefix('rewardgym/').rsplit('-v', 1)[0]}-{name}-" \
+                                          f"{time.strftime('%Y%m%d-%H%M%S')}"
+        driver = robot_from_spec(robot, exported.task, seed=seed, log_dir=out)
+    except (ExportError, SafetyConfigError, SimRobotConfigError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"deploying {exported} on {robot} for {duration:g} s -> {out}  (Ctrl-C: safe stop)",
+                  highlight=False)
+    result = run_deployment(exported, driver, duration, out, safety=limits, estop=EStop(estop_file),
+                            timeout_periods=timeout_periods)
+    s = result.summary
+    colour = "green" if result.status == "completed" else "yellow" if result.status == "stopped" else "red"
+    console.print(Text.assemble((result.status, colour), f": {result.reason}"))
+    timing = s["timing_ms"]
+    table = Table("ticks", "return", "jitter p50/p99 ms", "obs->action p50/p99 ms", "late cmds", "interventions")
+    fmt = lambda st: f"{st['p50']:.2f} / {st['p99']:.2f}" if st else "-"  # noqa: E731
+    table.add_row(str(s["ticks"]), f"{s['return']:.1f}" if s["return"] is not None else "-", fmt(timing["abs_jitter"]),
+                  fmt(timing["obs_to_action_latency"]), str(s["late_commands"]),
+                  ", ".join(f"{k} {v}" for k, v in s["interventions"].items()) or "none")
+    console.print(table)
+    console.print(f"log: {result.directory / 'deploy.jsonl'}  summary: {result.directory / 'summary.json'}  "
+                  f"plot: {result.directory / 'deploy.png'}", highlight=False)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def robustness(
+    policy: Path = typer.Argument(..., help="A rewardgym PPO run directory or an exported policy."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Parameter to sweep alone (repeat for several): "
+                                    "friction, mass, com_offset, joint_damping, armature, actuator_gain, gravity, "
+                                    "obs_noise, action_noise, latency, push_velocity."),
+    values: list[str] = typer.Option([], "--values", "-v", help="Comma-separated values of the --param before it "
+                                     "(omit all --values for each parameter's default grid)."),
+    episodes: int = typer.Option(5, "--episodes", help="Episodes per value (same seeds for every value)."),
+    seed: int = typer.Option(10_000, "--seed", help="Seed of the first episode."),
+    criterion: str = typer.Option("auto", "--criterion", help="auto | success (success rate >= --min-success) | "
+                                  "return (return >= --keep-return x nominal)."),
+    min_success: float = typer.Option(0.5, "--min-success", help="Success rate that keeps a value."),
+    keep_return: float = typer.Option(0.8, "--keep-return", help="Fraction of the nominal return that keeps a value."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default POLICY/robustness)."),
+    llm: bool = typer.Option(False, "--llm", help="Ask an OpenAI-compatible model for randomisation ranges from the "
+                             "sweep (writes randomize_llm.toml)."),
+    model: Optional[str] = typer.Option(None, "--model", help="LLM model (default $REWARDGYM_LLM_MODEL)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible API root (default "
+                                           "$OPENAI_BASE_URL)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)."),
+    max_repairs: int = typer.Option(1, "--max-repairs", help="Repair requests when the LLM's table is invalid."),
+    trusted: bool = typer.Option(False, "--trusted", help="Allow a TorchScript policy (a program: your own "
+                                 "exports only); ONNX policies need no trust."),
+) -> None:
+    """Sweep physical parameters one at a time (DrEureka's RAPP): success and return per value, the range
+    where the policy still succeeds, a table and a plot; --llm asks a model for randomisation ranges."""
+    from rewardgym.agents.export import ExportError
+    from rewardgym.agents.runs import RunError
+    from rewardgym.deploy import robustness as rb
+    from rewardgym.wrappers.randomize import RandomizationError
+
+    if not param:
+        _fail("give at least one --param (e.g. --param friction --values 0.5,1,1.5)")
+    if values and len(values) != len(param):
+        _fail(f"{len(param)} --param but {len(values)} --values: give one --values per --param, or none")
+    if criterion not in rb.CRITERIA:
+        _fail(f"--criterion takes {', '.join(rb.CRITERIA)}, got {criterion!r}")
+    client = None
+    try:
+        grid = {p: rb.parse_values(p, values[i] if values else None) for i, p in enumerate(param)}
+        if llm:
+            from rewardgym.llm_rewards.client import LLMClient
+
+            client = LLMClient(model=model, base_url=base_url, api_key=api_key)  # fails before the sweep
+        batch_policy, task, label = rb.load_batch_policy(policy, trusted=trusted)
+    except (RandomizationError, ExportError, RunError, ValueError) as exc:
+        _fail(str(exc))
+    out = out or (policy if policy.is_dir() else policy.parent) / "robustness"
+    total = 1 + sum(len(v) for v in grid.values())
+    with console.status(f"sweeping {task}: {total} evaluations x {episodes} episodes") as status:
+        done = [0]
+
+        def progress(row) -> None:
+            done[0] += 1
+            status.update(f"{done[0]}/{total}: {row.param} {'' if row.value is None else row.value} -> "
+                          f"return {row.return_mean:.1f}, success {row.success_rate:.2f}")
+
+        result = rb.sweep(batch_policy, task, grid, episodes=episodes, seed=seed, criterion=criterion,
+                          min_success=min_success, keep_return=keep_return, label=label, on_row=progress)
+    rb.write_report(result, out)
+    table = Table("parameter", "value", "success", "return", "kept",
+                  title=f"{task}: kept when {result.criterion} >= {result.threshold:.3g}")
+    for row in [result.nominal, *result.rows]:
+        table.add_row(row.param, "nominal" if row.value is None else f"{row.value:g}", f"{row.success_rate:.2f}",
+                      f"{row.return_mean:.1f} ± {row.return_std:.1f}", "yes" if row.kept else Text("no", style="red"))
+    console.print(table)
+    for name, kept in result.ranges.items():
+        console.print(Text.assemble(f"{name}: ", f"kept from {kept[0]:g} to {kept[1]:g}" if kept
+                                    else ("fails at the value nearest nominal", "red")))
+    console.print(f"wrote {out / 'robustness.md'}, {out / 'robustness.png'}", highlight=False)
+    if client is not None:
+        from rewardgym.llm_rewards.client import LLMError
+
+        client.transcript_path = out / "llm_transcript.jsonl"
+        try:
+            with console.status(f"asking {client.model} for randomisation ranges..."):
+                config, path = rb.suggest_ranges(result, client, out, max_repairs=max_repairs)
+        except (LLMError, RandomizationError) as exc:
+            _fail(str(exc), code=1)
+        console.print(f"LLM ranges ({client.model}): {json.dumps(config.to_dict())}\nwrote {path}", highlight=False)
 
 
 # synthesize options that --resume may change (option name -> SynthesisSpec field); the others
