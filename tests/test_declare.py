@@ -149,3 +149,22 @@ def test_the_readme_robot_example_is_a_task_with_an_expert():
     ''')
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env_vars)
     assert run.returncode == 0 and "ok (2,)" in run.stdout, run.stderr
+
+
+def test_synthesize_designs_a_reward_for_a_user_task(tmp_path):
+    """The designer sees the declared view; the candidate reads its fields; the loop trains it."""
+    from rewardgym.testing.openai_server import ScriptedOpenAIServer
+
+    tasks = tmp_path / "my_tasks.py"
+    tasks.write_text(PENDULUM_TASKS)
+    reply = "Here is a reward.\n\n```python\n" + UPRIGHT.strip() + "\n```\n"
+    with ScriptedOpenAIServer([{"text": reply, "match": "angular_velocity", "repeat": True}]) as server:
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa",
+               "REWARDGYM_LLM_CACHE": str(tmp_path / "llm-cache")}
+        result = subprocess.run(CLI + ["--tasks", str(tasks), "synthesize", "Pendulum-Upright", "--base-url",
+                                       server.base_url, "--model", server.model, "--api-key", server.api_key,
+                                       "--runs-dir", str(tmp_path / "runs"), "--name", "s", "--rounds", "1",
+                                       "--samples", "1", "--steps", "256", "--num-envs", "1", "--eval-episodes", "1",
+                                       "--check-timeout", "30"], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "state.angle" in (tmp_path / "runs" / "s" / "best_reward.py").read_text()

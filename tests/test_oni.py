@@ -51,8 +51,9 @@ def toy_labels() -> dict[str, Label]:
 
 
 def llm_client(server: ScriptedOpenAIServer, tmp_path, **kwargs) -> LLMClient:
-    return LLMClient(model=server.model, base_url=server.base_url, api_key=server.api_key, cache_dir=False,
-                     transcript_path=tmp_path / "oni_llm.jsonl", **{"timeout_s": 5, "max_retries": 0, **kwargs})
+    return LLMClient(model=server.model, base_url=server.base_url, api_key=server.api_key,
+                     transcript_path=tmp_path / "oni_llm.jsonl",
+                     **{"timeout_s": 5, "max_retries": 0, "cache_dir": False, **kwargs})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,6 +187,47 @@ def test_service_survives_llm_errors_with_backoff(tmp_path):
         assert stats["errors_by_kind"]["partial"] == 1 and stats["unparsed"] == 2
         assert stats["labelled"] == 3 and stats["backlog"] == 0 and "7: yes" in stats["last_error"]
         assert server.chat_request_count == 6
+
+
+def test_a_retry_reaches_the_model_not_the_cache(tmp_path):
+    """Labelling runs at temperature 0: an identical retry would be answered from the cache
+    with the same unusable reply. A retry is a new request (another seed, temperature > 0)."""
+    script = [{"kind": "reply", "text": "As an AI I cannot judge games."},
+              {"kind": "reply", "text": "1: yes\n2: no\n3: yes"}]
+    with ScriptedOpenAIServer(script) as server:
+        annotator = LLMAnnotator(llm_client(server, tmp_path, cache_dir=tmp_path / "cache"), batch_size=3)
+        store = LabelStore(":memory:", annotator.config)
+        service = AnnotationService(annotator, store, backoff_initial_s=0.01, backoff_max_s=0.02)
+        service.submit(CAPTIONS)
+        assert service.wait_idle(20)
+        service.close()
+        assert server.chat_request_count == 2 and server.remaining == 0
+        first, retry = (r.body for r in server.chat_requests)
+        assert first["temperature"] == 0.0 and "seed" not in first
+        assert retry["seed"] == 1 and retry["temperature"] >= 0.7
+        assert [store.get(c).value for c in CAPTIONS] == [1.0, 0.0, 1.0]
+
+
+def test_coverage_counts_labels_not_scored_steps(tmp_path):
+    """Unusable replies leave no label: coverage must read 0 although a reward model fitted on
+    nothing still gives every caption a score."""
+    with ScriptedOpenAIServer([{"kind": "reply", "text": "no idea", "repeat": True}]) as server:
+        opts = OniOptions(model="retrieval", annotator="llm", llm_model=server.model, base_url=server.base_url,
+                          api_key=server.api_key, llm_cache_dir=False, llm_retries=0,
+                          store_path=str(tmp_path / "labels.sqlite"))
+        system = OniSystem(opts, MINIHACK)
+        try:
+            source = OniReward(rewardgym.get_task(MINIHACK), opts, system=system)
+            for _ in range(200):  # until the model has scored the captions (bounded)
+                source.rewards_for(CAPTIONS)
+                if all(caption_key(c) in system.scores for c in CAPTIONS) and server.chat_request_count >= 2:
+                    break
+                time.sleep(0.05)
+            stats = system.stats()
+            assert stats["oni/scored_captions"] == 3 and stats["oni/message_steps"] > 0
+            assert stats["oni/step_coverage"] == 0.0 and stats["oni/coverage"] == 0.0 and stats["oni/labelled"] == 0
+        finally:
+            system.close()
 
 
 def test_failing_captions_are_dropped_after_max_attempts(tmp_path):

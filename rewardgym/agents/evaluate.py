@@ -65,6 +65,7 @@ class RunPolicy:
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 raise RunError(f"{ckpt}: checkpoint does not fit the run's policy ({type(exc).__name__}: "
                                f"{str(exc)[:300]})") from None
+            self.agent.global_step = int(payload["global_step"])  # env steps the policy trained for
         else:
             from rewardgym.agents.sb3 import load_sb3_model, new_sb3_model, single_env_for_sb3
 

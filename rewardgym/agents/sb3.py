@@ -26,15 +26,15 @@ from rewardgym.agents.runs import (RUN_FORMAT, UNSAFE_PICKLE_WARNING, RunDir, Ru
 
 def make_sb3_vec_env(task_id: str, reward: Any, num_envs: int, seed: int, trusted: bool = False,
                      shaping: Any = None, gamma: float | None = None, reward_limits: Any = None,
-                     reward_kwargs: dict[str, dict[str, Any]] | None = None):
-    """An SB3 ``DummyVecEnv`` of ``gym.make(task_id, reward=...)`` envs, seeded ``seed + i``."""
+                     reward_kwargs: dict[str, dict[str, Any]] | None = None, randomize: Any = None):
+    """An SB3 ``DummyVecEnv`` of ``gym.make(task_id, reward=..., randomize=...)`` envs, seeded ``seed + i``."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     def factory(rank: int) -> Callable[[], gym.Env]:
         def make() -> gym.Env:
             extra = {"shaping": shaping, "gamma": gamma} if shaping is not None else {}
             env = gym.make(task_id, reward=reward, trusted=trusted, reward_limits=reward_limits,
-                           reward_kwargs=reward_kwargs, **extra)
+                           reward_kwargs=reward_kwargs, randomize=randomize, **extra)
             env.action_space.seed(seed + rank)
             return env
         return make

@@ -94,6 +94,8 @@ class TrainSpec:
             to ``reward`` (:mod:`rewardgym.intrinsic`); its label store and stats live in
             the run directory, so a resumed run re-uses its labels.
         oni: :class:`rewardgym.intrinsic.OniOptions` fields (model, annotator, beta, goal ...).
+        randomize: domain randomisation of the training envs
+            (:mod:`rewardgym.wrappers.randomize`, ``key -> value | [low, high]``), or None.
     """
 
     task: str
@@ -112,13 +114,15 @@ class TrainSpec:
     shaping: str | None = None
     intrinsic: str | None = None
     oni: dict[str, Any] = field(default_factory=dict)
+    randomize: dict[str, Any] | None = None
 
     def to_config(self) -> dict[str, Any]:
         return {"task": self.task, "reward": self.reward, "steps": self.steps, "algo": self.algo,
                 "num_envs": self.num_envs, "seed": self.seed, "device": self.device,
                 "hyperparams": self.hyperparams, "asynchronous": self.asynchronous, "track": self.track,
                 "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
-                "intrinsic": self.intrinsic, "oni": self.oni, "rewardgym_version": __version__}
+                "intrinsic": self.intrinsic, "oni": self.oni, "randomize": self.randomize,
+                "rewardgym_version": __version__}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config.json") -> "TrainSpec":
@@ -240,6 +244,10 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     # Fail on a bad reward or bad hyper-parameters before creating anything on disk.
     _check_intrinsic(spec)
     _reward_limits(spec)
+    if spec.randomize is not None:
+        from rewardgym.wrappers.randomize import RandomizationConfig
+
+        spec.randomize = RandomizationConfig.from_dict(spec.randomize).to_dict()
     reward_kwargs = {"oni": dict(spec.oni)} if _uses_oni(spec) else {}
     resolve_reward(_reward_spec(spec), task, trusted=spec.trusted, reward_kwargs=reward_kwargs).close()
     if spec.shaping:
@@ -333,7 +341,7 @@ def _make_env(spec: TrainSpec, run: RunDir, gamma: float) -> gym.vector.VectorEn
         extra["global_state"] = spec.algo == "mappo"
     return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=_reward_spec(spec),
                         asynchronous=spec.asynchronous, trusted=spec.trusted, reward_limits=_reward_limits(spec),
-                        reward_kwargs=_reward_kwargs(spec, run), **extra)
+                        reward_kwargs=_reward_kwargs(spec, run), randomize=spec.randomize, **extra)
 
 
 def _reward_kwargs(spec: TrainSpec, run: RunDir) -> dict[str, dict[str, Any]]:
@@ -470,7 +478,7 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
     env = make_sb3_vec_env(spec.task, _reward_spec(spec), spec.num_envs, spec.seed, trusted=spec.trusted,
                            shaping=spec.shaping, gamma=gamma, reward_limits=_reward_limits(spec),
-                           reward_kwargs=_reward_kwargs(spec, run))
+                           reward_kwargs=_reward_kwargs(spec, run), randomize=spec.randomize)
     try:
         device = "cpu" if spec.device == "auto" else spec.device
         model = new_sb3_model(env, spec.seed, device, spec.hyperparams)

@@ -215,6 +215,7 @@ class OniSystem:
             0.5 if o.model == "ranking" else None)
         # published by the trainer thread, read by the learner (dict swaps are atomic)
         self.scores: dict[str, float] = {}
+        self.labelled: frozenset[str] = self.service.labelled_keys()  # caption keys with a label
         self._raw: dict[str, float] = {}
         self._seen: dict[str, str] = {}
         self._new: dict[str, str] = {}
@@ -264,6 +265,8 @@ class OniSystem:
 
     def _refresh(self) -> None:
         version = self.service.version
+        if version != self._fitted_version:
+            self.labelled = self.service.labelled_keys()
         refit = False
         if version != self._fitted_version:
             wait = self.options.refit_every_s - (time.monotonic() - self._last_fit_time)
@@ -312,7 +315,8 @@ class OniSystem:
         out = {f"oni/{k}": v for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         out.update({"oni/fits": self.fits, "oni/fit_errors": self.fit_errors, "oni/scored_captions": len(self.scores),
                     "oni/message_steps": steps["message"],
-                    "oni/step_coverage": steps["scored"] / steps["message"] if steps["message"] else 0.0})
+                    # labels, not scores: a model fitted on nothing still scores every caption
+                    "oni/step_coverage": steps["labelled"] / steps["message"] if steps["message"] else 0.0})
         return out
 
     def wait_until_scored(self, timeout: float = 60.0) -> bool:
@@ -446,12 +450,13 @@ class OniReward(RewardSource):
         out = np.zeros(n)
         system = self.system
         scores = system.scores
+        labelled = system.labelled
         cache = self._captions
         new: dict[str, str] = {}
         if len(self._episode_counts) != n:  # the first step (or another batch size): one counter per env
             self._episode_counts = [collections.Counter() for _ in range(n)]
         counted = self.alpha > 0
-        msg_steps = scored = 0
+        msg_steps = labelled_steps = 0
         for i, m in enumerate(messages):
             if active is not None and not active[i]:
                 continue
@@ -474,10 +479,11 @@ class OniReward(RewardSource):
             if key is None:
                 continue
             msg_steps += 1
+            if key in labelled:
+                labelled_steps += 1
             s = scores.get(key)
             if s is None:
                 continue
-            scored += 1
             if s == 0.0:
                 continue
             if counted:
@@ -490,7 +496,7 @@ class OniReward(RewardSource):
             system.observe(new)
         c = system.step_counts
         c["message"] += msg_steps
-        c["scored"] += scored
+        c["labelled"] += labelled_steps
         return self.beta * out
 
     def compute(self, state: Any, action: Any) -> tuple[np.ndarray, Terms]:

@@ -182,8 +182,7 @@ class RewardProgram(RewardSource):
         outputs = batch * per_row * 65
         spec = view_spec(state)
         worker = self._worker
-        if worker is None or not worker.alive or worker is not None and (
-                not worker.fits(nbytes, outputs) or self._worker_spec is not spec):
+        if worker is None or not worker.alive or not worker.fits(nbytes, outputs) or self._worker_spec is not spec:
             self.close()
             warm_up()  # the prelude's kernels compile here, once: the worker cannot write numba's cache
             executor = self._executor

@@ -5,7 +5,8 @@ sits above all three (``envs`` -> ``rewards`` -> ``wrappers``).
 
 ``gym.make(id, reward=..., render_mode=..., trusted=False, **base_kwargs)`` builds the
 task's real simulator env, wraps it in :class:`~rewardgym.envs.task.TaskEnv` and injects
-the reward with :class:`~rewardgym.wrappers.inject.RewardInjection`.
+the reward with :class:`~rewardgym.wrappers.inject.RewardInjection`; ``randomize=`` puts
+:class:`~rewardgym.wrappers.randomize.DomainRandomization` between the two.
 
 ``gym.make_vec(id, num_envs, reward=..., asynchronous=False, autoreset_mode=..., ...)``
 builds a ``SyncVectorEnv`` (or ``AsyncVectorEnv``) of task envs and injects the reward once
@@ -35,6 +36,7 @@ from rewardgym.envs.registry import add_task_listener, all_tasks, get_task
 from rewardgym.envs.task import TaskEnv, TaskSpec, TaskUnavailableError
 from rewardgym.rewards.resolve import resolve_reward, with_shaping
 from rewardgym.wrappers.inject import RewardInjection, VectorRewardInjection
+from rewardgym.wrappers.randomize import DomainRandomization, RandomizationConfig
 
 
 MULTIAGENT_VECTOR_ENTRY_POINT = "rewardgym.multiagent.vector:make_agent_vec_env"
@@ -57,18 +59,23 @@ def _check_single_agent(task: TaskSpec) -> None:
 
 
 def make_task_env(task_id: str, render_mode: str | None = None, state_in_info: bool = False,
-                  requires: dict[str, Any] | None = None, **base_kwargs: Any) -> TaskEnv:
+                  requires: dict[str, Any] | None = None, randomize: Any = None, **base_kwargs: Any) -> gym.Env:
     """The task's simulator env wrapped as a :class:`TaskEnv`, without reward injection.
 
     Args:
         requires: extra raw readings for the reward (:meth:`RewardSource.requires`:
             camera frames, the observation), passed to :meth:`TaskEnv.require`.
+        randomize: domain randomisation (:mod:`rewardgym.wrappers.randomize`): the
+            ``TaskEnv`` is returned inside a ``DomainRandomization`` wrapper.
     """
     task = get_task(task_id)
     check_available(task)
+    config = RandomizationConfig.resolve(randomize)  # a bad config fails before the simulator starts
     headless_gl_default()
     env = task.make_env(render_mode=render_mode, state_in_info=state_in_info, **base_kwargs)
-    return env.require(**requires) if requires else env
+    if requires:
+        env.require(**requires)
+    return DomainRandomization(env, config) if config else env
 
 
 def resolve_source(task: TaskSpec, reward: Any, trusted: bool, shaping: Any, gamma: float | None, reward_limits: Any,
@@ -81,7 +88,7 @@ def resolve_source(task: TaskSpec, reward: Any, trusted: bool, shaping: Any, gam
 def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
              trusted: bool = False, shaping: Any = None, gamma: float | None = None,
              reward_limits: Any = None, reward_kwargs: dict[str, dict[str, Any]] | None = None,
-             **base_kwargs: Any) -> gym.Env:
+             randomize: Any = None, **base_kwargs: Any) -> gym.Env:
     """Single environment of ``task_id`` with ``reward`` injected (``gym.make`` entry point).
 
     Args:
@@ -97,13 +104,21 @@ def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
         reward_limits: per-call time and memory limits of untrusted reward programs
             (:class:`~rewardgym.rewards.worker.ProgramLimits` or ``{"timeout_s": .., "memory_mb": ..}``).
         reward_kwargs: options of registered reward kinds, e.g. ``{"oni": {"beta": 0.05}}``.
+        randomize: domain randomisation, a dict, a ``.toml``/``.json`` path or a
+            :class:`~rewardgym.wrappers.randomize.RandomizationConfig` (MuJoCo tasks).
         **base_kwargs: passed to the simulator's constructor.
     """
     task = get_task(task_id)
     _check_single_agent(task)
     check_available(task)
+    config = RandomizationConfig.resolve(randomize)
     source = resolve_source(task, reward, trusted, shaping, gamma, reward_limits, reward_kwargs)
-    env = make_task_env(task.id, render_mode=render_mode, requires=source.requires(), **base_kwargs)
+    try:
+        env = make_task_env(task.id, render_mode=render_mode, requires=source.requires(), randomize=config,
+                            **base_kwargs)
+    except BaseException:
+        source.close()
+        raise
     return RewardInjection(env, source)
 
 
@@ -113,7 +128,7 @@ def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchron
                  reward_kwargs: dict[str, dict[str, Any]] | None = None,
                  wrappers: Sequence[Callable[[gym.Env], gym.Env]] | None = None,
                  vector_kwargs: dict[str, Any] | None = None, autoreset_mode: Any = None,
-                 **base_kwargs: Any) -> gym.vector.VectorEnv:
+                 randomize: Any = None, **base_kwargs: Any) -> gym.vector.VectorEnv:
     """Vector env of ``task_id`` with the reward computed once per batch (``gym.make_vec`` entry point).
 
     Args:
@@ -125,26 +140,32 @@ def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchron
         vector_kwargs: passed to ``SyncVectorEnv``/``AsyncVectorEnv``.
         autoreset_mode: Gymnasium's ``AutoresetMode`` (``NEXT_STEP``, the default, or
             ``SAME_STEP``); the same as ``vector_kwargs={"autoreset_mode": ...}``.
-        render_mode, trusted, shaping, gamma, reward_limits, reward_kwargs, **base_kwargs: as
-            for :func:`make_env`.
+        render_mode, trusted, shaping, gamma, reward_limits, reward_kwargs, randomize, **base_kwargs:
+            as for :func:`make_env` (each env samples its own randomisation; ``reset(seed=s)``
+            seeds env ``i`` with ``s + i``).
     """
     task = get_task(task_id)
     _check_single_agent(task)
     check_available(task)
+    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    config = RandomizationConfig.resolve(randomize)  # bad options fail before a reward worker starts
     source = resolve_source(task, reward, trusted, shaping, gamma, reward_limits, reward_kwargs)
     venv = task_vector_env(task, source, num_envs, asynchronous=asynchronous, render_mode=render_mode,
                            wrappers=wrappers, vector_kwargs=vector_kwargs, autoreset_mode=autoreset_mode,
-                           **base_kwargs)
+                           randomize=config, **base_kwargs)
     return VectorRewardInjection(venv, task, source)
 
 
 def task_vector_env(task: TaskSpec, source: Any, num_envs: int, asynchronous: bool = False,
                     render_mode: str | None = None, wrappers: Sequence[Callable[[gym.Env], gym.Env]] | None = None,
                     vector_kwargs: dict[str, Any] | None = None, autoreset_mode: Any = None,
-                    requires: dict[str, Any] | None = None, **base_kwargs: Any) -> gym.vector.VectorEnv:
+                    requires: dict[str, Any] | None = None, randomize: Any = None,
+                    **base_kwargs: Any) -> gym.vector.VectorEnv:
     """The ``SyncVectorEnv`` (or ``AsyncVectorEnv``) of ``num_envs`` task envs under ``wrappers``,
-    reading what ``source`` requires (plus ``requires``), before reward injection. Closes
-    ``source`` if the envs cannot be built."""
+    reading what ``source`` requires (plus ``requires``), before reward injection, each under
+    ``randomize`` (a resolved :class:`~rewardgym.wrappers.randomize.RandomizationConfig` or
+    None). Closes ``source`` if the envs cannot be built."""
     base_kwargs.pop("max_episode_steps", None)  # gym.make_vec forwards the spec's (None) limit
     try:
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
@@ -154,7 +175,7 @@ def task_vector_env(task: TaskSpec, source: Any, num_envs: int, asynchronous: bo
             vector_kwargs["autoreset_mode"] = gym.vector.AutoresetMode(autoreset_mode)
         env_fn = partial(_wrapped_task_env, task.id, list(wrappers or []), render_mode=render_mode,
                          state_in_info=asynchronous, requires={**source.requires(), **(requires or {})},
-                         **base_kwargs)
+                         randomize=randomize, **base_kwargs)
         if asynchronous:
             return gym.vector.AsyncVectorEnv([env_fn] * num_envs, **vector_kwargs)
         return gym.vector.SyncVectorEnv([env_fn] * num_envs, **vector_kwargs)
