@@ -190,6 +190,9 @@ def test_gym_make_points_to_the_multiagent_entry_points():
         gym.make(MPE)
     with pytest.raises(TypeError, match="single-agent"):
         rewardgym.make_parallel("rewardgym/Hopper-Hop-v0")
+    for make in (rewardgym.make_parallel, lambda t, **kw: gym.make_vec(t, num_envs=2, **kw)):
+        with pytest.raises(TypeError, match="domain randomisation"):  # not silently passed to the simulator
+            make(CHEETAH, randomize={"friction": [0.5, 1.5]})
 
 
 def test_view_fields_are_read_from_the_particle_world(tmp_path):
@@ -507,6 +510,8 @@ def test_algorithms_are_checked_against_the_task():
         train(TrainSpec(task=MPE, algo="sb3-ppo", steps=10))
     with pytest.raises(ValueError, match="has one agent: use ppo"):
         train(TrainSpec(task="Hopper-Hop", algo="mappo", steps=10))
+    with pytest.raises(ValueError, match="--randomize"):
+        train(TrainSpec(task=MPE, algo="mappo", steps=10, randomize={"friction": [0.5, 1.5]}))
 
 
 def test_cli_train_eval_resume_mappo(tmp_path):

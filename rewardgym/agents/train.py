@@ -294,6 +294,9 @@ def _check_algo(spec: TrainSpec, task: Any) -> None:
         if spec.algo not in MARL_ALGOS:
             raise ValueError(f"{task.id} is a multi-agent task: train it with --algo mappo (a centralised critic) or "
                              f"--algo ippo; for Stable-Baselines3, see the README (SuperSuit)")
+        if spec.randomize is not None:
+            raise ValueError(f"{task.id} is a multi-agent task: --randomize (domain randomisation) is supported on "
+                             f"single-agent MuJoCo tasks only")
     elif spec.algo in MARL_ALGOS:
         raise ValueError(f"--algo {spec.algo} trains multi-agent tasks; {task.id} has one agent: use ppo")
 

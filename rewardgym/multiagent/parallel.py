@@ -41,11 +41,15 @@ from rewardgym.wrappers.make import check_available, make_task_env, resolve_sour
 _STAT_KEYS = ("length", "success", "final_success")
 
 
-def multiagent_task(task_id: str) -> MultiAgentTaskSpec:
-    """The multi-agent task ``task_id`` (short forms accepted), or a TypeError naming what it is."""
+def multiagent_task(task_id: str, randomize: Any = None) -> MultiAgentTaskSpec:
+    """The multi-agent task ``task_id`` (short forms accepted), or a TypeError naming what it is.
+    ``randomize`` (domain randomisation, single-agent MuJoCo tasks only) must be None."""
     task = get_task(task_id)
     if not isinstance(task, MultiAgentTaskSpec):
         raise TypeError(f"{task.id} is a single-agent task: use gym.make / gym.make_vec")
+    if randomize is not None:
+        raise TypeError(f"{task.id} is a multi-agent task: domain randomisation (randomize=) is not supported "
+                        f"for multi-agent tasks")
     check_available(task)
     return task
 
@@ -144,7 +148,8 @@ class ParallelRewardEnv(ParallelEnv):
 
 def make_parallel(task_id: str, reward: Any = "env", *, render_mode: str | None = None, trusted: bool = False,
                   shaping: Any = None, gamma: float | None = None, reward_limits: Any = None,
-                  reward_kwargs: dict[str, dict[str, Any]] | None = None, **base_kwargs: Any) -> ParallelRewardEnv:
+                  reward_kwargs: dict[str, dict[str, Any]] | None = None, randomize: Any = None,
+                  **base_kwargs: Any) -> ParallelRewardEnv:
     """A multi-agent task with ``reward`` injected, as a PettingZoo ``ParallelEnv``.
 
     Args:
@@ -157,9 +162,10 @@ def make_parallel(task_id: str, reward: Any = "env", *, render_mode: str | None 
             Φ(s') is kept.
         gamma: the discount of the agents that will learn (required with ``shaping``).
         render_mode, trusted, reward_limits, reward_kwargs: as for ``gym.make``.
+        randomize: must be None (domain randomisation is for single-agent MuJoCo tasks).
         **base_kwargs: passed to the simulator's constructor.
     """
-    task = multiagent_task(task_id)
+    task = multiagent_task(task_id, randomize)
     source = resolve_source(task, reward, trusted, shaping, gamma, reward_limits, reward_kwargs)
     try:
         task_env = make_task_env(task.id, render_mode=render_mode, requires=source.requires(), **base_kwargs)

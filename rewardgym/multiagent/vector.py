@@ -99,7 +99,7 @@ def make_parallel_vec(task_id: str, num_envs: int = 1, reward: Any = "env", *, a
                       reward_kwargs: dict[str, dict[str, Any]] | None = None,
                       wrappers: Sequence[Callable[[gym.Env], gym.Env]] | None = None,
                       vector_kwargs: dict[str, Any] | None = None, autoreset_mode: Any = None,
-                      global_state: bool = False, **base_kwargs: Any) -> ParallelVectorEnv:
+                      global_state: bool = False, randomize: Any = None, **base_kwargs: Any) -> ParallelVectorEnv:
     """``num_envs`` copies of a multi-agent task with the reward computed once per batch.
 
     Args:
@@ -112,9 +112,10 @@ def make_parallel_vec(task_id: str, num_envs: int = 1, reward: Any = "env", *, a
             :class:`~rewardgym.envs.multiagent.MultiAgentTaskEnv`), innermost first.
         vector_kwargs, autoreset_mode: passed to the vector env, as for ``rewardgym.make_vec``.
         global_state: read every copy's global state each step (:meth:`ParallelVectorEnv.global_state`).
+        randomize: must be None (domain randomisation is for single-agent MuJoCo tasks).
         render_mode, **base_kwargs: passed to the simulator.
     """
-    task = multiagent_task(task_id)
+    task = multiagent_task(task_id, randomize)
     source = resolve_source(task, reward, trusted, shaping, gamma, reward_limits, reward_kwargs)
     venv = task_vector_env(task, source, num_envs, asynchronous=asynchronous, render_mode=render_mode,
                            wrappers=wrappers, vector_kwargs=vector_kwargs, autoreset_mode=autoreset_mode,
