@@ -29,8 +29,8 @@ class RunPolicy:
 
     Args:
         run: the run directory.
-        env: an env of the run's task (PPO: a vector env; its spaces size the networks; IPPO
-            and MAPPO: the task's agent vector env).
+        env: an env of the run's task (PPO: a vector env or one env; its spaces size the networks;
+            IPPO and MAPPO: the task's agent vector env).
         unsafe_pickle: accept checkpoints that only load by unpickling (older runs you made).
     """
 
@@ -55,8 +55,10 @@ class RunPolicy:
 
             payload = load_ppo_checkpoint(ckpt, config["task"], unsafe_pickle, algo=self.algo)
             try:
-                cfg = PPOConfig.from_dict({**hyper, "num_envs": env.num_envs, "seed": config.get("seed", 0),
-                                           "device": "cpu"}, source=str(run.config_path))
+                # a vector env (eval: the agent vector env of IPPO/MAPPO) or one env (export)
+                cfg = PPOConfig.from_dict({**hyper, "num_envs": getattr(env, "num_envs", 1),
+                                           "seed": config.get("seed", 0), "device": "cpu"},
+                                          source=str(run.config_path))
             except ValueError as exc:
                 raise RunError(str(exc)) from None
             self.agent = PPO(env, cfg, policy=marl_policy(self.algo, env) if self.algo != "ppo" else None)
