@@ -15,7 +15,7 @@ and on MaMuJoCo HalfCheetah 2x3, and single-agent PPO on the same robot
 driving all six joints), at equal env-step budgets and seeds; each final policy is
 evaluated on 10 deterministic episodes. Learning curves go to ``--plot``.
 
-    python benchmarks/marl.py                                   # both parts, 3 seeds (~1.5 h on 2 busy cores)
+    python benchmarks/marl.py                                   # both parts, 3 seeds (2 seeds took ~2 h on 2 busy cores)
     python benchmarks/marl.py --part throughput
     python benchmarks/marl.py --part learning --tasks mpe --seeds 1 --scale 0.25
 """
