@@ -214,9 +214,11 @@ def _versions() -> dict[str, str]:
 
 
 def _reward_files(run: RunDir, config: Mapping[str, Any]) -> list[Path]:
-    """Program files of the run's reward that the run directory holds a copy of."""
+    """Program files of the run's reward that the run directory holds a copy of (regular
+    files directly in it: a received run's symbolic link is not followed out of it)."""
     tokens = str(config.get("reward", "")).replace("*", " ").replace("+", " ").split()
-    return [run.path / Path(t).name for t in tokens if t.endswith(".py") and (run.path / Path(t).name).is_file()]
+    paths = [run.path / Path(t).name for t in tokens if t.endswith(".py")]
+    return [p for p in paths if p.is_file() and not p.is_symlink()]
 
 
 def export_run(run_path: str | Path, fmt: str = "onnx", out: str | Path | None = None,
