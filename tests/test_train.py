@@ -51,8 +51,10 @@ def test_reward_program_is_copied_into_the_run_and_used_by_eval(tmp_path, monkey
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path):
     runs = tmp_path / "runs"
+    config = tmp_path / "small.json"  # small updates: the run is many updates long, each one quick
+    config.write_text(json.dumps({"n_steps": 256, "batch_size": 128, "n_epochs": 2}))
     cmd = CLI + ["train", "Hopper-Hop", "--algo", "sb3-ppo", "--steps", "12000", "--num-envs", "2",
-                 "--runs-dir", str(runs), "--name", "r", "--checkpoint-every", "1000"]
+                 "--runs-dir", str(runs), "--name", "r", "--checkpoint-every", "1000", "--config", str(config)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200"})
     metrics = runs / "r" / "metrics.jsonl"
