@@ -113,6 +113,29 @@ def _copy(src, dst):
     return dst
 
 
+def test_an_onnx_policy_reading_other_files_is_refused(exports, tmp_path):
+    """A received graph whose weights point at another file (ONNX "external data", e.g. a
+    secret next to it) is refused before ONNX Runtime opens that file, even with a matching hash."""
+    import hashlib
+
+    import onnx
+
+    received = _copy(exports["onnx"], tmp_path / "external")
+    model = onnx.load(received / "policy.onnx")
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    del tensor.float_data[:]
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="/etc/hostname")
+    data = model.SerializeToString()
+    (received / "policy.onnx").write_bytes(data)
+    manifest = json.loads((received / "manifest.json").read_text())
+    manifest["policy"]["sha256"] = hashlib.sha256(data).hexdigest()
+    (received / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match="refers to external data"):
+        ExportedPolicy.load(received)
+
+
 def test_tampered_exports_are_refused_by_name(exports, tmp_path):
     bad = _copy(exports["onnx"], tmp_path / "tampered")
     data = bytearray((bad / "policy.onnx").read_bytes())

@@ -214,9 +214,11 @@ def _versions() -> dict[str, str]:
 
 
 def _reward_files(run: RunDir, config: Mapping[str, Any]) -> list[Path]:
-    """Program files of the run's reward that the run directory holds a copy of."""
+    """Program files of the run's reward that the run directory holds a copy of (regular
+    files directly in it: a received run's symbolic link is not followed out of it)."""
     tokens = str(config.get("reward", "")).replace("*", " ").replace("+", " ").split()
-    return [run.path / Path(t).name for t in tokens if t.endswith(".py") and (run.path / Path(t).name).is_file()]
+    paths = [run.path / Path(t).name for t in tokens if t.endswith(".py")]
+    return [p for p in paths if p.is_file() and not p.is_symlink()]
 
 
 def export_run(run_path: str | Path, fmt: str = "onnx", out: str | Path | None = None,
@@ -304,10 +306,41 @@ def export_run(run_path: str | Path, fmt: str = "onnx", out: str | Path | None =
 
 
 # ----------------------------------------------------------------------------- loading
+def _refuse_external_data(data: bytes, where: str) -> None:
+    """An ONNX file may point tensors at other files ("external data", any path); an exported
+    policy is self-contained, so a received one that does is refused before a runtime reads it."""
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # noqa: BLE001 - any unreadable graph gets one clear line
+        raise ExportError(f"{where}: not an ONNX model ({type(exc).__name__})") from None
+
+    def tensors(graph):
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    yield from tensors(sub)
+
+    for tensor in tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            raise ExportError(f"{where}: tensor {tensor.name!r} refers to external data; an exported policy "
+                              "must be self-contained (re-export it with `rewardgym export`)")
+
+
 def _load_runtime(fmt: str, data: bytes, where: str):
     """``(B, obs_dim) -> (B, act_dim)`` float32 callable running ``data`` in its own runtime."""
     if fmt == "onnx":
         import onnxruntime as ort
+
+        _refuse_external_data(data, where)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # a small MLP: one thread has the lowest latency
