@@ -8,7 +8,9 @@
 
 It also registers the reward kinds that live above :mod:`rewardgym.rewards` (ONI's
 intrinsic reward, perceptual models, value potentials) lazily, by module path, so that
-importing rewardgym stays light; it writes nothing to ``os.environ``.
+importing rewardgym stays light; it writes nothing to ``os.environ``. Multi-agent tasks are
+PettingZoo envs: ``rewardgym.make_parallel(id, reward=...)`` (a ``ParallelEnv``) and
+``rewardgym.make_parallel_vec(id, num_envs, ...)`` (batched) import PettingZoo when called.
 """
 
 from __future__ import annotations
@@ -33,8 +35,26 @@ register_potential_kind("value", "rewardgym.agents.potential:resolve_value_poten
                         "a trained PPO run directory (its value function)")
 register_gym_ids()
 
+
+def make_parallel(task_id: str, reward: object = "env", **kwargs: object):
+    """A multi-agent task with ``reward`` injected, as a PettingZoo ``ParallelEnv``
+    (:func:`rewardgym.multiagent.parallel.make_parallel`, which documents the arguments)."""
+    from rewardgym.multiagent.parallel import make_parallel as make
+
+    return make(task_id, reward, **kwargs)
+
+
+def make_parallel_vec(task_id: str, num_envs: int = 1, reward: object = "env", **kwargs: object):
+    """``num_envs`` copies of a multi-agent task with ``(B, N)`` rewards computed once per batch
+    (:func:`rewardgym.multiagent.vector.make_parallel_vec`, which documents the arguments)."""
+    from rewardgym.multiagent.vector import make_parallel_vec as make
+
+    return make(task_id, num_envs, reward, **kwargs)
+
+
 __all__ = [
     "EnvReward", "Field", "ProgramLimits", "RewardProgram", "RewardSource", "SparseReward", "StateView", "TaskField",
-    "ViewSpec", "WeightedSum", "all_tasks", "generic_view", "get_task", "make_vec", "register_potential_kind",
-    "register_reward_kind", "register_task", "resolve_potential", "resolve_reward", "__version__",
+    "ViewSpec", "WeightedSum", "all_tasks", "generic_view", "get_task", "make_parallel", "make_parallel_vec",
+    "make_vec", "register_potential_kind", "register_reward_kind", "register_task", "resolve_potential",
+    "resolve_reward", "__version__",
 ]

@@ -5,6 +5,7 @@ effect did not happen and that the error is clean (docs/SECURITY.md lists the cl
 2. the torch backend                6. received run directories that carry code or trust
 3. writes into shared state         7. non-finite numbers
 4. programs past time/memory/stack  8. untrusted text printed as markup
+9. multi-agent programs: the same classes through make_parallel / make_parallel_vec
 """
 
 from __future__ import annotations
@@ -132,20 +133,26 @@ def test_in_place_writes_on_torch_state_fail_and_change_nothing(x_view):
 
 
 # -- 3. writes into shared state --------------------------------------------------------------
-WRITES = {
-    "success |=": "s = state.success\n    s |= True",
-    "env_reward +=": "e = state.env_reward\n    e += 100.0",
-    "item assignment": "h = state.torso_height\n    h[0] = 9.0",
-    "prev": "p = state.prev.success\n    p |= True",
+MPE = "rewardgym/MPE-SimpleSpread-v0"  # multi-agent: its programs can do nothing a single-agent one cannot
+WRITES = {  # name: (task, the write, a field to return)
+    "success |=": (TASK, "s = state.success\n    s |= True", "torso_height"),
+    "env_reward +=": (TASK, "e = state.env_reward\n    e += 100.0", "torso_height"),
+    "item assignment": (TASK, "h = state.torso_height\n    h[0] = 9.0", "torso_height"),
+    "prev": (TASK, "p = state.prev.success\n    p |= True", "torso_height"),
+    "per-agent field": (MPE, "p = state.agent_pos\n    p[0, 0, 0] = 9.0", "agent_collisions"),
+    "per-agent env_reward": (MPE, "e = state.env_reward\n    e += 100.0", "agent_collisions"),
+    "team success": (MPE, "s = state.success\n    s |= True", "agent_collisions"),
+    "prev per-agent": (MPE, "p = state.prev.agent_collisions\n    p *= 0.0", "agent_collisions"),
 }
 
 
 @pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted-accident"])
 @pytest.mark.parametrize("write", list(WRITES), ids=list(WRITES))
 def test_writes_into_state_fail_and_reports_stay_true(tmp_path, write, trusted):
+    task, code, field = WRITES[write]
     path = tmp_path / "evil.py"
-    path.write_text(f"def compute_reward(state, action):\n    {WRITES[write]}\n    return state.torso_height\n")
-    env = gym.make_vec(TASK, num_envs=2, reward=str(path), trusted=trusted, reward_limits=FAST)
+    path.write_text(f"def compute_reward(state, action):\n    {code}\n    return state.{field}\n")
+    env = gym.make_vec(task, num_envs=2, reward=str(path), trusted=trusted, reward_limits=FAST)
     env.reset(seed=0)
     with pytest.raises(RewardProgramError) as info:
         env.step(env.action_space.sample())
@@ -476,3 +483,73 @@ def test_the_worker_itself_cannot_open_files_or_signal_its_parent(tmp_path):
         worker = ProgramWorker(make_runner, "escape.py", ProgramLimits(timeout_s=10), 1 << 10, 65)
     worker.close()
     assert not target.exists()
+
+
+# -- 9. multi-agent programs: nothing a single-agent program cannot do -------------------------------
+def test_a_multiagent_program_cannot_fake_success_team_reward_or_env_reward(tmp_path):
+    """Per-agent and team reports (success, env_reward, episode statistics) are the task's, whatever
+    the program returns: compared with reward="env" on the same seeds and actions."""
+    path = program(tmp_path, """
+        def compute_reward(state, action):
+            huge = 1000.0 + 0.0 * state.agent_collisions
+            return huge, {"success": huge, "env_reward": huge}
+
+        def compute_success(state):
+            return state.dt > -1.0
+        """)
+    fake, honest = (rewardgym.make_parallel(MPE, reward=r) for r in (str(path), "env"))
+    for env in (fake, honest):
+        env.reset(seed=5)
+    rng = np.random.default_rng(0)
+    for _ in range(25):  # one whole episode: its last step reports the statistics
+        actions = {a: int(rng.integers(5)) for a in fake.possible_agents}
+        _, fake_rewards, _, _, fake_infos = fake.step(actions)
+        _, honest_rewards, _, _, honest_infos = honest.step(actions)
+        for agent in fake.possible_agents:
+            assert fake_rewards[agent] == 1000.0  # the program's reward is the reward, and nothing else
+            for key in ("success", "env_reward"):
+                assert fake_infos[agent][key] == honest_infos[agent][key]
+            assert fake_infos[agent]["reward_terms"]["success"] == 1000.0  # a term, not the success flag
+            if "episode_stats" in honest_infos[agent]:
+                for key in ("success", "env_return", "final_success", "length"):
+                    assert fake_infos[agent]["episode_stats"][key] == honest_infos[agent]["episode_stats"][key]
+    assert "episode_stats" in honest_infos["agent_0"] and not any(i["success"] for i in honest_infos.values())
+    fake.close(), honest.close()
+
+
+@pytest.mark.parametrize("body, message", [
+    ("return {'agent_0': r, 'agent_1': r, 'agent_2': r, '__all__': r}", "names agent '__all__'"),
+    ("return {0: r, 1: r, 2: r}", "names agent 0"),
+    ("return np.stack([r] * 3000, axis=1)", "3000 per-agent columns, but this task has 3 agents"),
+], ids=["extra key", "index keys", "huge columns"])
+def test_per_agent_outputs_cannot_smuggle_keys_or_sizes(tmp_path, body, message):
+    path = program(tmp_path, f"def compute_reward(state, action):\n    r = state.dt\n    {body}\n")
+    env = rewardgym.make_parallel(MPE, reward=str(path), reward_limits=FAST)
+    env.reset(seed=0)
+    with pytest.raises(RewardProgramError, match=message) as info:
+        env.step({a: 0 for a in env.agents})
+    assert info.value.line == 3 and "\n" not in str(info.value)
+    env.close()
+
+
+def test_the_global_state_read_for_critics_is_not_a_field(tmp_path):
+    path = program(tmp_path, "def compute_reward(state, action):\n    return state.global_state[:, 0]\n")
+    with pytest.raises(ProgramRejected, match="global_state"):
+        rewardgym.make_parallel_vec(MPE, 2, reward=str(path), global_state=True)
+
+
+@pytest.mark.parametrize("source,kind", [(LOOP_AFTER_50.replace("torso_height", "dt"), "timeout"),
+                                         (MEMORY_BOMB.replace("torso_height", "dt"), "memory")],
+                         ids=["loop", "memory"])
+def test_limits_hold_for_multiagent_programs(tmp_path, source, kind):
+    path = program(tmp_path, source)
+    limits = FAST if kind == "timeout" else ProgramLimits(timeout_s=60.0, memory_mb=256)
+    env = rewardgym.make_parallel(MPE, reward=str(path), reward_limits=limits)
+    env.reset(seed=0)
+    with pytest.raises(RewardProgramError) as info:
+        for _ in range(60):
+            if not env.agents:
+                env.reset()
+            env.step({a: 0 for a in env.agents})
+    assert info.value.kind == kind and info.value.filename == str(path)
+    env.close()

@@ -2,7 +2,9 @@
 
 Episodes run with the deterministic policy on fresh seeds (``seed, seed+1, ...``), with
 the run's own reward injected (program files are read from the copies inside the run
-directory), so the numbers are comparable across runs and algorithms.
+directory), so the numbers are comparable across runs and algorithms. On a multi-agent task
+the returns are averaged over the agents (for a team reward, each agent's return is the
+team's) and ``agent_return`` reports each agent's.
 
 A run directory may come from anyone: its reward programs run in the sandbox unless the
 person evaluating passes ``trusted=True`` (nothing in the run can ask for it), and its
@@ -27,16 +29,18 @@ class RunPolicy:
 
     Args:
         run: the run directory.
-        env: an env of the run's task (PPO: a vector env; its spaces size the networks).
+        env: an env of the run's task (PPO: a vector env or one env; its spaces size the networks;
+            IPPO and MAPPO: the task's agent vector env).
         unsafe_pickle: accept checkpoints that only load by unpickling (older runs you made).
     """
 
     def __init__(self, run: RunDir, env: gym.vector.VectorEnv, unsafe_pickle: bool = False):
         from rewardgym.agents.runs import latest_checkpoint
+        from rewardgym.agents.train import ALGOS, PPO_ALGOS
 
         config = run.config()
         self.algo = config.get("algo")
-        if self.algo not in ("ppo", "sb3-ppo"):
+        if self.algo not in ALGOS:
             raise RunError(f"{run.config_path}: unknown algo {self.algo!r}")
         ckpt = latest_checkpoint(run, self.algo, final=True)
         if ckpt is None:
@@ -44,17 +48,20 @@ class RunPolicy:
         hyper = config.get("hyperparams", {})
         if not isinstance(hyper, dict):
             raise RunError(f"{run.config_path}: hyperparams must be a table")
-        if self.algo == "ppo":
+        if self.algo in PPO_ALGOS:
+            from rewardgym.agents.mappo import marl_policy
             from rewardgym.agents.ppo import PPO, PPOConfig
             from rewardgym.agents.train import load_ppo_checkpoint
 
-            payload = load_ppo_checkpoint(ckpt, config["task"], unsafe_pickle)
+            payload = load_ppo_checkpoint(ckpt, config["task"], unsafe_pickle, algo=self.algo)
             try:
-                cfg = PPOConfig.from_dict({**hyper, "num_envs": 1, "seed": config.get("seed", 0), "device": "cpu"},
+                # a vector env (eval: the agent vector env of IPPO/MAPPO) or one env (export)
+                cfg = PPOConfig.from_dict({**hyper, "num_envs": getattr(env, "num_envs", 1),
+                                           "seed": config.get("seed", 0), "device": "cpu"},
                                           source=str(run.config_path))
             except ValueError as exc:
                 raise RunError(str(exc)) from None
-            self.agent = PPO(env, cfg)
+            self.agent = PPO(env, cfg, policy=marl_policy(self.algo, env) if self.algo != "ppo" else None)
             try:
                 self.agent.load_policy(payload["agent"])
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -94,12 +101,14 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
     run = RunDir.open(run_path)
     config = run.config()
-    shaping = {}
+    extra: dict[str, Any] = {}
     if config.get("shaping"):  # the same reward the agent trained on, shaping term included
         gamma = float(config.get("hyperparams", {}).get("gamma", 0.99))
-        shaping = {"shaping": run_copy(run, config["shaping"]), "gamma": gamma}
+        extra = {"shaping": run_copy(run, config["shaping"]), "gamma": gamma}
+    if config.get("algo") in ("ippo", "mappo"):  # the agent vector env the policy was trained on
+        extra["global_state"] = config["algo"] == "mappo"
     env = gym.make_vec(config["task"], num_envs=1, reward=reward_for_run(run), trusted=trusted,
-                       reward_limits=reward_limits, render_mode="rgb_array" if video else None, **shaping)
+                       reward_limits=reward_limits, render_mode="rgb_array" if video else None, **extra)
     try:
         policy = RunPolicy(run, env, unsafe_pickle)
     except BaseException:
@@ -109,6 +118,7 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
     fps = int(sub_envs[0].metadata.get("render_fps", 30)) if sub_envs else 30
     results: dict[str, list[float]] = {"return": [], "env_return": [], "length": [], "success": []}
     terms: dict[str, list[float]] = {}
+    agent_returns: list[np.ndarray] = []  # multi-agent tasks: each agent's return (one row per sub-env)
     frames: list[np.ndarray] = []
     try:
         for episode in range(episodes):
@@ -119,11 +129,12 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
                     frames.append(np.asarray(frame[0] if isinstance(frame, (tuple, list)) else frame))
                 obs, _, terminated, truncated, info = env.step(policy(obs))
                 if terminated[0] or truncated[0]:
-                    stats = info["episode_stats"]
+                    stats = info["episode_stats"]  # one copy: its agents' rows (a single row for one agent)
                     for key in results:
-                        results[key].append(float(stats[key][0]))
+                        results[key].append(float(np.mean(stats[key])))
                     for name, value in public(stats["terms"]).items():
-                        terms.setdefault(name, []).append(float(value[0]))
+                        terms.setdefault(name, []).append(float(np.mean(value)))
+                    agent_returns.append(np.asarray(stats["return"], dtype=np.float64))
                     break
     finally:
         env.close()
@@ -135,6 +146,10 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
         "length": _mean_std(results["length"]),
         "terms": {name: _mean_std(values) for name, values in terms.items()},
     }
+    agents = getattr(env, "agents", None)
+    if agents:
+        per_agent = np.stack(agent_returns)
+        report["agent_return"] = {agent: _mean_std(list(per_agent[:, i])) for i, agent in enumerate(agents)}
     if video and frames:
         import imageio.v2 as imageio
 

@@ -406,6 +406,9 @@ class PPO:
     Args:
         env: a Gymnasium vector env, a single ``gym.Env`` (wrapped), or a torch-batched env.
         config: a :class:`PPOConfig` or a dict for :meth:`PPOConfig.from_dict`.
+        policy: builds the actor-critic from ``(observation_space, action_space, config)``
+            (default :func:`~rewardgym.agents.policies.make_policy`); e.g. MAPPO's centralised
+            critic, :func:`rewardgym.agents.mappo.mappo_policy`.
 
     Example::
 
@@ -414,7 +417,8 @@ class PPO:
         action, _ = agent.predict(obs, deterministic=True)
     """
 
-    def __init__(self, env: Any, config: PPOConfig | Mapping[str, Any] | None = None):
+    def __init__(self, env: Any, config: PPOConfig | Mapping[str, Any] | None = None,
+                 policy: Callable[[gym.Space, gym.Space, PPOConfig], ActorCritic] | None = None):
         cfg = config if isinstance(config, PPOConfig) else PPOConfig.from_dict(config or {}, source="PPO(config=...)")
         cfg.validate()
         if isinstance(env, gym.Env):  # a single env: a one-env vector env (next-step autoreset)
@@ -440,8 +444,8 @@ class PPO:
         # detail 2: orthogonal init drawn from the seed, without touching the global RNG
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            policy = make_policy(self.observation_space, self.action_space, cfg)
-        self.policy: ActorCritic = policy.to(self.device)
+            built = (policy or make_policy)(self.observation_space, self.action_space, cfg)
+        self.policy: ActorCritic = built.to(self.device)
         # detail 3: Adam with eps 1e-5
         self._params = list(self.policy.parameters())
         fused = self.device.type in ("cpu", "cuda")

@@ -2,10 +2,14 @@
 
 Two algorithms write the same run-directory layout (:mod:`rewardgym.agents.runs`):
 ``ppo`` (rewardgym's own, :mod:`rewardgym.agents.ppo`) and ``sb3-ppo``
-(Stable-Baselines3's). A run is resumable: checkpoints are written atomically every
-``checkpoint_every_s`` seconds, at the end, on Ctrl-C and when training stops on an error
-(a reward program past its limits, diverging losses); ``resume(run)`` continues from the
-last checkpoint and drops the metrics logged after it.
+(Stable-Baselines3's). Multi-agent tasks train one policy shared by their agents with
+rewardgym's PPO: ``ippo`` (``ppo`` means the same there) or ``mappo`` (a centralised critic;
+:mod:`rewardgym.agents.mappo`); ``steps`` and the logged ``global_step`` count env steps
+(``N`` agent transitions each) and ``num_envs`` copies of the task. A run is resumable:
+checkpoints are written atomically every ``checkpoint_every_s`` seconds, at the end, on
+Ctrl-C and when training stops on an error (a reward program past its limits, diverging
+losses); ``resume(run)`` continues from the last checkpoint and drops the metrics logged
+after it.
 
 A run directory is data that may come from someone else: checkpoints load with
 ``torch.load(weights_only=True)`` (tensors and plain containers; nothing is unpickled),
@@ -33,7 +37,11 @@ from rewardgym.envs.registry import get_task
 from rewardgym.rewards.resolve import resolve_potential, resolve_reward
 from rewardgym.version import __version__
 
-ALGOS = ("ppo", "sb3-ppo")
+MARL_ALGOS = ("ippo", "mappo")
+"""The shared-parameter algorithms of multi-agent tasks (:mod:`rewardgym.agents.mappo`)."""
+ALGOS = ("ppo", "sb3-ppo", *MARL_ALGOS)
+PPO_ALGOS = ("ppo", *MARL_ALGOS)
+"""The algorithms trained by rewardgym's PPO (:mod:`rewardgym.agents.ppo`)."""
 
 
 class TrainingInterrupted(Exception):
@@ -67,8 +75,8 @@ class TrainSpec:
         task: task id.
         reward: the ``reward=`` spec as a string (``"expert"``, ``"sparse + 0.1*r.py"`` ...).
         steps: total env steps (all envs together).
-        algo: ``"ppo"`` or ``"sb3-ppo"``.
-        num_envs: environments in the vector env.
+        algo: ``"ppo"`` or ``"sb3-ppo"``; ``"ippo"`` or ``"mappo"`` on multi-agent tasks.
+        num_envs: environments in the vector env (copies of a multi-agent task).
         seed: seed of envs, networks and samplers.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (``ppo`` only; SB3 uses its own default).
         hyperparams: algorithm hyper-parameters (validated by the algorithm).
@@ -232,6 +240,7 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     spec.validate()
     task = get_task(spec.task)
     spec.task = task.id
+    _check_algo(spec, task)
     # Fail on a bad reward or bad hyper-parameters before creating anything on disk.
     _check_intrinsic(spec)
     _reward_limits(spec)
@@ -243,7 +252,7 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     resolve_reward(_reward_spec(spec), task, trusted=spec.trusted, reward_kwargs=reward_kwargs).close()
     if spec.shaping:
         resolve_potential(spec.shaping, task, trusted=spec.trusted, reward_kwargs=reward_kwargs)
-    if spec.algo == "ppo":
+    if spec.algo in PPO_ALGOS:
         from rewardgym.agents.ppo import PPOConfig
 
         PPOConfig.from_dict(_ppo_dict(spec), source="hyper-parameters")
@@ -277,8 +286,30 @@ def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | N
     return _run(spec, run, resume_from=checkpoint, on_update=on_update, unsafe_pickle=unsafe_pickle)
 
 
+def _check_algo(spec: TrainSpec, task: Any) -> None:
+    """Multi-agent tasks train with ``ippo``/``mappo`` (``ppo`` is IPPO there); single-agent ones do not."""
+    if getattr(task, "agents", None):
+        if spec.algo == "ppo":
+            spec.algo = "ippo"
+        if spec.algo not in MARL_ALGOS:
+            raise ValueError(f"{task.id} is a multi-agent task: train it with --algo mappo (a centralised critic) or "
+                             f"--algo ippo; for Stable-Baselines3, see the README (SuperSuit)")
+        if spec.randomize is not None:
+            raise ValueError(f"{task.id} is a multi-agent task: --randomize (domain randomisation) is supported on "
+                             f"single-agent MuJoCo tasks only")
+    elif spec.algo in MARL_ALGOS:
+        raise ValueError(f"--algo {spec.algo} trains multi-agent tasks; {task.id} has one agent: use ppo")
+
+
+def _agents_per_env(spec: TrainSpec) -> int:
+    """``N``, the agent transitions in one env step of the run's task (1 for single-agent tasks)."""
+    return len(getattr(get_task(spec.task), "agents", None) or ()) or 1
+
+
 def _ppo_dict(spec: TrainSpec) -> dict[str, Any]:
-    return {**spec.hyperparams, "num_envs": spec.num_envs, "seed": spec.seed, "device": spec.device}
+    # a multi-agent task's vector env has one sub-env per agent of each copy
+    return {**spec.hyperparams, "num_envs": spec.num_envs * _agents_per_env(spec), "seed": spec.seed,
+            "device": spec.device}
 
 
 def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
@@ -291,7 +322,7 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             cb(row)
 
     try:
-        if spec.algo == "ppo":
+        if spec.algo in PPO_ALGOS:
             _train_ppo(spec, run, resume_from, notify, unsafe_pickle)
         else:
             _train_sb3(spec, run, resume_from, notify, unsafe_pickle)
@@ -308,10 +339,12 @@ def _reward_limits(spec: TrainSpec):
 
 
 def _make_env(spec: TrainSpec, run: RunDir, gamma: float) -> gym.vector.VectorEnv:
-    shaping = {"shaping": spec.shaping, "gamma": gamma} if spec.shaping else {}
+    extra = {"shaping": spec.shaping, "gamma": gamma} if spec.shaping else {}
+    if spec.algo in MARL_ALGOS:  # the agent vector env; MAPPO's critic reads the global state
+        extra["global_state"] = spec.algo == "mappo"
     return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=_reward_spec(spec),
                         asynchronous=spec.asynchronous, trusted=spec.trusted, reward_limits=_reward_limits(spec),
-                        reward_kwargs=_reward_kwargs(spec, run), randomize=spec.randomize, **shaping)
+                        reward_kwargs=_reward_kwargs(spec, run), randomize=spec.randomize, **extra)
 
 
 def _reward_kwargs(spec: TrainSpec, run: RunDir) -> dict[str, dict[str, Any]]:
@@ -352,14 +385,16 @@ def save_ppo_checkpoint(agent, spec: TrainSpec, run: RunDir, name: str = "latest
     from rewardgym.agents.runs import RUN_FORMAT
 
     return save_checkpoint({"run_format": RUN_FORMAT, "task": spec.task, "reward": spec.reward,
-                             "rewardgym_version": __version__, "algo": "ppo",
-                             "global_step": int(agent.global_step), "agent": agent.state_dict()}, run, name)
+                             "rewardgym_version": __version__, "algo": spec.algo,
+                             "global_step": int(agent.global_step) // _agents_per_env(spec),  # env steps
+                             "agent": agent.state_dict()}, run, name)
 
 
-def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False) -> dict[str, Any]:
-    """:func:`load_checkpoint` of a rewardgym PPO checkpoint (``payload["agent"]`` is
-    :meth:`~rewardgym.agents.ppo.PPO.state_dict`)."""
-    payload = load_checkpoint(path, task_id, "ppo", unsafe_pickle)
+def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False,
+                        algo: str = "ppo") -> dict[str, Any]:
+    """:func:`load_checkpoint` of a rewardgym PPO checkpoint of ``algo`` (``ppo``, ``ippo`` or
+    ``mappo``; ``payload["agent"]`` is :meth:`~rewardgym.agents.ppo.PPO.state_dict`)."""
+    payload = load_checkpoint(path, task_id, algo, unsafe_pickle)
     if not isinstance(payload.get("agent"), dict):
         raise RunError(f"{path}: checkpoint has no agent state")
     return payload
@@ -367,26 +402,34 @@ def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False) -
 
 def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
                notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool = False) -> None:
+    from rewardgym.agents.mappo import marl_policy
     from rewardgym.agents.ppo import PPO, PPOConfig
 
     config = PPOConfig.from_dict(_ppo_dict(spec), source=str(run.config_path))
     env = _make_env(spec, run, config.gamma)
+    agents = _agents_per_env(spec)  # PPO counts agent transitions; the run counts env steps
+
+    def env_steps() -> int:
+        return int(agent.global_step) // agents
+
     try:
-        agent = PPO(env, config)
+        agent = PPO(env, config, policy=marl_policy(spec.algo, env) if spec.algo in MARL_ALGOS else None)
         if resume_from is not None:
-            payload = load_ppo_checkpoint(resume_from, spec.task, unsafe_pickle)
+            payload = load_ppo_checkpoint(resume_from, spec.task, unsafe_pickle, algo=spec.algo)
             try:
                 agent.load_state_dict(payload["agent"])
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 raise RunError(f"{resume_from}: checkpoint does not fit this run ({type(exc).__name__}: "
                                f"{str(exc)[:300]})") from None
-            run.truncate_metrics(int(agent.global_step))
+            run.truncate_metrics(env_steps())
         last_ckpt = time.perf_counter()
         with _sigint_flag() as flag, _checkpoint_on_failure(lambda: save_ppo_checkpoint(agent, spec, run),
-                                                            lambda: int(agent.global_step), run):
+                                                            env_steps, run):
             def callback(metrics: dict[str, Any]) -> bool:
                 nonlocal last_ckpt
                 row = {k: v for k, v in metrics.items()}
+                if agents > 1:  # env steps, as --steps
+                    row.update(global_step=env_steps(), agent_steps=int(agent.global_step), fps=row["fps"] / agents)
                 row.update(env.source.stats())  # e.g. ONI's annotation backlog, labels, coverage
                 run.append_metrics([row])
                 notify(row)
@@ -395,11 +438,11 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
                     last_ckpt = time.perf_counter()
                 return not flag["stop"]
 
-            if spec.steps > int(agent.global_step):
-                agent.learn(spec.steps, callback=callback)  # an absolute target: same LR schedule on resume
+            if spec.steps > env_steps():  # an absolute target: same LR schedule on resume
+                agent.learn(spec.steps * agents, callback=callback)
             save_ppo_checkpoint(agent, spec, run)
             if flag["stop"]:
-                raise TrainingInterrupted(run, int(agent.global_step))
+                raise TrainingInterrupted(run, env_steps())
         save_ppo_checkpoint(agent, spec, run, name="final.pt")
     finally:
         env.close()

@@ -239,10 +239,12 @@ def train(
     reward: str = typer.Option("expert", "--reward", "-r",
                                help="env | sparse | expert | PROGRAM.py | a sum such as 'sparse + 0.1*r.py'."),
     steps: int = typer.Option(100_000, "--steps", "-n", min=1, help="Total env steps (all envs)."),
-    num_envs: int = typer.Option(8, "--num-envs", min=1, max=65_536, help="Environments in the vector env."),
+    num_envs: int = typer.Option(8, "--num-envs", min=1, max=65_536, help="Environments in the vector env "
+                                 "(copies of a multi-agent task)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (rewardgym PPO)."),
     seed: int = typer.Option(0, "--seed"),
-    algo: str = typer.Option("ppo", "--algo", help="ppo (rewardgym) | sb3-ppo (Stable-Baselines3)."),
+    algo: str = typer.Option("ppo", "--algo", help="ppo (rewardgym) | sb3-ppo (Stable-Baselines3) | mappo | ippo "
+                             "(multi-agent tasks, shared parameters; ppo means ippo there)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Hyper-parameters file (.json or .toml)."),
     track: Optional[str] = typer.Option(None, "--track", help="tensorboard | wandb (offline unless configured)."),
     asynchronous: bool = typer.Option(False, "--async", help="One process per environment."),
@@ -309,12 +311,13 @@ def train(
                                   intrinsic=intrinsic, oni=_oni_options(intrinsic, oni_model, annotator, oni_beta,
                                                                         goal, oni_option, model, base_url),
                                   randomize=_randomize_or_fail(randomize))
-        if config is not None and algo == "ppo":  # report bad keys against the file they came from
+        if config is not None and algo in training.PPO_ALGOS:  # report bad keys against the file they came from
             from rewardgym.agents.ppo import PPOConfig
 
+            agents = len(getattr(_task_or_fail(spec_task), "agents", ()) or ()) or 1  # one sub-env per agent
             try:
-                PPOConfig.from_dict({**spec.hyperparams, "num_envs": num_envs, "seed": seed, "device": device},
-                                    source=str(config))
+                PPOConfig.from_dict({**spec.hyperparams, "num_envs": num_envs * agents, "seed": seed,
+                                     "device": device}, source=str(config))
             except ValueError as exc:
                 _fail(str(exc))
     progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
@@ -596,7 +599,7 @@ def synthesize(
     max_repairs: int = typer.Option(2, "--max-repairs", help="Repair requests per failing program."),
     zero_shot: bool = typer.Option(False, "--zero-shot", help="No few-shot examples from the library."),
     seed: int = typer.Option(0, "--seed"),
-    algo: str = typer.Option("ppo", "--algo", help="ppo | sb3-ppo."),
+    algo: str = typer.Option("ppo", "--algo", help="ppo | sb3-ppo | mappo | ippo (multi-agent tasks)."),
     eval_episodes: int = typer.Option(5, "--eval-episodes", help="Evaluation episodes per candidate."),
     mode: str = typer.Option("auto", "--mode", help="whole (whole programs) | edit (JSON edits of a working "
                              "program, for weak models) | auto (edits after --edit-after rounds without a valid "

@@ -28,6 +28,8 @@ FAMILY_MODULES = (
     "rewardgym.envs.families.fetch",
     "rewardgym.envs.families.nethack",
     "rewardgym.envs.families.maniskill",
+    "rewardgym.envs.families.mpe",
+    "rewardgym.envs.families.mamujoco",
 )
 
 _TASKS: dict[str, TaskSpec] = {}

@@ -19,9 +19,10 @@ from rewardgym.envs.view import StateView, ViewSpec
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "rewards" / "library"
 
-EXTRA_RAW_KEYS = ("frame", "obs")
+EXTRA_RAW_KEYS = ("frame", "obs", "global_state")
 """Raw readings added by :meth:`TaskEnv.require` for trusted sources (perceptual models,
-value potentials); no view field reads them, so reward programs never receive them."""
+value potentials) and learners (a multi-agent task's global state, for centralised critics);
+no view field reads them, so reward programs never receive them."""
 
 
 class TaskUnavailableError(RuntimeError):

@@ -85,6 +85,11 @@ class Field:
     compute: Callable[[RawBatch], Any]
     previous: bool = True
 
+    @property
+    def per_agent(self) -> bool:
+        """Whether the field has one row per agent, ``(B, N, ...)`` (multi-agent views)."""
+        return self.shape.replace(" ", "").startswith("(B,N")
+
 
 def raw(key: str, dtype: Any = np.float64) -> Callable[[RawBatch], Any]:
     """Field compute function that returns the raw array ``key`` unchanged (cast to dtype)."""
@@ -152,16 +157,30 @@ class ViewSpec:
         return cls(name=name, doc=doc, fields={f.name: f for f in all_fields})
 
     def describe(self) -> str:
-        """Plain-text field table: the exact text an LLM is shown (``rewardgym describe``)."""
+        """Plain-text field table: the exact text an LLM is shown (``rewardgym describe``).
+
+        A multi-agent view (one with per-agent ``(B, N, ...)`` fields) lists its global and
+        its per-agent fields in two groups."""
         lines = [f"State view `{self.name}`: every field is batch-first (B = number of environments).",
-                 self.doc.strip(), "",
-                 "Fields (`state.<name>`; `state.prev.<name>` is the value one step earlier):"]
+                 self.doc.strip(), ""]
         width = max(len(f.name) for f in self.fields.values())
         shape_w = max(len(f.shape) for f in self.fields.values())
         unit_w = max(len(f.unit) for f in self.fields.values())
-        for f in self.fields.values():
-            prev = "" if f.previous else " (no prev)"
-            lines.append(f"  {f.name:<{width}}  {f.shape:<{shape_w}}  {f.unit:<{unit_w}}  {f.doc}{prev}")
+        per_agent = [f for f in self.fields.values() if f.per_agent]
+        groups = [("Fields (`state.<name>`; `state.prev.<name>` is the value one step earlier):",
+                   list(self.fields.values()))]
+        if per_agent:
+            groups = [("Global fields, (B, ...) (`state.<name>`; `state.prev.<name>` is the value one step earlier):",
+                       [f for f in self.fields.values() if not f.per_agent]),
+                      ("Per-agent fields, (B, N, ...): row [:, i] is agent i (N = number of agents, in the task's "
+                       "agent order):", per_agent)]
+        for title, fields in groups:
+            if lines[-1]:
+                lines.append("")
+            lines.append(title)
+            for f in fields:
+                prev = "" if f.previous else " (no prev)"
+                lines.append(f"  {f.name:<{width}}  {f.shape:<{shape_w}}  {f.unit:<{unit_w}}  {f.doc}{prev}")
         return "\n".join(lines)
 
 

@@ -28,6 +28,14 @@ Runtime checks, every call: the reward and every term must be numeric, of shape 
 inside the program is re-raised the same way, and so are a call past the time limit, a
 program past the memory limit and a crash of the worker. A reward is never silently
 replaced by zero.
+
+Multi-agent tasks (``agents=`` the task's agent names): the reward, every term and the
+potential may be a team value ``(B,)`` (every agent receives it), per-agent values
+``(B, N)`` (column ``i`` is agent ``i``) or a dict ``{agent name: (B,)}`` naming every
+agent; they come back as ``(B, N)`` float64. A value of another shape, a column count
+that is another agent count, or a dict naming an unknown agent is a
+:class:`RewardProgramError` naming the file, the line and the term (or the agent).
+``compute_success`` stays the team's ``(B,)``.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import builtins
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -72,6 +80,8 @@ class RewardProgram(RewardSource):
         name: source name used to prefix terms in compositions (default: file stem).
         limits: time and memory limits of the worker (untrusted programs;
             :class:`ProgramLimits` or a dict of its fields; default ``ProgramLimits()``).
+        agents: a multi-agent task's agent names (see the module docstring): outputs are
+            then ``(B, N)``; None for single-agent tasks.
 
     Raises:
         rewardgym.rewards.sandbox.ProgramRejected: the source broke a sandbox rule.
@@ -80,13 +90,14 @@ class RewardProgram(RewardSource):
 
     def __init__(self, source: str, filename: str = "<program>", view: ViewSpec | None = None,
                  trusted: bool = False, name: str | None = None,
-                 limits: ProgramLimits | dict[str, Any] | None = None):
+                 limits: ProgramLimits | dict[str, Any] | None = None, agents: Sequence[str] | None = None):
         self.source = source
         self.filename = filename
         self.view = view
         self.trusted = trusted
         self.name = name or Path(filename).stem
         self.limits = ProgramLimits.of(limits)
+        self.agents = tuple(agents) if agents else None
         if not trusted:
             validate_source(source, filename,
                             allowed_globals=set(prelude_namespace("numpy")),
@@ -94,7 +105,7 @@ class RewardProgram(RewardSource):
         tree = ast.parse(source, filename)
         defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
         self.attribute_names = value_attributes(tree)
-        self._executor = _Executor(source, filename, self.name, trusted, tree)
+        self._executor = _Executor(source, filename, self.name, trusted, tree, self.agents)
         self._worker: ProgramWorker | None = None
         self._worker_spec: ViewSpec | None = None
         if trusted:  # runs here: load it now, as Python would
@@ -107,8 +118,8 @@ class RewardProgram(RewardSource):
 
     @classmethod
     def from_file(cls, path: str | Path, view: ViewSpec | None = None, trusted: bool = False,
-                  name: str | None = None, limits: ProgramLimits | dict[str, Any] | None = None
-                  ) -> "RewardProgram":
+                  name: str | None = None, limits: ProgramLimits | dict[str, Any] | None = None,
+                  agents: Sequence[str] | None = None) -> "RewardProgram":
         """Load and validate the program at ``path``."""
         path = Path(path)
         if not path.is_file():
@@ -117,11 +128,12 @@ class RewardProgram(RewardSource):
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path}: reward program is not UTF-8 text ({exc})") from None
-        return cls(text, str(path), view=view, trusted=trusted, name=name, limits=limits)
+        return cls(text, str(path), view=view, trusted=trusted, name=name, limits=limits, agents=agents)
 
     # -- the reward source API ------------------------------------------------------
     def compute_reward(self, state: StateView, action: Any) -> tuple[Any, Terms]:
-        """Run ``compute_reward``; returns ``(reward (B,), terms {name: (B,)})``, checked."""
+        """Run ``compute_reward``; returns ``(reward (B,), terms {name: (B,)})``, checked
+        (``(B, N)`` each on a multi-agent task)."""
         if self.trusted:
             return self._executor.reward(state, action)
         names, arrays = self._remote("compute_reward", state, action)
@@ -131,7 +143,7 @@ class RewardProgram(RewardSource):
         return self.compute_reward(state, action)
 
     def compute_potential(self, state: StateView) -> Any:
-        """Run ``compute_potential``: Φ(s) as ``(B,)`` float, checked."""
+        """Run ``compute_potential``: Φ(s) as ``(B,)`` float (``(B, N)`` on a multi-agent task), checked."""
         if not self.has_potential:
             raise RewardProgramError(f"{self.filename}: defines no compute_potential(state)", self.filename)
         if self.trusted:
@@ -166,7 +178,8 @@ class RewardProgram(RewardSource):
         nbytes = sum(v.nbytes + 64 for part in (cur_np, prev_np or {}) for v in part.values()
                      if isinstance(v, np.ndarray) and v.dtype.kind in "biuf")
         nbytes += 0 if action_np is None else action_np.nbytes + 64
-        outputs = batch * 65
+        per_row = len(self.agents) if self.agents and fn_name != "compute_success" else 1
+        outputs = batch * per_row * 65
         spec = view_spec(state)
         worker = self._worker
         if worker is None or not worker.alive or not worker.fits(nbytes, outputs) or self._worker_spec is not spec:
@@ -176,9 +189,10 @@ class RewardProgram(RewardSource):
             worker = ProgramWorker(lambda: _runner(executor, spec), self.filename, self.limits, nbytes, outputs)
             self._worker, self._worker_spec = worker, spec
         names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np)
-        line = self._executor.return_line(fn_name)
+        expected = (batch, per_row) if self.agents and fn_name != "compute_success" else (batch,)
         for name, arr in zip(["reward" if fn_name == "compute_reward" else "potential", *names], arrays):
-            if arr.shape != (batch,) or not np.isfinite(arr).all():  # the worker checked; a lie is an error
+            if arr.shape != expected or not np.isfinite(arr).all():  # the worker checked; a lie is an error
+                line = self._executor.return_line(fn_name)  # walks the AST: only when there is an error
                 raise RewardProgramError(f"{self.filename}:{line}: the reward worker returned a bad value for "
                                          f"{name!r}", self.filename, line, name)
         if backend == "torch":
@@ -266,8 +280,10 @@ class _Executor:
     """A program's code executed in the current process: in its worker (untrusted) or in the
     caller (trusted). Namespaces, calls, output checks and error messages with lines."""
 
-    def __init__(self, source: str, filename: str, name: str, trusted: bool, tree: ast.Module):
+    def __init__(self, source: str, filename: str, name: str, trusted: bool, tree: ast.Module,
+                 agents: tuple[str, ...] | None = None):
         self.filename = filename
+        self.agents = agents
         self.name = name
         self.trusted = trusted
         self.tree = tree
@@ -335,12 +351,12 @@ class _Executor:
                 raise RewardProgramError(f"{self.filename}:{line}: term names must be strings of 1-100 characters not "
                                          f"starting with '_' (Gymnasium's info masks use those), got {key!r}",
                                          self.filename, line)
-            checked[key] = self.check_array(value, key, batch, "compute_reward")
-        return self.check_array(reward, "reward", batch, "compute_reward"), checked
+            checked[key] = self.check_output(value, key, batch, "compute_reward")
+        return self.check_output(reward, "reward", batch, "compute_reward"), checked
 
     def potential(self, state: StateView) -> Any:
-        return self.check_array(self.call("compute_potential", state), "potential", state.batch_size,
-                                "compute_potential")
+        return self.check_output(self.call("compute_potential", state), "potential", state.batch_size,
+                                 "compute_potential")
 
     def success(self, state: StateView) -> Any:
         out = self.call("compute_success", state)
@@ -357,16 +373,82 @@ class _Executor:
         return arr.astype(bool)
 
     # -- checks and error reporting -------------------------------------------------
+    def check_output(self, value: Any, term: str, batch: int, fn_name: str) -> Any:
+        """A reward, term or potential checked: ``(B,)`` (single-agent) or ``(B, N)`` (multi-agent)."""
+        return self.check_array(value, term, batch, fn_name) if self.agents is None else \
+            self.check_agent_array(value, term, batch, fn_name)
+
+    def check_agent_array(self, value: Any, term: str, batch: int, fn_name: str) -> np.ndarray:
+        """A multi-agent value as ``(B, N)`` float64: a team value ``(B,)`` (or a scalar) is given to
+        every agent; ``(B, N)`` and ``{agent: (B,)}`` are per agent. Anything else is an error
+        naming the line, the term and what was expected."""
+        agents, n = self.agents, len(self.agents)
+        names = ", ".join(agents)
+        if isinstance(value, dict):
+            value = self._from_agent_dict(value, term, batch, fn_name)
+        arr = self._float64(value, self._what(term), term, fn_name)
+        if arr.ndim == 0 or arr.shape == (batch,):
+            arr = np.repeat(arr.reshape(-1, 1), n, axis=1) if arr.ndim else np.full((batch, n), float(arr))
+        elif arr.shape != (batch, n):
+            line = self._term_line(term, fn_name)
+            if arr.ndim == 2 and arr.shape[0] == batch:
+                detail = (f"has {arr.shape[1]} per-agent columns, but this task has {n} agents ({names}): a program "
+                          f"written for another agent count? Return ({batch},) for the team or ({batch}, {n}) "
+                          f"for one value per agent")
+            else:
+                detail = (f"has shape {arr.shape}, expected ({batch},) (a team value, one per environment) or "
+                          f"({batch}, {n}) (one per agent: {names})")
+            raise RewardProgramError(f"{self.filename}:{line}: {self._what(term)} {detail}", self.filename, line, term)
+        if not np.isfinite(arr).all():
+            row, col = (int(i[0]) for i in np.nonzero(~np.isfinite(arr)))
+            line = self._term_line(term, fn_name)
+            raise RewardProgramError(
+                f"{self.filename}:{line}: {self._what(term)} is not finite ({arr[row, col]} for agent "
+                f"{agents[col]!r} at batch index {row})", self.filename, line, term)
+        return arr
+
+    def _from_agent_dict(self, value: dict, term: str, batch: int, fn_name: str) -> np.ndarray:
+        """``{agent: (B,)}`` -> ``(B, N)``; every agent named, no other name."""
+        agents = self.agents
+        for key in value:
+            if key not in agents:
+                line = self._term_line(key, fn_name) if isinstance(key, str) else self.return_line(fn_name)
+                raise RewardProgramError(
+                    f"{self.filename}:{line}: {self._what(term)} names agent {key!r}, which this task does not "
+                    f"have (agents: {', '.join(agents)})", self.filename, line, term)
+        missing = [a for a in agents if a not in value]
+        if missing:
+            line = self._term_line(term, fn_name)
+            raise RewardProgramError(
+                f"{self.filename}:{line}: {self._what(term)} has no value for agent {missing[0]!r}: a dict of "
+                f"per-agent values names every agent ({', '.join(agents)})", self.filename, line, term)
+        columns = []
+        for agent in agents:
+            column = self._float64(value[agent], f"{self._what(term)} of agent {agent!r}", term, fn_name, agent)
+            if column.ndim == 0:
+                column = np.full(batch, float(column))
+            if column.shape != (batch,):
+                line = self._term_line(agent, fn_name)
+                raise RewardProgramError(
+                    f"{self.filename}:{line}: {self._what(term)} of agent {agent!r} has shape {column.shape}, "
+                    f"expected ({batch},)", self.filename, line, term)
+            columns.append(column)
+        return np.stack(columns, axis=1)
+
+    def _float64(self, value: Any, what: str, term: str, fn_name: str, line_key: str | None = None) -> np.ndarray:
+        """``value`` as a float64 numpy array (tensors copied), or an error naming the line of
+        ``line_key`` (default ``term``) and saying that ``what`` is not numeric."""
+        try:
+            return np.asarray(_to_numpy(value) if _is_torch(value) else value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            line = self._term_line(line_key or term, fn_name)
+            raise RewardProgramError(f"{self.filename}:{line}: {what} is not numeric ({type(value).__name__}: {exc})",
+                                     self.filename, line, term) from None
+
     def check_array(self, value: Any, term: str, batch: int, fn_name: str) -> Any:
         if _is_torch(value):
             return self._check_tensor(value, term, batch, fn_name)
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            line = self._term_line(term, fn_name)
-            raise RewardProgramError(
-                f"{self.filename}:{line}: {self._what(term)} is not numeric "
-                f"({type(value).__name__}: {exc})", self.filename, line, term) from None
+        arr = self._float64(value, self._what(term), term, fn_name)
         if arr.shape != (batch,):
             if arr.ndim == 0:
                 arr = np.full(batch, float(arr))

@@ -74,6 +74,11 @@ _REWARD_KINDS: dict[str, Kind] = {}
 _POTENTIAL_KINDS: dict[str, Kind] = {}
 
 
+def task_agents(task: "TaskSpec") -> tuple[str, ...] | None:
+    """The agent names of a multi-agent task (its programs return per-agent values), else None."""
+    return getattr(task, "agents", None) or None
+
+
 def register_reward_kind(name: str, resolver: Resolver | str, describe: str) -> None:
     """Make a new kind of reward source usable in ``reward=`` (and in weighted sums).
 
@@ -133,10 +138,12 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False, limits: A
         if task.expert_path is None or not task.expert_path.is_file():
             raise ValueError(f"task {task.id} has no expert reward program")
         # Shipped programs are validated like any other: they prove the sandbox admits real rewards.
-        return RewardProgram.from_file(task.expert_path, view=task.view, name="expert", limits=limits)
+        return RewardProgram.from_file(task.expert_path, view=task.view, name="expert", limits=limits,
+                                       agents=task_agents(task))
     single = " " not in text and "*" not in text
     if single and text.endswith(".py"):
-        return RewardProgram.from_file(text, view=task.view, trusted=trusted, limits=limits)
+        return RewardProgram.from_file(text, view=task.view, trusted=trusted, limits=limits,
+                                       agents=task_agents(task))
     if single:
         for kind in _REWARD_KINDS.values():
             source = kind.resolve(text, task, trusted, kwargs.get(kind.name, {}))
@@ -162,9 +169,11 @@ def resolve_potential(spec: Any, task: "TaskSpec", trusted: bool = False, limits
     elif spec == "expert":
         if task.expert_path is None:
             raise ValueError(f"task {task.id} has no expert program to take a potential from")
-        program = RewardProgram.from_file(task.expert_path, view=task.view, name="expert", limits=limits)
+        program = RewardProgram.from_file(task.expert_path, view=task.view, name="expert", limits=limits,
+                                          agents=task_agents(task))
     elif isinstance(spec, (str, Path)) and str(spec).endswith(".py"):
-        program = RewardProgram.from_file(spec, view=task.view, trusted=trusted, limits=limits)
+        program = RewardProgram.from_file(spec, view=task.view, trusted=trusted, limits=limits,
+                                          agents=task_agents(task))
     else:
         for kind in _POTENTIAL_KINDS.values() if isinstance(spec, (str, Path)) else ():
             potential = kind.resolve(str(spec), task, trusted, kwargs.get(kind.name, {}))

@@ -33,13 +33,17 @@ def shaping_term(phi: Any, phi_next: Any, gamma: float, terminated: Any) -> Any:
     """``γ·Φ(s')·(1 − terminated) − Φ(s)``, batch-first (numpy arrays or torch tensors).
 
     Args:
-        phi: Φ(s) of the state the action was taken in, ``(B,)``.
-        phi_next: Φ(s') of the state reached, ``(B,)``.
+        phi: Φ(s) of the state the action was taken in, ``(B,)``, or ``(B, N)`` with one
+            potential per agent (multi-agent tasks: each agent's shaping telescopes on its own).
+        phi_next: Φ(s') of the state reached, the same shape.
         gamma: the learner's discount factor.
-        terminated: ``(B,)`` bool, s' is terminal (Φ = 0 there); truncation is not termination.
+        terminated: ``(B,)`` bool, s' is terminal (Φ = 0 there, for every agent: a
+            multi-agent episode ends for all agents together); truncation is not termination.
     """
     alive = 1.0 - (terminated.float() if hasattr(terminated, "float") and not isinstance(terminated, np.ndarray)
                    else np.asarray(terminated, dtype=np.float64))
+    if getattr(phi_next, "ndim", 1) > alive.ndim:  # per-agent potentials: the episode's end applies to every agent
+        alive = alive.reshape(tuple(alive.shape) + (1,) * (phi_next.ndim - alive.ndim))
     return gamma * phi_next * alive - phi
 
 

@@ -142,7 +142,7 @@ class WeightedSum(RewardSource):
         for (weight, source), prefix in zip(self.parts, self._prefixes):
             reward, part_terms = source.compute(state, action)
             contribution = reward * weight if weight != 1.0 else reward
-            total = contribution if total is None else total + contribution
+            total = contribution if total is None else add_aligned(total, contribution)
             if part_terms and set(part_terms) == {prefix}:  # e.g. shaping's single term "shaping"
                 terms[prefix] = part_terms[prefix] * weight if weight != 1.0 else part_terms[prefix]
             elif part_terms:
@@ -171,6 +171,18 @@ class WeightedSum(RewardSource):
 
     def __repr__(self) -> str:
         return " + ".join(f"{w:g}*{s.name}" for w, s in self.parts)
+
+
+def add_aligned(a: Any, b: Any) -> Any:
+    """``a + b`` where a team value ``(B,)`` meets a per-agent one ``(B, N)`` (multi-agent tasks):
+    the team value is given to every agent (``a[:, None] + b``), never aligned with the agent axis."""
+    nd_a, nd_b = getattr(a, "ndim", 0), getattr(b, "ndim", 0)
+    if nd_a and nd_b and nd_a != nd_b:
+        if nd_a < nd_b:
+            a = a.reshape(tuple(a.shape) + (1,) * (nd_b - nd_a))
+        else:
+            b = b.reshape(tuple(b.shape) + (1,) * (nd_a - nd_b))
+    return a + b
 
 
 def merge_requirements(requirements: Any) -> dict[str, Any]:

@@ -70,6 +70,10 @@ class RewardComputer:
     calls the source on all ``B`` rows, and accumulates per-env episode statistics with
     array operations (no per-row Python).
 
+    On a multi-agent task (one with ``agents``) rewards, terms, ``env_reward`` and their
+    episode sums are ``(B, N)``: a team value ``(B,)`` from a source is given to every agent;
+    length and success stay ``(B,)``.
+
     Args:
         task: the task (view spec and success test).
         source: the reward source.
@@ -84,8 +88,12 @@ class RewardComputer:
         self.last_state: StateView | None = None
         self.last_success = np.zeros(num_envs, dtype=bool)
         n = num_envs
-        self.ep_return = np.zeros(n)
-        self.ep_env_return = np.zeros(n)
+        agents = getattr(task, "agents", None)
+        self.n_agents: int | None = len(agents) if agents else None
+        self.value_shape = (n,) if self.n_agents is None else (n, self.n_agents)
+        """Shape of a reward, a term and ``env_reward``: ``(B,)``, or ``(B, N)`` on a multi-agent task."""
+        self.ep_return = np.zeros(self.value_shape)
+        self.ep_env_return = np.zeros(self.value_shape)
         self.ep_length = np.zeros(n, dtype=np.int64)
         self.ep_success = np.zeros(n, dtype=bool)
         self.ep_terms: dict[str, np.ndarray] = {}
@@ -142,12 +150,13 @@ class RewardComputer:
             prev = _merge_rows(prev, batch, ~active)  # an inactive row's "previous" state is its reset state
         state, success = self._with_success(batch, prev, None if all_active else active)
         reward, terms = self.source.compute(state, action)
-        reward = np.array(_to_numpy(reward), dtype=np.float64)
-        terms = {k: np.array(_to_numpy(v), dtype=np.float64) for k, v in terms.items()}
+        reward = self._values(reward, "the reward")
+        terms = {k: self._values(v, f"term {k!r}") for k, v in terms.items()}
         if not np.isfinite(reward).all():  # each part was finite; a weighted sum can still overflow
             bad = int(np.flatnonzero(~np.isfinite(reward))[0])
-            raise FloatingPointError(f"the reward of {self.source!r} is not finite ({reward[bad]} at batch index {bad}); "
-                                     f"its parts are finite, so their weighted sum overflows: use smaller weights")
+            raise FloatingPointError(f"the reward of {self.source!r} is not finite ({reward.flat[bad]} at batch index "
+                                     f"{bad // (self.n_agents or 1)}); its parts are finite, so their weighted sum "
+                                     f"overflows: use smaller weights")
         if not all_active:
             reward[~active] = 0.0
             env_reward[~active] = 0.0
@@ -155,7 +164,7 @@ class RewardComputer:
                 value[~active] = 0.0
         for name in terms:
             if name not in self.ep_terms:
-                self.ep_terms[name] = np.zeros(self.num_envs)
+                self.ep_terms[name] = np.zeros(self.value_shape)
         self.ep_return += reward
         self.ep_env_return += env_reward
         if all_active:
@@ -171,15 +180,30 @@ class RewardComputer:
         self.last_success = success
         return reward, terms, success
 
+    def _values(self, value: Any, what: str) -> np.ndarray:
+        """A source's reward or term as float64 numpy of :attr:`value_shape` (a team value ``(B,)``
+        is given to every agent of a multi-agent task; another shape is an error)."""
+        arr = np.array(_to_numpy(value), dtype=np.float64)
+        if self.n_agents is None or arr.shape == self.value_shape:
+            return arr
+        if arr.shape == (self.num_envs,):
+            return np.repeat(arr[:, None], self.n_agents, axis=1)
+        raise ValueError(f"reward source {self.source!r} returned {what} of shape {arr.shape}; a multi-agent task "
+                         f"takes ({self.num_envs},) (a team value) or {self.value_shape} (one per agent)")
+
     def episode_stats(self, done: np.ndarray) -> dict[str, Any]:
         """Statistics of the episodes that just ended in envs ``done`` (bool ``(B,)``), as
-        ``(B,)`` arrays (zero elsewhere); ``terms`` holds per-term episode sums."""
-        return {"return": np.where(done, self.ep_return, 0.0),
-                "env_return": np.where(done, self.ep_env_return, 0.0),
+        ``(B,)`` arrays (zero elsewhere; ``return``, ``env_return`` and the per-term episode
+        sums in ``terms`` are ``(B, N)`` on a multi-agent task)."""
+        def ended(values: np.ndarray) -> np.ndarray:
+            return np.where(done.reshape(done.shape + (1,) * (values.ndim - 1)), values, 0.0)
+
+        return {"return": ended(self.ep_return),
+                "env_return": ended(self.ep_env_return),
                 "length": np.where(done, self.ep_length, 0),
                 "success": self.ep_success & done,
                 "final_success": self.last_success & done,
-                "terms": {name: np.where(done, sums, 0.0) for name, sums in self.ep_terms.items()}}
+                "terms": {name: ended(sums) for name, sums in self.ep_terms.items()}}
 
 
 def _merge_rows(dst: RawBatch, src: RawBatch, rows: np.ndarray) -> dict[str, Any]:

@@ -16,6 +16,12 @@ sub-env) and ``vector_kwargs=`` (passed to the vector env). Gymnasium's own ``ma
 refuses those two arguments for any env with a vector entry point, so with ``gym.make_vec``
 pass them with ``vectorization_mode="sync"|"async"``: each sub-env then injects its own
 reward (same ``info`` layout, one reward call per env).
+
+Multi-agent tasks (:class:`~rewardgym.envs.multiagent.MultiAgentTaskSpec`) are PettingZoo
+envs: ``rewardgym.make_parallel`` builds them. Their ids are registered here too, with the
+vector entry point of :mod:`rewardgym.multiagent` named as a string (that package sits
+above this one), so ``gym.make_vec`` gives their parameter-sharing vector env of
+``num_envs x n_agents`` agent slots; ``gym.make`` explains where to go.
 """
 
 from __future__ import annotations
@@ -33,10 +39,23 @@ from rewardgym.wrappers.inject import RewardInjection, VectorRewardInjection
 from rewardgym.wrappers.randomize import DomainRandomization, RandomizationConfig
 
 
-def _check_available(task: TaskSpec) -> None:
+MULTIAGENT_VECTOR_ENTRY_POINT = "rewardgym.multiagent.vector:make_agent_vec_env"
+"""``gym.make_vec``'s entry point for multi-agent ids (by name: it lives above this layer)."""
+
+
+def check_available(task: TaskSpec) -> None:
+    """Raise :class:`TaskUnavailableError` (with the reason) if ``task`` cannot run here."""
     ok, reason = task.available()
     if not ok:
         raise TaskUnavailableError(f"{task.id} is unavailable on this machine: {reason}")
+
+
+def _check_single_agent(task: TaskSpec) -> None:
+    if getattr(task, "agents", None):
+        raise TypeError(f"{task.id} is a multi-agent task (PettingZoo): build it with rewardgym.make_parallel(id, "
+                        f"reward=...) (a ParallelEnv), rewardgym.make_parallel_vec(id, num_envs, ...) (B copies, "
+                        f"(B, N) rewards) or gym.make_vec(id, num_envs, ...) (one sub-env per agent, for "
+                        f"shared-parameter learners)")
 
 
 def make_task_env(task_id: str, render_mode: str | None = None, state_in_info: bool = False,
@@ -50,7 +69,7 @@ def make_task_env(task_id: str, render_mode: str | None = None, state_in_info: b
             ``TaskEnv`` is returned inside a ``DomainRandomization`` wrapper.
     """
     task = get_task(task_id)
-    _check_available(task)
+    check_available(task)
     config = RandomizationConfig.resolve(randomize)  # a bad config fails before the simulator starts
     headless_gl_default()
     env = task.make_env(render_mode=render_mode, state_in_info=state_in_info, **base_kwargs)
@@ -59,8 +78,9 @@ def make_task_env(task_id: str, render_mode: str | None = None, state_in_info: b
     return DomainRandomization(env, config) if config else env
 
 
-def _source(task: TaskSpec, reward: Any, trusted: bool, shaping: Any, gamma: float | None, reward_limits: Any,
-            reward_kwargs: Any):
+def resolve_source(task: TaskSpec, reward: Any, trusted: bool, shaping: Any, gamma: float | None, reward_limits: Any,
+                   reward_kwargs: Any):
+    """The reward source of ``reward=`` with ``shaping=`` (:func:`~rewardgym.rewards.resolve.with_shaping`)."""
     source = resolve_reward(reward, task, trusted=trusted, limits=reward_limits, reward_kwargs=reward_kwargs)
     return with_shaping(source, shaping, gamma, task, trusted, reward_limits, reward_kwargs)
 
@@ -89,9 +109,10 @@ def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
         **base_kwargs: passed to the simulator's constructor.
     """
     task = get_task(task_id)
-    _check_available(task)
+    _check_single_agent(task)
+    check_available(task)
     config = RandomizationConfig.resolve(randomize)
-    source = _source(task, reward, trusted, shaping, gamma, reward_limits, reward_kwargs)
+    source = resolve_source(task, reward, trusted, shaping, gamma, reward_limits, reward_kwargs)
     try:
         env = make_task_env(task.id, render_mode=render_mode, requires=source.requires(), randomize=config,
                             **base_kwargs)
@@ -123,27 +144,44 @@ def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchron
             as for :func:`make_env` (each env samples its own randomisation; ``reset(seed=s)``
             seeds env ``i`` with ``s + i``).
     """
-    base_kwargs.pop("max_episode_steps", None)  # gym.make_vec forwards the spec's (None) limit
     task = get_task(task_id)
-    _check_available(task)
+    _check_single_agent(task)
+    check_available(task)
     if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-    vector_kwargs = dict(vector_kwargs or {})
-    config = RandomizationConfig.resolve(randomize)
-    if autoreset_mode is not None:
-        vector_kwargs["autoreset_mode"] = gym.vector.AutoresetMode(autoreset_mode)
-    source = _source(task, reward, trusted, shaping, gamma, reward_limits, reward_kwargs)
-    env_fn = partial(_wrapped_task_env, task.id, list(wrappers or []), render_mode=render_mode,
-                     state_in_info=asynchronous, requires=source.requires(), randomize=config, **base_kwargs)
+    config = RandomizationConfig.resolve(randomize)  # bad options fail before a reward worker starts
+    source = resolve_source(task, reward, trusted, shaping, gamma, reward_limits, reward_kwargs)
+    venv = task_vector_env(task, source, num_envs, asynchronous=asynchronous, render_mode=render_mode,
+                           wrappers=wrappers, vector_kwargs=vector_kwargs, autoreset_mode=autoreset_mode,
+                           randomize=config, **base_kwargs)
+    return VectorRewardInjection(venv, task, source)
+
+
+def task_vector_env(task: TaskSpec, source: Any, num_envs: int, asynchronous: bool = False,
+                    render_mode: str | None = None, wrappers: Sequence[Callable[[gym.Env], gym.Env]] | None = None,
+                    vector_kwargs: dict[str, Any] | None = None, autoreset_mode: Any = None,
+                    requires: dict[str, Any] | None = None, randomize: Any = None,
+                    **base_kwargs: Any) -> gym.vector.VectorEnv:
+    """The ``SyncVectorEnv`` (or ``AsyncVectorEnv``) of ``num_envs`` task envs under ``wrappers``,
+    reading what ``source`` requires (plus ``requires``), before reward injection, each under
+    ``randomize`` (a resolved :class:`~rewardgym.wrappers.randomize.RandomizationConfig` or
+    None). Closes ``source`` if the envs cannot be built."""
+    base_kwargs.pop("max_episode_steps", None)  # gym.make_vec forwards the spec's (None) limit
     try:
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        vector_kwargs = dict(vector_kwargs or {})
+        if autoreset_mode is not None:
+            vector_kwargs["autoreset_mode"] = gym.vector.AutoresetMode(autoreset_mode)
+        env_fn = partial(_wrapped_task_env, task.id, list(wrappers or []), render_mode=render_mode,
+                         state_in_info=asynchronous, requires={**source.requires(), **(requires or {})},
+                         randomize=randomize, **base_kwargs)
         if asynchronous:
-            venv = gym.vector.AsyncVectorEnv([env_fn] * num_envs, **vector_kwargs)
-        else:
-            venv = gym.vector.SyncVectorEnv([env_fn] * num_envs, **vector_kwargs)
+            return gym.vector.AsyncVectorEnv([env_fn] * num_envs, **vector_kwargs)
+        return gym.vector.SyncVectorEnv([env_fn] * num_envs, **vector_kwargs)
     except BaseException:
         source.close()
         raise
-    return VectorRewardInjection(venv, task, source)
 
 
 def _wrapped_task_env(task_id: str, wrappers: list[Callable[[gym.Env], gym.Env]], **kwargs: Any) -> gym.Env:
@@ -173,7 +211,7 @@ def register_gym_id(spec: TaskSpec) -> None:
     gym.register(
         id=spec.id,
         entry_point=make_env,
-        vector_entry_point=make_vec_env,
+        vector_entry_point=MULTIAGENT_VECTOR_ENTRY_POINT if getattr(spec, "agents", None) else make_vec_env,
         kwargs={"task_id": spec.id},
         # The base env applies its own time limit beneath the reward wrapper, so the
         # wrapper sees truncations; gym.make must not add a second TimeLimit on top.

@@ -335,8 +335,8 @@ class LocomotionTaskEnv(TaskEnv):
 
     def __init__(self, env, task: TaskSpec, state_in_info: bool = False):
         super().__init__(env, task, state_in_info=state_in_info)
-        base = env.unwrapped
-        self._layout = MODELS[task.base_id]
+        base = self.mujoco_env()
+        self._layout = MODELS[task.extra.get("model", task.base_id)]
         self._data = base.data
         self._dt = float(base.dt)
         check_layout(base.model, self._layout)
@@ -351,6 +351,11 @@ class LocomotionTaskEnv(TaskEnv):
         self._x_start = 0.0
         self._pitch = 0.0        # free joint: accumulated; planar: rooty at reset
         self._prev_quat = np.array([1.0, 0.0, 0.0, 0.0])
+
+    def mujoco_env(self) -> Any:
+        """The Gymnasium MuJoCo env whose ``MjData`` the view reads (the simulator itself here;
+        MaMuJoCo tasks return the single-agent env their agents share)."""
+        return self.env.unwrapped
 
     # -- episode accumulators ---------------------------------------------------------
     def on_reset(self, obs: Any, info: dict) -> None:
@@ -430,7 +435,8 @@ def _progress(state: StateView) -> np.ndarray:
     return state.torso_pos[:, 0] - state.torso_x_start
 
 
-def _forward(distance: float):
+def forward_success(distance: float):
+    """The success test "the torso moved at least ``distance`` m forward (+x) this episode"."""
     def success(state: StateView) -> np.ndarray:
         return _progress(state) >= distance
 
@@ -512,7 +518,7 @@ def _standard(model: str, task: str, distance: float, instruction: str) -> TaskS
                      "episode). Base env defaults"
                      + (" (HalfCheetah never terminates early)." if model == "HalfCheetah" else
                         ", including its own termination when unhealthy (fallen).")),
-        success=_forward(distance), view=VIEW,
+        success=forward_success(distance), view=VIEW,
         make_env=functools.partial(make_env, task_id),
         max_episode_steps=MAX_EPISODE_STEPS, expert=f"{model}-{task}.py", tags=("standard",),
     )
