@@ -48,7 +48,7 @@ from rewardgym.rewards.prelude import HELPERS, math_namespace, prelude_namespace
 from rewardgym.rewards.sandbox import (ATTRIBUTE_ALLOWLIST, SAFE_BUILTINS, VIEW_ATTRIBUTES, validate_source,
                                        value_attributes)
 from rewardgym.rewards.source import RewardSource, Terms
-from rewardgym.rewards.worker import ProgramLimits, ProgramWorker, RewardProgramError
+from rewardgym.rewards.worker import ProgramLimits, ProgramWorker, RewardProgramError, WorkerTooSmall
 
 PROGRAM_FUNCTIONS = ("compute_reward", "compute_potential", "compute_success")
 
@@ -163,29 +163,39 @@ class RewardProgram(RewardSource):
         cur_np, prev_np = _to_numpy_batch(cur), (_to_numpy_batch(prev) if prev is not None else None)
         action_np = None if action is None else _to_numpy(action)
         batch = state.batch_size
-        nbytes = sum(v.nbytes + 64 for part in (cur_np, prev_np or {}) for v in part.values()
-                     if isinstance(v, np.ndarray) and v.dtype.kind in "biuf")
-        nbytes += 0 if action_np is None else action_np.nbytes + 64
-        outputs = batch * 65
         spec = view_spec(state)
         worker = self._worker
-        if worker is None or not worker.alive or not worker.fits(nbytes, outputs) or self._worker_spec is not spec:
-            self.close()
-            warm_up()  # the prelude's kernels compile here, once: the worker cannot write numba's cache
-            executor = self._executor
-            worker = ProgramWorker(lambda: _runner(executor, spec), self.filename, self.limits, nbytes, outputs)
-            self._worker, self._worker_spec = worker, spec
-        names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np)
-        line = self._executor.return_line(fn_name)
-        for name, arr in zip(["reward" if fn_name == "compute_reward" else "potential", *names], arrays):
-            if arr.shape != (batch,) or not np.isfinite(arr).all():  # the worker checked; a lie is an error
-                raise RewardProgramError(f"{self.filename}:{line}: the reward worker returned a bad value for "
-                                         f"{name!r}", self.filename, line, name)
+        if worker is None or not worker.alive or not worker.fits(0, batch * 65) or self._worker_spec is not spec:
+            worker = self._start_worker(spec, cur_np, prev_np, action_np, batch)
+        try:
+            names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np)
+        except WorkerTooSmall:  # a larger batch than this worker was sized for: a bigger one
+            worker = self._start_worker(spec, cur_np, prev_np, action_np, batch)
+            names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np)
+        if len(arrays[0]) != batch or not np.isfinite(arrays).all():  # the worker checked; a lie is an error
+            bad = 0 if len(arrays[0]) != batch else int(np.flatnonzero(~np.isfinite(arrays).all(axis=1))[0])
+            name = (["reward" if fn_name == "compute_reward" else "potential", *names])[bad]
+            line = self._executor.return_line(fn_name)
+            raise RewardProgramError(f"{self.filename}:{line}: the reward worker returned a bad value for "
+                                     f"{name!r}", self.filename, line, name)
         if backend == "torch":
             ref = cur["env_reward"]
             dtype = ref.dtype if ref.is_floating_point() else None
             arrays = [_torch_from(arr, ref.device, dtype) for arr in arrays]
         return names, arrays
+
+    def _start_worker(self, spec: ViewSpec, cur: dict[str, Any], prev: dict[str, Any] | None, action: Any,
+                      batch: int) -> ProgramWorker:
+        """A fresh worker for ``spec`` whose shared regions hold batches like this one."""
+        self.close()
+        nbytes = sum(v.nbytes + 64 for part in (cur, prev or {}) for v in part.values()
+                     if isinstance(v, np.ndarray) and v.dtype.kind in "biuf")
+        nbytes += 0 if action is None else action.nbytes + 64
+        warm_up()  # the prelude's kernels compile here, once: the worker cannot write numba's cache
+        executor = self._executor
+        worker = ProgramWorker(lambda: _runner(executor, spec), self.filename, self.limits, nbytes, batch * 65)
+        self._worker, self._worker_spec = worker, spec
+        return worker
 
     def _check_torch_attributes(self) -> None:
         """Refuse torch tensors for a program naming a tensor attribute outside the allow-list.
@@ -416,11 +426,13 @@ class _Executor:
         return None
 
     def return_line(self, fn_name: str) -> int | None:
-        node = self._function_node(fn_name)
-        if node is None:
-            return None
-        returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)]
-        return returns[-1].lineno if returns else node.lineno
+        """The line of ``fn_name``'s last ``return`` (where errors about its outputs point); cached."""
+        lines = self.__dict__.setdefault("_return_lines", {})
+        if fn_name not in lines:
+            node = self._function_node(fn_name)
+            returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)] if node is not None else []
+            lines[fn_name] = None if node is None else (returns[-1].lineno if returns else node.lineno)
+        return lines[fn_name]
 
     def _term_line(self, term: str, fn_name: str) -> int | None:
         """Line where ``term`` is named (dict key or assignment) in ``fn_name``; else its return."""
