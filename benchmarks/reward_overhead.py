@@ -54,6 +54,12 @@ def _make(kind: str, raw_fn, task_id: str, num_envs: int, reward: str, trusted: 
         if num_envs == 1:
             return raw_fn()
         return gym.vector.SyncVectorEnv([raw_fn] * num_envs)
+    if reward == "expert" and trusted:
+        # "expert" always resolves to an untrusted (isolated) program; the same file passed
+        # as a path with trusted=True runs in-process: the reference for the isolation cost.
+        from rewardgym.envs.registry import get_task
+
+        reward = str(get_task(task_id).expert_path)
     if num_envs == 1:
         return gym.make(task_id, reward=reward, trusted=trusted)
     return gym.make_vec(task_id, num_envs=num_envs, reward=reward, trusted=trusted)
