@@ -97,6 +97,8 @@ class RewardProgram(RewardSource):
         self._executor = _Executor(source, filename, self.name, trusted, tree)
         self._worker: ProgramWorker | None = None
         self._worker_spec: ViewSpec | None = None
+        self._prune = True  # send the worker only the raw keys the program's fields read
+        self._keys_cache: tuple[Any, frozenset[str] | None] | None = None
         if trusted:  # runs here: load it now, as Python would
             ns = self._executor.namespace("numpy")
             defined = {n for n in PROGRAM_FUNCTIONS if callable(ns.get(n))}
@@ -164,14 +166,26 @@ class RewardProgram(RewardSource):
         action_np = None if action is None else _to_numpy(action)
         batch = state.batch_size
         spec = view_spec(state)
+        keys = self._needed_keys(spec, cur_np) if backend == "numpy" and self._prune else None
+        if keys is not None:
+            cur_np = {k: v for k, v in cur_np.items() if k in keys}
+            if prev_np is not None:
+                prev_np = {k: v for k, v in prev_np.items() if k in keys}
         worker = self._worker
         if worker is None or not worker.alive or not worker.fits(0, batch * 65) or self._worker_spec is not spec:
             worker = self._start_worker(spec, cur_np, prev_np, action_np, batch)
         try:
-            names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np)
+            names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np, pruned=keys is not None)
         except WorkerTooSmall:  # a larger batch than this worker was sized for: a bigger one
             worker = self._start_worker(spec, cur_np, prev_np, action_np, batch)
-            names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np)
+            names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np, pruned=keys is not None)
+        except RewardProgramError as exc:
+            if exc.kind != "missing" or not self._prune:
+                raise
+            # A field read a raw key its first evaluation did not (a data-dependent branch):
+            # from now on every key travels, and this call runs again with all of them.
+            self._prune = False
+            return self._remote(fn_name, state, action)
         if len(arrays[0]) != batch or not np.isfinite(arrays).all():  # the worker checked; a lie is an error
             bad = 0 if len(arrays[0]) != batch else int(np.flatnonzero(~np.isfinite(arrays).all(axis=1))[0])
             name = (["reward" if fn_name == "compute_reward" else "potential", *names])[bad]
@@ -183,6 +197,29 @@ class RewardProgram(RewardSource):
             dtype = ref.dtype if ref.is_floating_point() else None
             arrays = [_torch_from(arr, ref.device, dtype) for arr in arrays]
         return names, arrays
+
+    def _needed_keys(self, spec: ViewSpec, cur: dict[str, Any]) -> frozenset[str] | None:
+        """The raw keys the fields this program names read, found by computing those fields
+        here once on a batch of this layout (trusted code, recorded reads); None: all keys.
+
+        Only these travel to the worker each call: a Meta-World expert reads 4 of 16 raw
+        arrays. Should a field read another key later (a branch on the data), the worker
+        says so and every key travels from then on (:meth:`_remote`)."""
+        signature = (spec, tuple(cur))
+        cached = self._keys_cache
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        fields = [spec.fields[name] for name in self.attribute_names if name in spec.fields]
+        recorder = _RecordingBatch(cur)
+        try:
+            for field in fields:
+                field.compute(recorder)
+        except Exception:  # noqa: BLE001 - a field that fails here fails in the worker too, with its message
+            keys = None
+        else:
+            keys = frozenset(recorder.read) | {"env_reward"}  # env_reward: the batch size
+        self._keys_cache = (signature, keys)
+        return keys
 
     def _start_worker(self, spec: ViewSpec, cur: dict[str, Any], prev: dict[str, Any] | None, action: Any,
                       batch: int) -> ProgramWorker:
@@ -223,6 +260,27 @@ class RewardProgram(RewardSource):
 
 def _to_numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if _is_torch(x) else np.asarray(x)
+
+
+class _RecordingBatch(dict):
+    """A raw batch that records which keys are read (:meth:`RewardProgram._needed_keys`)."""
+
+    def __init__(self, batch: Mapping[str, Any]):
+        super().__init__(batch)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.read.add(key)
+        return super().__contains__(key)
 
 
 def _to_numpy_batch(batch: Mapping[str, Any]) -> dict[str, Any]:

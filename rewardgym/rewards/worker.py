@@ -61,7 +61,7 @@ _MAX_REPLY_BYTES = 1 << 20
 _FUNCTIONS = ("compute_reward", "compute_potential", "compute_success")
 _BACKENDS = ("numpy", "torch")
 _HEADER = 3  # request: function index, backend index, flags; then an optional pickled (layout, objects)
-_HAS_PREV, _HAS_ACTION = 1, 2
+_HAS_PREV, _HAS_ACTION, _PRUNED = 1, 2, 4
 _OK = 0x4B  # b"K": first byte of the steady-state reply (JSON replies start with b"{")
 _FAST_OK = struct.Struct("<BHI")
 _LENGTH = struct.Struct("<I")  # message framing on the pipes  # reply: _OK, number of (B,) float64 arrays, B
@@ -269,6 +269,29 @@ class _Pipe:
         return data[_LENGTH.size:]
 
 
+class MissingRawKey(BaseException):
+    """A field read a raw key the caller left out of a pruned batch (not the program's error).
+
+    A BaseException: nothing between the field and the worker's loop (``except Exception``,
+    ``except KeyError`` in a field's code) may take it for an absent key."""
+
+
+class _PartialBatch(dict):
+    """The raw batch in the worker when the caller sent only the keys the program's fields
+    read: any other key is reported as missing, never as absent."""
+
+    def __missing__(self, key: str) -> Any:
+        raise MissingRawKey(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key]
+
+    def __contains__(self, key: object) -> bool:
+        if super().__contains__(key):
+            return True
+        raise MissingRawKey(key)
+
+
 # -- the worker's side --------------------------------------------------------------------
 Runner = Callable[[str, str, dict, dict | None, Any], tuple[list[str], list[np.ndarray]]]
 """``runner(fn_name, backend, cur, prev, action) -> (names, float64 arrays)``: the program
@@ -336,8 +359,11 @@ def _worker_main(make_runner: Callable[[], Runner], filename: str, ctrl_fd: int,
         try:
             cur, prev = parts["cur"], (parts["prev"] if flags & _HAS_PREV else None)
             action = parts["action"].get("action") if flags & _HAS_ACTION else None
-            if objects:
+            if flags & _PRUNED:
+                cur, prev = _PartialBatch(cur), (_PartialBatch(prev) if prev is not None else None)
+            elif objects:
                 cur, prev = dict(cur), (dict(prev) if prev is not None else None)
+            if objects:
                 for (part, key), values in objects.items():
                     obj = np.empty(len(values), dtype=object)
                     for i, v in enumerate(values):  # one by one: tuples must stay items, not become axes
@@ -370,6 +396,10 @@ def _worker_main(make_runner: Callable[[], Runner], filename: str, ctrl_fd: int,
 
 
 def _error_reply(exc: BaseException, filename: str) -> bytes:
+    missing = _missing_key(exc)
+    if missing is not None:  # not the program's error: the caller did not send that raw key
+        return json.dumps({"ok": False, "error": {"message": f"{filename}: raw key {missing[:100]!r} was not sent",
+                                                  "line": None, "term": None, "kind": "missing"}}).encode()
     if isinstance(exc, RewardProgramError):
         kind = "memory" if caused_by(exc, MemoryError) else exc.kind
         body = {"message": str(exc), "line": exc.line, "term": exc.term, "kind": kind}
@@ -378,6 +408,18 @@ def _error_reply(exc: BaseException, filename: str) -> bytes:
         body = {"message": f"{filename}: {type(exc).__name__}: {exc}", "line": None, "term": None, "kind": kind}
     body["message"] = body["message"][:_MAX_MESSAGE]
     return json.dumps({"ok": False, "error": body}).encode()
+
+
+def _missing_key(exc: BaseException) -> str | None:
+    """The raw key of a :class:`MissingRawKey` in ``exc``'s chain, if one is there."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, MissingRawKey) and current.args and isinstance(current.args[0], str):
+            return current.args[0]
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def caused_by(exc: BaseException, kind: type) -> bool:
@@ -454,8 +496,11 @@ class ProgramWorker:
         return batch_bytes <= self.inputs.size and 8 * output_values <= self.outputs.size
 
     def call(self, fn_name: str, backend: str, cur: dict[str, np.ndarray], prev: dict[str, np.ndarray] | None,
-             action: np.ndarray | None) -> tuple[list[str], list[np.ndarray]]:
+             action: np.ndarray | None, pruned: bool = False) -> tuple[list[str], list[np.ndarray]]:
         """Run ``fn_name`` in the worker on numpy copies of the batch; returns ``(names, arrays)``.
+
+        ``pruned``: the batch holds only some of the raw keys; reading another one fails
+        with a RewardProgramError of kind ``"missing"`` (the caller then sends them all).
 
         Steady state (the batch's keys, dtypes and shapes as in the last call) costs one
         ``memcpy`` per array into the shared region, a 3-byte request, an 7-byte reply and
@@ -494,7 +539,8 @@ class ProgramWorker:
         payload = b"" if send_layout is None and not objects else pickle.dumps((send_layout, objects), protocol=5)
         completed = False
         try:
-            self._ctrl_pipe.send_bytes(bytes((_FUNCTIONS.index(fn_name), _BACKENDS.index(backend), flags)) + payload)
+            self._ctrl_pipe.send_bytes(bytes((_FUNCTIONS.index(fn_name), _BACKENDS.index(backend),
+                                              flags | (_PRUNED if pruned else 0))) + payload)
             reply = self._receive(fn_name)
             completed = True
         finally:
@@ -576,7 +622,7 @@ class ProgramWorker:
             err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
             line = err.get("line") if isinstance(err.get("line"), int) else None
             term = err.get("term") if isinstance(err.get("term"), str) else None
-            kind = err.get("kind") if err.get("kind") in ("error", "memory") else "error"
+            kind = err.get("kind") if err.get("kind") in ("error", "memory", "missing") else "error"
             message = str(err.get("message", "unknown error"))[:_MAX_MESSAGE]
             if kind == "memory":
                 message += f" (the reward worker's memory limit is {self.limits.memory_mb} MiB)"

@@ -43,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from rewardgym.envs.task import TaskEnv, TaskSpec
+from rewardgym.envs.task import TaskEnv, TaskSpec, raw_batch_of
 from rewardgym.envs.view import RawBatch, StateView, freeze_batch, stack_raw
 from rewardgym.rewards.source import RewardSource, Terms
 
@@ -224,6 +224,7 @@ class RewardInjection(gym.Wrapper):
     def __init__(self, env: gym.Env, source: RewardSource):
         super().__init__(env)
         self.task_env: TaskEnv = find_task_env(env)
+        self._task_envs = [self.task_env]
         self.task: TaskSpec = self.task_env.task
         self.source = source
         self.computer = RewardComputer(self.task, source, 1)
@@ -243,14 +244,14 @@ class RewardInjection(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         info.pop("state", None)
-        state = self.computer.reset(stack_raw([self.task_env.raw_state()]), self._one)
+        state = self.computer.reset(raw_batch_of(self._task_envs), self._one)
         info["success"] = bool(state.success[0])
         return obs, info
 
     def step(self, action: Any):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         info.pop("state", None)
-        batch = stack_raw([self.task_env.raw_state()])
+        batch = raw_batch_of(self._task_envs)
         reward, terms, success = self.computer.step(batch, _as_batch_action(action, self.action_space))
         info["env_reward"] = float(env_reward)
         info["reward_terms"] = {k: float(v[0]) for k, v in terms.items()}
@@ -303,7 +304,7 @@ class VectorRewardInjection(VectorWrapper):
         if self._task_envs is not None:
             info.pop("state", None)
             info.pop("_state", None)
-            return stack_raw([e.raw_state() for e in self._task_envs])
+            return raw_batch_of(self._task_envs)
         return _rows_from_info(info.pop("state", None), info.pop("_state", None), self.num_envs)
 
     def _final_rows(self, info: dict, batch: dict[str, Any], done: np.ndarray) -> dict[str, Any]:
