@@ -153,6 +153,9 @@ class TaskEnv(gym.Wrapper):
         self._frames: Any = None  # FrameRenderer once a reward asks for frames
         self._keep_obs = False
         self._continuous = isinstance(env.action_space, gym.spaces.Box)
+        self.actions_checked = False
+        """True when whoever steps this env has checked the action is finite already (a vector
+        env's injection wrapper checks the whole batch once: one call instead of B)."""
 
     def require(self, frames: Any = None, obs: bool = False) -> "TaskEnv":
         """Add readings that some reward sources need to every raw row.
@@ -216,8 +219,8 @@ class TaskEnv(gym.Wrapper):
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
-        if self._continuous and not np.isfinite(action).all():  # NaN must not reach a simulator
-            raise ValueError(f"{self.task.id}: the action {np.asarray(action).tolist()} has non-finite values")
+        if self._continuous and not self.actions_checked and not np.isfinite(action).all():
+            raise_non_finite_action(self.task.id, action)  # NaN must not reach a simulator
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._elapsed_steps += 1
         self._env_reward = float(reward)
@@ -256,6 +259,11 @@ class TaskEnv(gym.Wrapper):
                 row["obs"] = np.array(self._obs, dtype=np.float32, copy=True)
             self._raw = row
         return self._raw
+
+
+def raise_non_finite_action(task_id: str, action: Any) -> None:
+    """The error for an action with NaN or infinite entries (which must not reach a simulator)."""
+    raise ValueError(f"{task_id}: the action {np.asarray(action).tolist()} has non-finite values")
 
 
 def raw_batch_of(envs: Sequence[TaskEnv]) -> dict[str, Any]:

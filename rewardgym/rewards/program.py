@@ -37,7 +37,7 @@ import builtins
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import numpy as np
 
@@ -162,15 +162,11 @@ class RewardProgram(RewardSource):
         backend = "torch" if _is_torch(cur.get("env_reward")) else "numpy"
         if backend == "torch":
             self._check_torch_attributes()
-        cur_np, prev_np = _to_numpy_batch(cur), (_to_numpy_batch(prev) if prev is not None else None)
         action_np = None if action is None else _to_numpy(action)
         batch = state.batch_size
         spec = view_spec(state)
-        keys = self._needed_keys(spec, cur_np) if backend == "numpy" and self._prune else None
-        if keys is not None:
-            cur_np = {k: v for k, v in cur_np.items() if k in keys}
-            if prev_np is not None:
-                prev_np = {k: v for k, v in prev_np.items() if k in keys}
+        keys = self._needed_keys(spec, cur) if backend == "numpy" and self._prune else None
+        cur_np, prev_np = _to_numpy_batch(cur, keys), (_to_numpy_batch(prev, keys) if prev is not None else None)
         worker = self._worker
         if worker is None or not worker.alive or not worker.fits(0, batch * 65) or self._worker_spec is not spec:
             worker = self._start_worker(spec, cur_np, prev_np, action_np, batch)
@@ -198,7 +194,7 @@ class RewardProgram(RewardSource):
             arrays = [_torch_from(arr, ref.device, dtype) for arr in arrays]
         return names, arrays
 
-    def _needed_keys(self, spec: ViewSpec, cur: dict[str, Any]) -> frozenset[str] | None:
+    def _needed_keys(self, spec: ViewSpec, cur: Mapping[str, Any]) -> frozenset[str] | None:
         """The raw keys the fields this program names read, found by computing those fields
         here once on a batch of this layout (trusted code, recorded reads); None: all keys.
 
@@ -283,9 +279,13 @@ class _RecordingBatch(dict):
         return super().__contains__(key)
 
 
-def _to_numpy_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
-    """A raw batch as numpy, without the readings only trusted sources use (frames, observations)."""
-    return {k: _to_numpy(v) for k, v in batch.items() if k not in EXTRA_RAW_KEYS}
+def _to_numpy_batch(batch: Mapping[str, Any], keys: Collection[str] | None = None) -> dict[str, Any]:
+    """A raw batch as numpy, without the readings only trusted sources use (frames, observations);
+    only ``keys`` (those present) when given."""
+    if keys is not None:
+        return {k: v if type(v) is np.ndarray else _to_numpy(v) for k, v in batch.items()
+                if k in keys and k not in EXTRA_RAW_KEYS}
+    return {k: v if type(v) is np.ndarray else _to_numpy(v) for k, v in batch.items() if k not in EXTRA_RAW_KEYS}
 
 
 def _torch_from(arr: np.ndarray, device: Any, dtype: Any) -> Any:

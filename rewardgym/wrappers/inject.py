@@ -43,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from rewardgym.envs.task import TaskEnv, TaskSpec, raw_batch_of
+from rewardgym.envs.task import TaskEnv, TaskSpec, raise_non_finite_action, raw_batch_of
 from rewardgym.envs.view import RawBatch, StateView, freeze_batch, stack_raw
 from rewardgym.rewards.source import RewardSource, Terms
 
@@ -99,11 +99,13 @@ class RewardComputer:
         """Evaluate the success test on ``batch``, store it as the ``success`` field (and the
         active mask) and make the batch read-only; returns the view and a private copy of
         success (what is reported)."""
-        success = np.array(self.task.success(StateView(self.task.view, batch, prev)), dtype=bool)
+        state = StateView(self.task.view, batch, prev)  # one view: fields the test computes stay cached
+        success = np.array(self.task.success(state), dtype=bool)
         batch["success"] = success.copy()
         if active is not None:
             batch["active"] = active
-        return StateView(self.task.view, freeze_batch(batch), prev), success
+        freeze_batch(batch)
+        return state, success
 
     def start_episodes(self, batch: dict[str, Any], rows: np.ndarray) -> None:
         """Envs ``rows`` (bool ``(B,)``) start an episode in their rows of ``batch`` (a full batch)."""
@@ -287,6 +289,13 @@ class VectorRewardInjection(VectorWrapper):
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._all = np.ones(self.num_envs, dtype=bool)
         self._continuous = isinstance(env.single_action_space, gym.spaces.Box)
+        # Sub-envs that get the batch's rows unchanged (TaskEnvs directly under SyncVectorEnv)
+        # leave the finiteness check of actions to one check of the batch here.
+        self._check_actions = self._continuous and self._task_envs is not None \
+            and all(find_task_env(e) is e for e in sub_envs)
+        if self._check_actions:
+            for e in self._task_envs:
+                e.actions_checked = True
 
     def close(self, **kwargs: Any) -> None:
         try:
@@ -327,9 +336,12 @@ class VectorRewardInjection(VectorWrapper):
         return obs, info
 
     def step(self, actions: Any):
+        action = np.asarray(actions, dtype=np.float64) if self._continuous else np.asarray(actions)
+        if self._check_actions and not np.isfinite(action).all():
+            bad = int(np.flatnonzero(~np.isfinite(action).reshape(len(action), -1).all(axis=1))[0])
+            raise_non_finite_action(self.task.id, np.asarray(actions)[bad])
         obs, env_reward, terminated, truncated, info = self.env.step(actions)
         batch = self._rows(info)
-        action = np.asarray(actions, dtype=np.float64) if self._continuous else np.asarray(actions)
         done = np.logical_or(terminated, truncated)
         if self.mode == AutoresetMode.NEXT_STEP:
             resetting = self._autoreset
