@@ -65,9 +65,33 @@ def _make(kind: str, raw_fn, task_id: str, num_envs: int, reward: str, trusted: 
     return gym.make_vec(task_id, num_envs=num_envs, reward=reward, trusted=trusted)
 
 
-def _time_steps(env, actions: np.ndarray) -> float:
-    """Seconds per step over ``actions`` (resets handled by the env's autoreset / here)."""
+def _worker_pids(env) -> list[int]:
+    """Process ids of the reward workers behind ``env`` (isolated programs), for their CPU time."""
+    inner, pids = env, []
+    while inner is not None:
+        source = inner.__dict__.get("source")
+        if source is not None:
+            parts = [s for _, s in getattr(source, "parts", [])] or [source]
+            pids += [p._worker.pid for p in parts if getattr(p, "_worker", None) is not None]
+            break
+        inner = inner.__dict__.get("env")
+    return pids
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time of this process plus that of ``pids`` (``/proc/PID/schedstat``, nanoseconds)."""
+    total = time.process_time()
+    for pid in pids:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as fh:
+            total += int(fh.read().split()[0]) * 1e-9
+    return total
+
+
+def _time_steps(env, actions: np.ndarray) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process and its reward workers) per step over ``actions``."""
     vector = isinstance(env, gym.vector.VectorEnv)
+    pids = _worker_pids(env)
+    cpu = _cpu_seconds(pids)
     start = time.perf_counter()
     for a in actions:
         if vector:
@@ -76,7 +100,8 @@ def _time_steps(env, actions: np.ndarray) -> float:
             _, _, term, trunc, _ = env.step(a)
             if term or trunc:
                 env.reset()
-    return (time.perf_counter() - start) / len(actions)
+    wall = time.perf_counter() - start
+    return wall / len(actions), (_cpu_seconds(pids) - cpu) / len(actions)
 
 
 def env_rows(steps: int, repeats: int) -> list[dict]:
@@ -92,19 +117,23 @@ def env_rows(steps: int, repeats: int) -> list[dict]:
             actions = rng.uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
             for env in envs.values():
                 env.reset(seed=0)
-                _time_steps(env, actions[: max(10, steps // 10)])  # warm-up (numba JIT, caches)
+                _time_steps(env, actions[: max(10, steps // 10)])  # warm-up (numba JIT, caches, the worker)
             times = {k: [] for k in envs}
+            cpus = {k: [] for k in envs}
             for _ in range(repeats):  # interleave so drift hits all variants alike
                 for k, env in envs.items():
-                    times[k].append(_time_steps(env, actions))
-            raw = median(times["raw"])
-            row = {"case": name, "num_envs": num_envs,
-                   "raw steps/s": num_envs / raw}
+                    wall, cpu = _time_steps(env, actions)
+                    times[k].append(wall)
+                    cpus[k].append(cpu)
+            raw, raw_cpu = median(times["raw"]), median(cpus["raw"])
+            row = {"case": name, "num_envs": num_envs, "raw steps/s": num_envs / raw, "load": os.getloadavg()[0]}
             for k in ("rewardgym env", "rewardgym expert", "rewardgym expert trusted"):
                 t = median(times[k])
                 row[f"{k} steps/s"] = num_envs / t
                 row[f"{k} overhead"] = t / raw - 1.0
+                row[f"{k} cpu overhead"] = median(cpus[k]) / raw_cpu - 1.0
             row["isolation cost"] = median(times["rewardgym expert"]) / median(times["rewardgym expert trusted"]) - 1.0
+            row["isolation cpu cost"] = median(cpus["rewardgym expert"]) / median(cpus["rewardgym expert trusted"]) - 1.0
             rows.append(row)
             for env in envs.values():
                 env.close()
@@ -124,15 +153,19 @@ def main() -> None:
     from rich.table import Table
 
     console = Console(width=170)  # the table is wide; a pipe must not truncate it
-    table = Table(title=f"Reward injection overhead (SyncVectorEnv, median of {repeats} x {steps} steps)")
-    for col in ("case", "envs", "raw steps/s", "rg env steps/s", "overhead", "rg expert steps/s", "overhead",
-                "trusted expert steps/s", "isolation cost"):
+    table = Table(title=f"Reward injection overhead (SyncVectorEnv, median of {repeats} x {steps} steps; "
+                        f"overhead = wall time / CPU time over the bare env's)")
+    for col in ("case", "envs", "raw steps/s", "rg env steps/s", "overhead wall/CPU", "rg expert steps/s",
+                "overhead wall/CPU", "trusted expert steps/s", "overhead wall/CPU", "isolation cost wall/CPU",
+                "load"):
         table.add_column(col, justify="right")
     for r in env_rows(steps, repeats):
-        table.add_row(r["case"], str(r["num_envs"]), f"{r['raw steps/s']:.0f}",
-                      f"{r['rewardgym env steps/s']:.0f}", f"{100 * r['rewardgym env overhead']:+.1f}%",
-                      f"{r['rewardgym expert steps/s']:.0f}", f"{100 * r['rewardgym expert overhead']:+.1f}%",
-                      f"{r['rewardgym expert trusted steps/s']:.0f}", f"{100 * r['isolation cost']:+.1f}%")
+        cells = [r["case"], str(r["num_envs"]), f"{r['raw steps/s']:.0f}"]
+        for k in ("rewardgym env", "rewardgym expert", "rewardgym expert trusted"):
+            cells += [f"{r[f'{k} steps/s']:.0f}",
+                      f"{100 * r[f'{k} overhead']:+.1f}% / {100 * r[f'{k} cpu overhead']:+.1f}%"]
+        cells += [f"{100 * r['isolation cost']:+.1f}% / {100 * r['isolation cpu cost']:+.1f}%", f"{r['load']:.1f}"]
+        table.add_row(*cells)
     console.print(table)
 
     from prelude_kernels import kernel_rows

@@ -227,6 +227,8 @@ class RewardInjection(gym.Wrapper):
         super().__init__(env)
         self.task_env: TaskEnv = find_task_env(env)
         self._task_envs = [self.task_env]
+        space = env.action_space  # asked once: through a stack of wrappers it is a chain of properties
+        self._box_shape = space.shape if isinstance(space, gym.spaces.Box) else None
         self.task: TaskSpec = self.task_env.task
         self.source = source
         self.computer = RewardComputer(self.task, source, 1)
@@ -254,7 +256,11 @@ class RewardInjection(gym.Wrapper):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         info.pop("state", None)
         batch = raw_batch_of(self._task_envs)
-        reward, terms, success = self.computer.step(batch, _as_batch_action(action, self.action_space))
+        if self._box_shape is not None:
+            batch_action = np.asarray(action, dtype=np.float64).reshape(1, *self._box_shape)
+        else:
+            batch_action = _as_batch_action(action, self.action_space)
+        reward, terms, success = self.computer.step(batch, batch_action)
         info["env_reward"] = float(env_reward)
         info["reward_terms"] = {k: float(v[0]) for k, v in terms.items()}
         info["success"] = bool(success[0])
