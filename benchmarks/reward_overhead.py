@@ -7,11 +7,39 @@ its worker process, docs/SECURITY.md) and ``trusted=True`` (in-process), whose r
 cost of isolation; then the prelude kernels (numba) vs a per-item Python reference on a
 batch of 4096 (from ``benchmarks/prelude_kernels.py``).
 
-    python benchmarks/reward_overhead.py            # full table (about 2 minutes)
+    python benchmarks/reward_overhead.py            # full table (about 2 minutes quiet, 10+ loaded)
     python benchmarks/reward_overhead.py --quick    # fewer steps
 
-Targets (issue: core): injection costs at most 5 % of the raw vector-env step time;
-kernels at least 20x faster than the per-item reference.
+Each overhead is given twice: wall-clock time and CPU time (this process plus its reward
+workers, from ``/proc/PID/schedstat``), both over the bare env's. On a machine with more
+runnable processes than cores the two differ for isolated programs: every reward call
+wakes the worker and then waits for its reply, and each wake-up can cost the caller a
+scheduler time slice. The CPU ratio is what the code costs; the wall ratio is what a
+user sees on that machine. ``load`` is the 1-minute load average at the end of the row.
+
+Where the time goes (issue 14): HalfCheetah, 16 envs, expert program isolated; CPU µs per
+vector step from timing each stage with ``time.thread_time`` (the worker's from
+``/proc/PID/schedstat``), before (aa4ed81) and after, two runs each, 2 shared cores at
+load 5.5-5.8:
+
+    stage                                           before        after
+    SyncVectorEnv.step (16 x physics + TaskEnv)   1035-1480      915-930   the floor
+    raw rows (dict per env + np.stack per key)      177-234        76-78   columns, cached MjData views
+    success test + state view + freeze               48-74           36   one view per step
+    isolated call, caller side                      317-623          106   AST walk per call, pickled
+      of which ProgramWorker.call                   173-362           69   layout, JSON -> 3-byte request,
+      of which send + wait for the reply             --            34   7-byte reply, 3 of 8 arrays
+    rest of RewardComputer + vector wrapper           ~80          ~65   stats, info, conversions
+    injection in the caller, total                 620-1046      281-297
+    worker process (program, fields, IPC)           298-487      129-133   cold caches after each sleep
+
+The floor of an isolated call is one pipe round trip: ~15-40 µs here with nothing else
+in it, comparable to HalfCheetah's whole single-env step (~25-45 µs), so a single
+HalfCheetah env cannot get within 25 % with a per-step process hand-off.
+
+Targets (issue 14): injection costs at most 5 % of the raw vector-env step time at 16
+envs and 25 % for one env (isolation on); kernels at least 20x faster than the per-item
+reference.
 """
 
 from __future__ import annotations

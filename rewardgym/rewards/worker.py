@@ -15,11 +15,16 @@ reach the simulator, the agent, the reported ``info`` or the caller's files:
   fail with ``EPERM``. :attr:`ProgramWorker.seccomp` tells whether that layer is on.
 * **Data in**: the raw batch (and the previous one) is copied into shared memory each call
   (``mmap``, inherited at fork) and exposed to the program as read-only arrays (numpy) or
-  inference-mode tensors (torch, which refuse in-place writes). Strings and other objects
-  travel pickled from the caller to the worker (trusted to untrusted only).
-* **Data out**: the reward and terms come back as float64 in shared memory plus a small
-  JSON header. Nothing from the worker is ever unpickled; the caller re-checks shapes and
-  finiteness (:mod:`rewardgym.rewards.program`).
+  inference-mode tensors (torch, which refuse in-place writes). Only the raw keys the
+  program's fields read are sent (the caller records them once); any other key read in
+  the worker raises :class:`MissingRawKey` and the caller resends everything. While the
+  batch keeps its keys, dtypes and shapes the request is 3 bytes (function, backend,
+  flags); a new layout, strings and other objects travel pickled from the caller to the
+  worker (trusted to untrusted only).
+* **Data out**: the reward and terms come back as one ``(n, B)`` float64 block in shared
+  memory and a 7-byte reply (``n``, ``B``); term names travel as a small JSON message when
+  they change. Nothing from the worker is ever unpickled; the caller re-checks names,
+  count, shape and finiteness (:mod:`rewardgym.rewards.program`).
 * **Limits**: a wall-clock limit per call (:attr:`ProgramLimits.timeout_s`; the first call
   also runs the module body) and a memory limit (:attr:`ProgramLimits.memory_mb`). A call
   past its time is ended: the worker's stack is dumped (``faulthandler`` on ``SIGUSR1``)
@@ -28,9 +33,11 @@ reach the simulator, the agent, the reported ``info`` or the caller's files:
   line where ``faulthandler`` caught it. Each ends as a :class:`RewardProgramError` naming
   the file and line; the next call starts a fresh worker.
 
-Cost: one round trip through two pipes and two ``memcpy`` s per call (see
-``benchmarks/reward_overhead.py``, column "isolated"); ``trusted=True`` runs in-process
-with none of this.
+Cost: one round trip through two pipes per call (a write and a wake-up each way) and one
+``memcpy`` per array sent. The CPU cost is tens of microseconds; on a machine with more
+runnable processes than cores the caller also waits for a CPU after each wake-up, which
+can cost a scheduler time slice (``benchmarks/reward_overhead.py`` reports wall and CPU
+time side by side, isolated vs ``trusted=True``, which runs in-process with none of this).
 """
 
 from __future__ import annotations
