@@ -465,7 +465,7 @@ class ProgramWorker:
         self.outputs = _Region(max(1 << 16, _aligned(8 * output_values) * 2))
         self._layout: Layout | None = None
         self._views: dict[tuple[str, str], np.ndarray] = {}
-        self._flags = -1
+        self._part_counts: dict[str, int] = {}  # numeric arrays per part in the layout
         self._names: list[str] = []  # the term names of the last reply that sent them
         self._out_flat = np.frombuffer(self.outputs.buffer, dtype="<f8")
         self._timeout_ms = max(1, math.ceil(limits.timeout_s * 1000))
@@ -520,12 +520,13 @@ class ProgramWorker:
         flags = (_HAS_PREV if prev is not None else 0) | (_HAS_ACTION if action is not None else 0)
         views = self._views
         objects: dict[tuple[str, str], list[Any]] = {}
-        matched = 0
-        same = flags == self._flags
+        matched = expected = 0
+        same = self._layout is not None
         if same:  # copy straight into the worker's views while the layout holds
             for part, arrays in (("cur", cur), ("prev", prev), ("action", {"action": action})):
                 if arrays is None or (part == "action" and action is None):
-                    continue
+                    continue  # a part this call lacks (a potential without prev) keeps its views
+                expected += self._part_counts.get(part, 0)
                 for key, value in arrays.items():
                     view = views.get((part, key))
                     if view is not None and type(value) is np.ndarray and value.shape == view.shape \
@@ -540,9 +541,8 @@ class ProgramWorker:
                 if not same:
                     break
         send_layout = None
-        if not same or matched != len(views):
+        if not same or matched != expected:
             send_layout, objects = self._new_layout(cur, prev, action)
-            self._flags = flags
         payload = b"" if send_layout is None and not objects else pickle.dumps((send_layout, objects), protocol=5)
         completed = False
         try:
@@ -592,6 +592,9 @@ class ProgramWorker:
                 if view is not None:
                     view[...] = value
         self._layout = new_layout
+        self._part_counts = {}
+        for part, *_ in new_layout:
+            self._part_counts[part] = self._part_counts.get(part, 0) + 1
         return new_layout, objects
 
     def _receive(self, what: str) -> dict[str, Any]:
