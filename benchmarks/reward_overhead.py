@@ -7,11 +7,39 @@ its worker process, docs/SECURITY.md) and ``trusted=True`` (in-process), whose r
 cost of isolation; then the prelude kernels (numba) vs a per-item Python reference on a
 batch of 4096 (from ``benchmarks/prelude_kernels.py``).
 
-    python benchmarks/reward_overhead.py            # full table (about 2 minutes)
+    python benchmarks/reward_overhead.py            # full table (about 2 minutes quiet, 10+ loaded)
     python benchmarks/reward_overhead.py --quick    # fewer steps
 
-Targets (issue: core): injection costs at most 5 % of the raw vector-env step time;
-kernels at least 20x faster than the per-item reference.
+Each overhead is given twice: wall-clock time and CPU time (this process plus its reward
+workers, from ``/proc/PID/schedstat``), both over the bare env's. On a machine with more
+runnable processes than cores the two differ for isolated programs: every reward call
+wakes the worker and then waits for its reply, and each wake-up can cost the caller a
+scheduler time slice. The CPU ratio is what the code costs; the wall ratio is what a
+user sees on that machine. ``load`` is the 1-minute load average at the end of the row.
+
+Where the time goes (issue 14): HalfCheetah, 16 envs, expert program isolated; CPU µs per
+vector step from timing each stage with ``time.thread_time`` (the worker's from
+``/proc/PID/schedstat``), before (aa4ed81) and after, two runs each, 2 shared cores at
+load 5.5-5.8:
+
+    stage                                           before        after
+    SyncVectorEnv.step (16 x physics + TaskEnv)   1035-1480      915-930   the floor
+    raw rows (dict per env + np.stack per key)      177-234        76-78   columns, cached MjData views
+    success test + state view + freeze               48-74           36   one view per step
+    isolated call, caller side                      317-623          106   AST walk per call, pickled
+      of which ProgramWorker.call                   173-362           69   layout, JSON -> 3-byte request,
+      of which send + wait for the reply             --            34   7-byte reply, 3 of 8 arrays
+    rest of RewardComputer + vector wrapper           ~80          ~65   stats, info, conversions
+    injection in the caller, total                 620-1046      281-297
+    worker process (program, fields, IPC)           298-487      129-133   cold caches after each sleep
+
+The floor of an isolated call is one pipe round trip: ~15-40 µs here with nothing else
+in it, comparable to HalfCheetah's whole single-env step (~25-45 µs), so a single
+HalfCheetah env cannot get within 25 % with a per-step process hand-off.
+
+Targets (issue 14): injection costs at most 5 % of the raw vector-env step time at 16
+envs and 25 % for one env (isolation on); kernels at least 20x faster than the per-item
+reference.
 """
 
 from __future__ import annotations
@@ -54,14 +82,44 @@ def _make(kind: str, raw_fn, task_id: str, num_envs: int, reward: str, trusted: 
         if num_envs == 1:
             return raw_fn()
         return gym.vector.SyncVectorEnv([raw_fn] * num_envs)
+    if reward == "expert" and trusted:
+        # "expert" always resolves to an untrusted (isolated) program; the same file passed
+        # as a path with trusted=True runs in-process: the reference for the isolation cost.
+        from rewardgym.envs.registry import get_task
+
+        reward = str(get_task(task_id).expert_path)
     if num_envs == 1:
         return gym.make(task_id, reward=reward, trusted=trusted)
     return gym.make_vec(task_id, num_envs=num_envs, reward=reward, trusted=trusted)
 
 
-def _time_steps(env, actions: np.ndarray) -> float:
-    """Seconds per step over ``actions`` (resets handled by the env's autoreset / here)."""
+def _worker_pids(env) -> list[int]:
+    """Process ids of the reward workers behind ``env`` (isolated programs), for their CPU time."""
+    inner, pids = env, []
+    while inner is not None:
+        source = inner.__dict__.get("source")
+        if source is not None:
+            parts = [s for _, s in getattr(source, "parts", [])] or [source]
+            pids += [p._worker.pid for p in parts if getattr(p, "_worker", None) is not None]
+            break
+        inner = inner.__dict__.get("env")
+    return pids
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time of this process plus that of ``pids`` (``/proc/PID/schedstat``, nanoseconds)."""
+    total = time.process_time()
+    for pid in pids:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as fh:
+            total += int(fh.read().split()[0]) * 1e-9
+    return total
+
+
+def _time_steps(env, actions: np.ndarray) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process and its reward workers) per step over ``actions``."""
     vector = isinstance(env, gym.vector.VectorEnv)
+    pids = _worker_pids(env)
+    cpu = _cpu_seconds(pids)
     start = time.perf_counter()
     for a in actions:
         if vector:
@@ -70,7 +128,8 @@ def _time_steps(env, actions: np.ndarray) -> float:
             _, _, term, trunc, _ = env.step(a)
             if term or trunc:
                 env.reset()
-    return (time.perf_counter() - start) / len(actions)
+    wall = time.perf_counter() - start
+    return wall / len(actions), (_cpu_seconds(pids) - cpu) / len(actions)
 
 
 def env_rows(steps: int, repeats: int) -> list[dict]:
@@ -86,19 +145,23 @@ def env_rows(steps: int, repeats: int) -> list[dict]:
             actions = rng.uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
             for env in envs.values():
                 env.reset(seed=0)
-                _time_steps(env, actions[: max(10, steps // 10)])  # warm-up (numba JIT, caches)
+                _time_steps(env, actions[: max(10, steps // 10)])  # warm-up (numba JIT, caches, the worker)
             times = {k: [] for k in envs}
+            cpus = {k: [] for k in envs}
             for _ in range(repeats):  # interleave so drift hits all variants alike
                 for k, env in envs.items():
-                    times[k].append(_time_steps(env, actions))
-            raw = median(times["raw"])
-            row = {"case": name, "num_envs": num_envs,
-                   "raw steps/s": num_envs / raw}
+                    wall, cpu = _time_steps(env, actions)
+                    times[k].append(wall)
+                    cpus[k].append(cpu)
+            raw, raw_cpu = median(times["raw"]), median(cpus["raw"])
+            row = {"case": name, "num_envs": num_envs, "raw steps/s": num_envs / raw, "load": os.getloadavg()[0]}
             for k in ("rewardgym env", "rewardgym expert", "rewardgym expert trusted"):
                 t = median(times[k])
                 row[f"{k} steps/s"] = num_envs / t
                 row[f"{k} overhead"] = t / raw - 1.0
+                row[f"{k} cpu overhead"] = median(cpus[k]) / raw_cpu - 1.0
             row["isolation cost"] = median(times["rewardgym expert"]) / median(times["rewardgym expert trusted"]) - 1.0
+            row["isolation cpu cost"] = median(cpus["rewardgym expert"]) / median(cpus["rewardgym expert trusted"]) - 1.0
             rows.append(row)
             for env in envs.values():
                 env.close()
@@ -118,15 +181,19 @@ def main() -> None:
     from rich.table import Table
 
     console = Console(width=170)  # the table is wide; a pipe must not truncate it
-    table = Table(title=f"Reward injection overhead (SyncVectorEnv, median of {repeats} x {steps} steps)")
-    for col in ("case", "envs", "raw steps/s", "rg env steps/s", "overhead", "rg expert steps/s", "overhead",
-                "trusted expert steps/s", "isolation cost"):
+    table = Table(title=f"Reward injection overhead (SyncVectorEnv, median of {repeats} x {steps} steps; "
+                        f"overhead = wall time / CPU time over the bare env's)")
+    for col in ("case", "envs", "raw steps/s", "rg env steps/s", "overhead wall/CPU", "rg expert steps/s",
+                "overhead wall/CPU", "trusted expert steps/s", "overhead wall/CPU", "isolation cost wall/CPU",
+                "load"):
         table.add_column(col, justify="right")
     for r in env_rows(steps, repeats):
-        table.add_row(r["case"], str(r["num_envs"]), f"{r['raw steps/s']:.0f}",
-                      f"{r['rewardgym env steps/s']:.0f}", f"{100 * r['rewardgym env overhead']:+.1f}%",
-                      f"{r['rewardgym expert steps/s']:.0f}", f"{100 * r['rewardgym expert overhead']:+.1f}%",
-                      f"{r['rewardgym expert trusted steps/s']:.0f}", f"{100 * r['isolation cost']:+.1f}%")
+        cells = [r["case"], str(r["num_envs"]), f"{r['raw steps/s']:.0f}"]
+        for k in ("rewardgym env", "rewardgym expert", "rewardgym expert trusted"):
+            cells += [f"{r[f'{k} steps/s']:.0f}",
+                      f"{100 * r[f'{k} overhead']:+.1f}% / {100 * r[f'{k} cpu overhead']:+.1f}%"]
+        cells += [f"{100 * r['isolation cost']:+.1f}% / {100 * r['isolation cpu cost']:+.1f}%", f"{r['load']:.1f}"]
+        table.add_row(*cells)
     console.print(table)
 
     from prelude_kernels import kernel_rows

@@ -301,3 +301,30 @@ def test_renders_rgb_frame():
     env.close()
     assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
     assert frame.std() > 5.0, "a real image, not a blank frame"
+
+
+@pytest.mark.parametrize("name", ["HalfCheetah-Run", "Ant-Run"])
+def test_the_batch_reader_equals_the_rows_stacked(name):
+    """``read_raw_batch`` (what vector envs call every step) reads what ``read_raw`` does, row by row."""
+    from rewardgym.envs.task import raw_batch_of
+
+    spec = SPECS[name]
+    envs = [spec.make_env() for _ in range(3)]
+    try:
+        for i, env in enumerate(envs):
+            env.reset(seed=i)
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            for env in envs:
+                env.step(rng.uniform(-1, 1, env.action_space.shape))
+            batch = raw_batch_of(envs)
+            rows = stack_raw([env.raw_state() for env in envs])
+            assert sorted(batch) == sorted(rows)
+            for key, value in rows.items():
+                assert batch[key].dtype == value.dtype and batch[key].shape == value.shape, key
+                np.testing.assert_array_equal(batch[key], value, err_msg=key)
+            for env in envs:
+                assert not np.shares_memory(batch["qpos"], env.unwrapped.data.qpos)
+    finally:
+        for env in envs:
+            env.close()

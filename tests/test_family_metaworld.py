@@ -128,3 +128,39 @@ def test_view_docs_are_complete():
     for name in ("hand_pos", "gripper_opening", "obj_pos", "obj_quat", "goal_pos", "obj_init_pos",
                  "hand_init_pos", "obj_to_goal", "hand_to_obj", "grasped", "task_success"):
         assert re.search(rf"\b{name}\b", text), name
+
+
+def _grasped_reference(env) -> bool:
+    """The pad/object test as first written (vectorised over the contact list)."""
+    data = env.sim.data
+    n = data.ncon
+    if n == 0:
+        return False
+    geom = data.contact.geom[:n]
+    force = data.efc_force[data.contact.efc_address[:n]]
+    on_obj = np.asarray(env.sim.model.geom_bodyid)[geom] == env._obj_body
+    touching = []
+    for pad in env._pads:
+        pair = ((geom[:, 0] == pad) & on_obj[:, 1]) | ((geom[:, 1] == pad) & on_obj[:, 0])
+        touching.append(float(np.sum(force[pair])) > 0.0)
+    return touching[0] and touching[1]
+
+
+def test_grasped_matches_the_contact_test_through_a_scripted_grasp():
+    """``grasped`` (a loop over the few contacts) agrees with the vectorised reference at every
+    step of Meta-World's own pick-place policy, grasping included."""
+    from metaworld.policies import SawyerPickPlaceV3Policy
+
+    env = SPECS["MetaWorld-PickPlace"].make_env()
+    try:
+        obs, _ = env.reset(seed=0)
+        policy = SawyerPickPlaceV3Policy()
+        seen = set()
+        for _ in range(150):
+            obs, *_ = env.step(np.clip(policy.get_action(obs), -1, 1))
+            grasped = env.raw_state()["grasped"]
+            assert grasped == _grasped_reference(env)
+            seen.add(grasped)
+        assert seen == {False, True}
+    finally:
+        env.close()

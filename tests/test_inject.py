@@ -131,3 +131,22 @@ def test_env_and_sparse_sources(cartpole_task):
     env.reset(seed=1)
     _, r, _, _, info = env.step(0)
     assert r == float(info["success"])
+
+
+def test_a_non_finite_action_in_a_batch_stops_before_any_simulator_steps():
+    """The vector wrapper checks the batch once (its TaskEnvs skip their own check): a NaN in
+    one row is named with that row and no env has stepped."""
+    pytest.importorskip("mujoco")
+    venv = gym.make_vec("rewardgym/HalfCheetah-Run-v0", num_envs=3, reward="env")
+    try:
+        venv.reset(seed=0)
+        qpos = [e.unwrapped.data.qpos.copy() for e in venv.unwrapped.envs]
+        actions = np.zeros((3, 6))
+        actions[1, 2] = np.inf
+        with pytest.raises(ValueError, match=r"the action \[0.0, 0.0, inf, 0.0, 0.0, 0.0\] has non-finite values"):
+            venv.step(actions)
+        for q, e in zip(qpos, venv.unwrapped.envs):
+            np.testing.assert_array_equal(q, e.unwrapped.data.qpos)
+        venv.step(np.zeros((3, 6)))
+    finally:
+        venv.close()

@@ -91,3 +91,38 @@ def test_unknown_reward_name_lists_accepted_forms(cartpole_task):
         resolve_reward("dense", cartpole_task)
     with pytest.raises(FileNotFoundError, match="nope.py"):
         resolve_reward("nope.py", cartpole_task)
+
+
+def test_the_worker_gets_the_raw_keys_its_fields_read_and_more_on_demand():
+    """Only the raw keys the program's fields read travel to the worker; a field that reads
+    another key on a later batch (a branch on the data) gets it: same values, no error."""
+    from rewardgym.envs.view import Field, ViewSpec
+
+    def far(batch):  # reads "b" only when some "a" is positive
+        a = batch["a"]
+        return a + batch["b"] if (a > 0).any() else a * 1.0
+
+    view = ViewSpec.build("probe", "test view", [
+        Field("far", "(B,)", "-", "a, plus b where a is positive.", far),
+        Field("other", "(B,)", "-", "unused by the program.", lambda batch: batch["c"] * 1.0)])
+    program = RewardProgram("def compute_reward(state, action):\n"
+                            "    return state.far - state.prev.far, {\"far\": state.far}\n",
+                            "probe.py", view=view)
+
+    def state(a):
+        batch = {"a": np.array(a, dtype=float), "b": np.full(2, 10.0), "c": np.zeros(2),
+                 "env_reward": np.zeros(2), "elapsed_steps": np.ones(2, dtype=np.int64),
+                 "terminated": np.zeros(2, dtype=bool), "success": np.zeros(2, dtype=bool)}
+        return StateView(view, batch, batch)
+
+    try:
+        reward, terms = program.compute_reward(state([-1.0, -2.0]), np.zeros((2, 1)))
+        np.testing.assert_array_equal(terms["far"], [-1.0, -2.0])
+        assert program._needed_keys(view, dict(state([-1.0, -2.0])._raw)) == {"a", "env_reward"}
+        reward, terms = program.compute_reward(state([1.0, -2.0]), np.zeros((2, 1)))
+        np.testing.assert_array_equal(terms["far"], [11.0, 8.0])
+        np.testing.assert_array_equal(reward, [0.0, 0.0])
+        reward, terms = program.compute_reward(state([3.0, -2.0]), np.zeros((2, 1)))
+        np.testing.assert_array_equal(terms["far"], [13.0, 8.0])
+    finally:
+        program.close()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, SupportsFloat
+from typing import Any, Callable, Sequence, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
-from rewardgym.envs.view import StateView, ViewSpec
+from rewardgym.envs.view import StateView, ViewSpec, stack_raw
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "rewards" / "library"
 
@@ -154,6 +154,9 @@ class TaskEnv(gym.Wrapper):
         self._frames: Any = None  # FrameRenderer once a reward asks for frames
         self._keep_obs = False
         self._continuous = isinstance(env.action_space, gym.spaces.Box)
+        self.actions_checked = False
+        """True when whoever steps this env has checked the action is finite already (a vector
+        env's injection wrapper checks the whole batch once: one call instead of B)."""
 
     def require(self, frames: Any = None, obs: bool = False) -> "TaskEnv":
         """Add readings that some reward sources need to every raw row.
@@ -187,6 +190,16 @@ class TaskEnv(gym.Wrapper):
         """This env's raw readings (arrays, scalars or strings) for the view's fields."""
         raise NotImplementedError
 
+    @classmethod
+    def read_raw_batch(cls, envs: Sequence["TaskEnv"]) -> dict[str, Any] | None:
+        """The family's readings of ``envs`` (all of this class) stacked batch-first, or None.
+
+        Optional: a family may read its simulators column by column here (one ``np.stack``
+        per key instead of a dict per env and a stack per key), which is what a vector env
+        calls every step. It must equal ``stack_raw([e.read_raw() for e in envs])``.
+        The default returns None: rows are read one by one (:func:`raw_batch_of`)."""
+        return None
+
     def on_reset(self, obs: Any, info: dict) -> None:
         """Reset episode accumulators (after the base env reset)."""
 
@@ -207,8 +220,8 @@ class TaskEnv(gym.Wrapper):
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
-        if self._continuous and not np.isfinite(action).all():  # NaN must not reach a simulator
-            raise ValueError(f"{self.task.id}: the action {np.asarray(action).tolist()} has non-finite values")
+        if self._continuous and not self.actions_checked and not np.isfinite(action).all():
+            raise_non_finite_action(self.task.id, action)  # NaN must not reach a simulator
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._elapsed_steps += 1
         self._env_reward = float(reward)
@@ -247,3 +260,25 @@ class TaskEnv(gym.Wrapper):
                 row["obs"] = np.array(self._obs, dtype=np.float32, copy=True)
             self._raw = row
         return self._raw
+
+
+def raise_non_finite_action(task_id: str, action: Any) -> None:
+    """The error for an action with NaN or infinite entries (which must not reach a simulator)."""
+    raise ValueError(f"{task_id}: the action {np.asarray(action).tolist()} has non-finite values")
+
+
+def raw_batch_of(envs: Sequence[TaskEnv]) -> dict[str, Any]:
+    """The raw batch of ``envs``' current states, row ``i`` from ``envs[i]`` (never aliasing
+    simulator memory): the family's :meth:`TaskEnv.read_raw_batch` where it has one and no
+    env carries extra readings (frames, observations), else the rows stacked one by one."""
+    first = envs[0]
+    cls = type(first)
+    if cls.read_raw_batch is not TaskEnv.read_raw_batch \
+            and all(type(e) is cls and e._frames is None and not e._keep_obs for e in envs):
+        batch = cls.read_raw_batch(envs)
+        if batch is not None:
+            batch["env_reward"] = np.array([e._env_reward for e in envs], dtype=np.float64)
+            batch["elapsed_steps"] = np.array([e._elapsed_steps for e in envs], dtype=np.int64)
+            batch["terminated"] = np.array([e._terminated for e in envs], dtype=bool)
+            return batch
+    return stack_raw([e.raw_state() for e in envs])

@@ -45,7 +45,7 @@ import builtins
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -56,7 +56,7 @@ from rewardgym.rewards.prelude import HELPERS, math_namespace, prelude_namespace
 from rewardgym.rewards.sandbox import (ATTRIBUTE_ALLOWLIST, SAFE_BUILTINS, VIEW_ATTRIBUTES, validate_source,
                                        value_attributes)
 from rewardgym.rewards.source import RewardSource, Terms
-from rewardgym.rewards.worker import ProgramLimits, ProgramWorker, RewardProgramError
+from rewardgym.rewards.worker import ProgramLimits, ProgramWorker, RewardProgramError, WorkerTooSmall
 
 PROGRAM_FUNCTIONS = ("compute_reward", "compute_potential", "compute_success")
 
@@ -108,6 +108,8 @@ class RewardProgram(RewardSource):
         self._executor = _Executor(source, filename, self.name, trusted, tree, self.agents)
         self._worker: ProgramWorker | None = None
         self._worker_spec: ViewSpec | None = None
+        self._prune = True  # send the worker only the raw keys the program's fields read
+        self._keys_cache: tuple[Any, frozenset[str] | None] | None = None
         if trusted:  # runs here: load it now, as Python would
             ns = self._executor.namespace("numpy")
             defined = {n for n in PROGRAM_FUNCTIONS if callable(ns.get(n))}
@@ -172,34 +174,79 @@ class RewardProgram(RewardSource):
         backend = "torch" if _is_torch(cur.get("env_reward")) else "numpy"
         if backend == "torch":
             self._check_torch_attributes()
-        cur_np, prev_np = _to_numpy_batch(cur), (_to_numpy_batch(prev) if prev is not None else None)
         action_np = None if action is None else _to_numpy(action)
         batch = state.batch_size
-        nbytes = sum(v.nbytes + 64 for part in (cur_np, prev_np or {}) for v in part.values()
-                     if isinstance(v, np.ndarray) and v.dtype.kind in "biuf")
-        nbytes += 0 if action_np is None else action_np.nbytes + 64
         per_row = len(self.agents) if self.agents and fn_name != "compute_success" else 1
-        outputs = batch * per_row * 65
         spec = view_spec(state)
+        keys = self._needed_keys(spec, cur) if backend == "numpy" and self._prune else None
+        cur_np, prev_np = _to_numpy_batch(cur, keys), (_to_numpy_batch(prev, keys) if prev is not None else None)
         worker = self._worker
-        if worker is None or not worker.alive or not worker.fits(nbytes, outputs) or self._worker_spec is not spec:
-            self.close()
-            warm_up()  # the prelude's kernels compile here, once: the worker cannot write numba's cache
-            executor = self._executor
-            worker = ProgramWorker(lambda: _runner(executor, spec), self.filename, self.limits, nbytes, outputs)
-            self._worker, self._worker_spec = worker, spec
-        names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np)
-        expected = (batch, per_row) if self.agents and fn_name != "compute_success" else (batch,)
-        for name, arr in zip(["reward" if fn_name == "compute_reward" else "potential", *names], arrays):
-            if arr.shape != expected or not np.isfinite(arr).all():  # the worker checked; a lie is an error
-                line = self._executor.return_line(fn_name)  # walks the AST: only when there is an error
-                raise RewardProgramError(f"{self.filename}:{line}: the reward worker returned a bad value for "
-                                         f"{name!r}", self.filename, line, name)
+        if (worker is None or not worker.alive or not worker.fits(0, batch * per_row * 65)
+                or self._worker_spec is not spec):
+            worker = self._start_worker(spec, cur_np, prev_np, action_np, batch * per_row)
+        try:
+            names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np, pruned=keys is not None)
+        except WorkerTooSmall:  # a larger batch than this worker was sized for: a bigger one
+            worker = self._start_worker(spec, cur_np, prev_np, action_np, batch * per_row)
+            names, arrays = worker.call(fn_name, backend, cur_np, prev_np, action_np, pruned=keys is not None)
+        except RewardProgramError as exc:
+            if exc.kind != "missing" or not self._prune:
+                raise
+            # A field read a raw key its first evaluation did not (a data-dependent branch):
+            # from now on every key travels, and this call runs again with all of them.
+            self._prune = False
+            return self._remote(fn_name, state, action)
+        values = batch * per_row
+        if len(arrays[0]) != values or not np.isfinite(arrays).all():  # the worker checked; a lie is an error
+            bad = 0 if len(arrays[0]) != values else int(np.flatnonzero(~np.isfinite(arrays).all(axis=1))[0])
+            name = (["reward" if fn_name == "compute_reward" else "potential", *names])[bad]
+            line = self._executor.return_line(fn_name)
+            raise RewardProgramError(f"{self.filename}:{line}: the reward worker returned a bad value for "
+                                     f"{name!r}", self.filename, line, name)
+        if self.agents and fn_name != "compute_success":  # (B * N,) rows back to (B, N): agent i in column i
+            arrays = [arr.reshape(batch, per_row) for arr in arrays]
         if backend == "torch":
             ref = cur["env_reward"]
             dtype = ref.dtype if ref.is_floating_point() else None
             arrays = [_torch_from(arr, ref.device, dtype) for arr in arrays]
         return names, arrays
+
+    def _needed_keys(self, spec: ViewSpec, cur: Mapping[str, Any]) -> frozenset[str] | None:
+        """The raw keys the fields this program names read, found by computing those fields
+        here once on a batch of this layout (trusted code, recorded reads); None: all keys.
+
+        Only these travel to the worker each call: a Meta-World expert reads 4 of 16 raw
+        arrays. Should a field read another key later (a branch on the data), the worker
+        says so and every key travels from then on (:meth:`_remote`)."""
+        signature = (spec, tuple(cur))
+        cached = self._keys_cache
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        fields = [spec.fields[name] for name in self.attribute_names if name in spec.fields]
+        recorder = _RecordingBatch(cur)
+        try:
+            for field in fields:
+                field.compute(recorder)
+        except Exception:  # noqa: BLE001 - a field that fails here fails in the worker too, with its message
+            keys = None
+        else:
+            keys = frozenset(recorder.read) | {"env_reward"}  # env_reward: the batch size
+        self._keys_cache = (signature, keys)
+        return keys
+
+    def _start_worker(self, spec: ViewSpec, cur: dict[str, Any], prev: dict[str, Any] | None, action: Any,
+                      values: int) -> ProgramWorker:
+        """A fresh worker for ``spec`` whose shared regions hold batches like this one and
+        ``values`` output values per array (B, or B * N on a multi-agent task)."""
+        self.close()
+        nbytes = sum(v.nbytes + 64 for part in (cur, prev or {}) for v in part.values()
+                     if isinstance(v, np.ndarray) and v.dtype.kind in "biuf")
+        nbytes += 0 if action is None else action.nbytes + 64
+        warm_up()  # the prelude's kernels compile here, once: the worker cannot write numba's cache
+        executor = self._executor
+        worker = ProgramWorker(lambda: _runner(executor, spec), self.filename, self.limits, nbytes, values * 65)
+        self._worker, self._worker_spec = worker, spec
+        return worker
 
     def _check_torch_attributes(self) -> None:
         """Refuse torch tensors for a program naming a tensor attribute outside the allow-list.
@@ -229,9 +276,34 @@ def _to_numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if _is_torch(x) else np.asarray(x)
 
 
-def _to_numpy_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
-    """A raw batch as numpy, without the readings only trusted sources use (frames, observations)."""
-    return {k: _to_numpy(v) for k, v in batch.items() if k not in EXTRA_RAW_KEYS}
+class _RecordingBatch(dict):
+    """A raw batch that records which keys are read (:meth:`RewardProgram._needed_keys`)."""
+
+    def __init__(self, batch: Mapping[str, Any]):
+        super().__init__(batch)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.read.add(key)
+        return super().__contains__(key)
+
+
+def _to_numpy_batch(batch: Mapping[str, Any], keys: Collection[str] | None = None) -> dict[str, Any]:
+    """A raw batch as numpy, without the readings only trusted sources use (frames, observations);
+    only ``keys`` (those present) when given."""
+    if keys is not None:
+        return {k: v if type(v) is np.ndarray else _to_numpy(v) for k, v in batch.items()
+                if k in keys and k not in EXTRA_RAW_KEYS}
+    return {k: v if type(v) is np.ndarray else _to_numpy(v) for k, v in batch.items() if k not in EXTRA_RAW_KEYS}
 
 
 def _torch_from(arr: np.ndarray, device: Any, dtype: Any) -> Any:
@@ -498,11 +570,13 @@ class _Executor:
         return None
 
     def return_line(self, fn_name: str) -> int | None:
-        node = self._function_node(fn_name)
-        if node is None:
-            return None
-        returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)]
-        return returns[-1].lineno if returns else node.lineno
+        """The line of ``fn_name``'s last ``return`` (where errors about its outputs point); cached."""
+        lines = self.__dict__.setdefault("_return_lines", {})
+        if fn_name not in lines:
+            node = self._function_node(fn_name)
+            returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)] if node is not None else []
+            lines[fn_name] = None if node is None else (returns[-1].lineno if returns else node.lineno)
+        return lines[fn_name]
 
     def _term_line(self, term: str, fn_name: str) -> int | None:
         """Line where ``term`` is named (dict key or assignment) in ``fn_name``; else its return."""

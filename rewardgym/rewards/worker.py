@@ -15,11 +15,16 @@ reach the simulator, the agent, the reported ``info`` or the caller's files:
   fail with ``EPERM``. :attr:`ProgramWorker.seccomp` tells whether that layer is on.
 * **Data in**: the raw batch (and the previous one) is copied into shared memory each call
   (``mmap``, inherited at fork) and exposed to the program as read-only arrays (numpy) or
-  inference-mode tensors (torch, which refuse in-place writes). Strings and other objects
-  travel pickled from the caller to the worker (trusted to untrusted only).
-* **Data out**: the reward and terms come back as float64 in shared memory plus a small
-  JSON header. Nothing from the worker is ever unpickled; the caller re-checks shapes and
-  finiteness (:mod:`rewardgym.rewards.program`).
+  inference-mode tensors (torch, which refuse in-place writes). Only the raw keys the
+  program's fields read are sent (the caller records them once); any other key read in
+  the worker raises :class:`MissingRawKey` and the caller resends everything. While the
+  batch keeps its keys, dtypes and shapes the request is 3 bytes (function, backend,
+  flags); a new layout, strings and other objects travel pickled from the caller to the
+  worker (trusted to untrusted only).
+* **Data out**: the reward and terms come back as one ``(n, B)`` float64 block in shared
+  memory and a 7-byte reply (``n``, ``B``); term names travel as a small JSON message when
+  they change. Nothing from the worker is ever unpickled; the caller re-checks names,
+  count, shape and finiteness (:mod:`rewardgym.rewards.program`).
 * **Limits**: a wall-clock limit per call (:attr:`ProgramLimits.timeout_s`; the first call
   also runs the module body) and a memory limit (:attr:`ProgramLimits.memory_mb`). A call
   past its time is ended: the worker's stack is dumped (``faulthandler`` on ``SIGUSR1``)
@@ -28,9 +33,11 @@ reach the simulator, the agent, the reported ``info`` or the caller's files:
   line where ``faulthandler`` caught it. Each ends as a :class:`RewardProgramError` naming
   the file and line; the next call starts a fresh worker.
 
-Cost: one round trip through two pipes and two ``memcpy`` s per call (see
-``benchmarks/reward_overhead.py``, column "isolated"); ``trusted=True`` runs in-process
-with none of this.
+Cost: one round trip through two pipes per call (a write and a wake-up each way) and one
+``memcpy`` per array sent. The CPU cost is tens of microseconds; on a machine with more
+runnable processes than cores the caller also waits for a CPU after each wake-up, which
+can cost a scheduler time slice (``benchmarks/reward_overhead.py`` reports wall and CPU
+time side by side, isolated vs ``trusted=True``, which runs in-process with none of this).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import pickle
 import re
 import select
 import signal
+import struct
 import sys
 import time
 import weakref
@@ -57,8 +65,23 @@ import numpy as np
 
 _ALIGN = 64
 _MAX_REPLY_BYTES = 1 << 20
+_FUNCTIONS = ("compute_reward", "compute_potential", "compute_success")
+_BACKENDS = ("numpy", "torch")
+_HEADER = 3  # request: function index, backend index, flags; then an optional pickled (layout, objects)
+_HAS_PREV, _HAS_ACTION, _PRUNED = 1, 2, 4
+_OK = 0x4B  # b"K": first byte of the steady-state reply (JSON replies start with b"{")
+_FAST_OK = struct.Struct("<BHI")
+_LENGTH = struct.Struct("<I")  # message framing on the pipes  # reply: _OK, number of (B,) float64 arrays, B
 _MAX_TERMS = 64
 _MAX_MESSAGE = 4000
+
+
+class WorkerTooSmall(Exception):
+    """A batch larger than the worker's shared input region (the caller starts a bigger worker)."""
+
+    def __init__(self, nbytes: int):
+        super().__init__(f"a batch of {nbytes} bytes does not fit the reward worker's input region")
+        self.nbytes = nbytes
 
 
 class RewardProgramError(RuntimeError):
@@ -211,6 +234,71 @@ class _Region:
             pass
 
 
+class _Pipe:
+    """Length-prefixed messages over a pipe with one ``write`` per message and (small ones) one
+    ``read``: what ``multiprocessing.connection.Connection`` does, in fewer Python steps
+    (this is the per-step path of every isolated reward call)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def send_bytes(self, data: bytes) -> None:
+        view = memoryview(_LENGTH.pack(len(data)) + data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def recv_bytes(self, limit: int) -> bytes:
+        """The next message; EOFError when the other end is gone, OSError past ``limit`` bytes."""
+        data = os.read(self.fd, 65536)
+        while len(data) < _LENGTH.size:
+            more = os.read(self.fd, 65536)
+            if not more:
+                raise EOFError
+            data += more
+        (size,) = _LENGTH.unpack_from(data)
+        if size > limit:
+            raise OSError(f"message of {size} bytes, more than {limit}")
+        end = _LENGTH.size + size
+        if len(data) > end:
+            raise OSError("more data than one message")
+        if len(data) < end:
+            parts = [data]
+            have = len(data)
+            while have < end:
+                more = os.read(self.fd, min(end - have, 1 << 20))
+                if not more:
+                    raise EOFError
+                parts.append(more)
+                have += len(more)
+            data = b"".join(parts)
+        return data[_LENGTH.size:]
+
+
+class MissingRawKey(BaseException):
+    """A field read a raw key the caller left out of a pruned batch (not the program's error).
+
+    A BaseException: nothing between the field and the worker's loop (``except Exception``,
+    ``except KeyError`` in a field's code) may take it for an absent key."""
+
+
+class _PartialBatch(dict):
+    """The raw batch in the worker when the caller sent only the keys the program's fields
+    read: any other key is reported as missing, never as absent."""
+
+    def __missing__(self, key: str) -> Any:
+        raise MissingRawKey(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key]
+
+    def __contains__(self, key: object) -> bool:
+        if super().__contains__(key):
+            return True
+        raise MissingRawKey(key)
+
+
 # -- the worker's side --------------------------------------------------------------------
 Runner = Callable[[str, str, dict, dict | None, Any], tuple[list[str], list[np.ndarray]]]
 """``runner(fn_name, backend, cur, prev, action) -> (names, float64 arrays)``: the program
@@ -246,8 +334,8 @@ def _worker_main(make_runner: Callable[[], Runner], filename: str, ctrl_fd: int,
     torch = sys.modules.get("torch")
     if torch is not None:  # GNU OpenMP's inherited pool is unusable after fork; stay serial
         torch.set_num_threads(1)
-    ctrl = Connection(ctrl_fd, writable=False)
-    reply = Connection(reply_fd, readable=False)
+    ctrl = _Pipe(ctrl_fd)
+    reply = _Pipe(reply_fd)
     try:
         runner = make_runner()  # runs the module body: under the limits, before seccomp is off the table
     except BaseException as exc:  # noqa: BLE001 - reported to the caller
@@ -255,48 +343,70 @@ def _worker_main(make_runner: Callable[[], Runner], filename: str, ctrl_fd: int,
         return 1
     seccomp = _install_seccomp()
     reply.send_bytes(json.dumps({"ready": True, "seccomp": seccomp}).encode())
-    arrays: dict[tuple[str, str], np.ndarray] = {}
-    layout: Layout = ()
+    parts: dict[str, dict[str, np.ndarray]] = {"cur": {}, "prev": {}, "action": {}}
+    results_flat = np.frombuffer(outputs.buffer, dtype="<f8")
+    sent_names: list[str] | None = None
     while True:
         try:
-            message = ctrl.recv_bytes()
+            message = ctrl.recv_bytes(1 << 30)
         except (EOFError, OSError):
             return 0
-        fn_name, backend, new_layout, objects = pickle.loads(message)  # from the trusted caller
-        if new_layout is not None:
-            layout = new_layout
-            arrays = {}
-            for part, key, dtype, shape, offset in layout:
-                arr = inputs.array(dtype, shape, offset)
-                if backend == "numpy":
-                    arr.flags.writeable = False
-                arrays[(part, key)] = arr
+        fn_index, backend_code, flags = message[0], message[1], message[2]
+        fn_name, backend = _FUNCTIONS[fn_index], _BACKENDS[backend_code]
+        objects: dict[tuple[str, str], list[Any]] = {}
+        if len(message) > _HEADER:  # a new layout and/or object values, from the trusted caller
+            new_layout, objects = pickle.loads(message[_HEADER:])
+            if new_layout is not None:
+                parts = {"cur": {}, "prev": {}, "action": {}}
+                for part, key, dtype, shape, offset in new_layout:
+                    arr = inputs.array(dtype, shape, offset)
+                    if backend == "numpy":
+                        arr.flags.writeable = False
+                    parts[part][key] = arr
         try:
-            cur = {k: a for (p, k), a in arrays.items() if p == "cur"}
-            prev = {k: a for (p, k), a in arrays.items() if p == "prev"}
-            action = arrays.get(("action", "action"))
-            for (part, key), values in objects.items():
-                obj = np.empty(len(values), dtype=object)
-                for i, v in enumerate(values):  # one by one: tuples must stay items, not become axes
-                    obj[i] = v
-                obj.flags.writeable = False
-                (cur if part == "cur" else prev)[key] = obj
-            names, results = runner(fn_name, backend, cur, prev if prev else None, action)
+            cur, prev = parts["cur"], (parts["prev"] if flags & _HAS_PREV else None)
+            action = parts["action"].get("action") if flags & _HAS_ACTION else None
+            if flags & _PRUNED:
+                cur, prev = _PartialBatch(cur), (_PartialBatch(prev) if prev is not None else None)
+            elif objects:
+                cur, prev = dict(cur), (dict(prev) if prev is not None else None)
+            if objects:
+                for (part, key), values in objects.items():
+                    obj = np.empty(len(values), dtype=object)
+                    for i, v in enumerate(values):  # one by one: tuples must stay items, not become axes
+                        obj[i] = v
+                    obj.flags.writeable = False
+                    target = cur if part == "cur" else prev
+                    if target is not None:
+                        target[key] = obj
+            names, results = runner(fn_name, backend, cur, prev, action)
             if len(names) > _MAX_TERMS:
                 raise RewardProgramError(f"{filename}: compute_reward returned {len(names)} terms; "
                                          f"at most {_MAX_TERMS} are allowed", filename)
-            offset = 0
-            for arr in results:
-                out = outputs.array("<f8", arr.shape, offset)
-                out[...] = arr
-                offset += _aligned(out.nbytes)
-            reply.send_bytes(json.dumps({"ok": True, "names": names, "shape": [int(n) for n in
-                                                                              results[0].shape]}).encode())
+            shape = results[0].shape
+            size = results[0].size
+            if len(shape) not in (1, 2) or any(arr.shape != shape for arr in results) \
+                    or size * len(results) > results_flat.size:
+                raise RewardProgramError(f"{filename}: {fn_name} returned values of shapes "
+                                         f"{[arr.shape for arr in results]}: one (B,) array each (multi-agent: "
+                                         "(B, N)) is expected", filename)
+            for i, arr in enumerate(results):  # float64, back to back: (n_values, B) or (n_values, B * N)
+                results_flat[i * size:(i + 1) * size] = arr.reshape(-1)
+            if names == sent_names or (not names and fn_index != 0):
+                reply.send_bytes(_FAST_OK.pack(_OK, len(results), size))
+            else:  # the term names changed (or the first call): they travel once, as JSON
+                reply.send_bytes(json.dumps({"ok": True, "names": names, "shape": [int(size)]}).encode())
+                if fn_index == 0:
+                    sent_names = list(names)
         except BaseException as exc:  # noqa: BLE001 - every failure goes back as data
             reply.send_bytes(_error_reply(exc, filename))
 
 
 def _error_reply(exc: BaseException, filename: str) -> bytes:
+    missing = _missing_key(exc)
+    if missing is not None:  # not the program's error: the caller did not send that raw key
+        return json.dumps({"ok": False, "error": {"message": f"{filename}: raw key {missing[:100]!r} was not sent",
+                                                  "line": None, "term": None, "kind": "missing"}}).encode()
     if isinstance(exc, RewardProgramError):
         kind = "memory" if caused_by(exc, MemoryError) else exc.kind
         body = {"message": str(exc), "line": exc.line, "term": exc.term, "kind": kind}
@@ -305,6 +415,18 @@ def _error_reply(exc: BaseException, filename: str) -> bytes:
         body = {"message": f"{filename}: {type(exc).__name__}: {exc}", "line": None, "term": None, "kind": kind}
     body["message"] = body["message"][:_MAX_MESSAGE]
     return json.dumps({"ok": False, "error": body}).encode()
+
+
+def _missing_key(exc: BaseException) -> str | None:
+    """The raw key of a :class:`MissingRawKey` in ``exc``'s chain, if one is there."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, MissingRawKey) and current.args and isinstance(current.args[0], str):
+            return current.args[0]
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def caused_by(exc: BaseException, kind: type) -> bool:
@@ -343,6 +465,10 @@ class ProgramWorker:
         self.outputs = _Region(max(1 << 16, _aligned(8 * output_values) * 2))
         self._layout: Layout | None = None
         self._views: dict[tuple[str, str], np.ndarray] = {}
+        self._part_counts: dict[str, int] = {}  # numeric arrays per part in the layout
+        self._names: list[str] = []  # the term names of the last reply that sent them
+        self._out_flat = np.frombuffer(self.outputs.buffer, dtype="<f8")
+        self._timeout_ms = max(1, math.ceil(limits.timeout_s * 1000))
         ctrl_r, ctrl_w = os.pipe()
         reply_r, reply_w = os.pipe()
         fault_r, fault_w = os.pipe()
@@ -359,8 +485,11 @@ class ProgramWorker:
         self.pid = pid
         self._ctrl = Connection(ctrl_w, readable=False)
         self._reply = Connection(reply_r, writable=False)
+        self._ctrl_pipe, self._reply_pipe = _Pipe(ctrl_w), _Pipe(reply_r)
         self._fault_fd = fault_r
         os.set_blocking(fault_r, False)
+        self._poller = select.poll()  # registered once: a wait per call costs one poll(2)
+        self._poller.register(reply_r, select.POLLIN | select.POLLERR | select.POLLHUP)
         self._process = {"pid": pid, "reaped": False}
         self._finalizer = weakref.finalize(self, _reap, self._process, self._ctrl, self._reply, fault_r)
         ready = self._receive("loading")
@@ -371,15 +500,75 @@ class ProgramWorker:
         return self._finalizer.alive
 
     def fits(self, batch_bytes: int, output_values: int) -> bool:
-        return batch_bytes <= self.inputs.size and _aligned(8 * output_values) * 2 <= self.outputs.size
+        return batch_bytes <= self.inputs.size and 8 * output_values <= self.outputs.size
 
     def call(self, fn_name: str, backend: str, cur: dict[str, np.ndarray], prev: dict[str, np.ndarray] | None,
-             action: np.ndarray | None) -> tuple[list[str], list[np.ndarray]]:
+             action: np.ndarray | None, pruned: bool = False) -> tuple[list[str], list[np.ndarray]]:
         """Run ``fn_name`` in the worker on numpy copies of the batch; returns ``(names, arrays)``.
+
+        ``pruned``: the batch holds only some of the raw keys; reading another one fails
+        with a RewardProgramError of kind ``"missing"`` (the caller then sends them all).
+
+        Steady state (the batch's keys, dtypes and shapes as in the last call) costs one
+        ``memcpy`` per array into the shared region, a 3-byte request, an 7-byte reply and
+        one copy of the ``(n_values, B)`` float64 block out: no pickling, no JSON.
 
         Raises:
             RewardProgramError: the program failed, ran past a limit or crashed the worker.
+            WorkerTooSmall: the batch does not fit this worker's shared regions (nothing was sent).
         """
+        flags = (_HAS_PREV if prev is not None else 0) | (_HAS_ACTION if action is not None else 0)
+        views = self._views
+        objects: dict[tuple[str, str], list[Any]] = {}
+        matched = expected = 0
+        same = self._layout is not None
+        if same:  # copy straight into the worker's views while the layout holds
+            for part, arrays in (("cur", cur), ("prev", prev), ("action", {"action": action})):
+                if arrays is None or (part == "action" and action is None):
+                    continue  # a part this call lacks (a potential without prev) keeps its views
+                expected += self._part_counts.get(part, 0)
+                for key, value in arrays.items():
+                    view = views.get((part, key))
+                    if view is not None and type(value) is np.ndarray and value.shape == view.shape \
+                            and value.dtype == view.dtype:
+                        np.copyto(view, value)
+                        matched += 1
+                    elif _numeric(value) or (part, key) in views:
+                        same = False
+                        break
+                    else:
+                        objects[(part, key)] = np.asarray(value, dtype=object).tolist()
+                if not same:
+                    break
+        send_layout = None
+        if not same or matched != expected:
+            send_layout, objects = self._new_layout(cur, prev, action)
+        payload = b"" if send_layout is None and not objects else pickle.dumps((send_layout, objects), protocol=5)
+        completed = False
+        try:
+            self._ctrl_pipe.send_bytes(bytes((_FUNCTIONS.index(fn_name), _BACKENDS.index(backend),
+                                              flags | (_PRUNED if pruned else 0))) + payload)
+            reply = self._receive(fn_name)
+            completed = True
+        finally:
+            if not completed:  # out of step with the worker (an exception, Ctrl-C): start afresh next time
+                self.close()
+        count, size = reply
+        if fn_name != "compute_reward":
+            names: list[str] = []
+        elif count == len(self._names) + 1:
+            names = list(self._names)
+        else:
+            names = None  # type: ignore[assignment]
+        if names is None or count != len(names) + 1 or count * size > self._out_flat.size:
+            self.close()
+            raise RewardProgramError(f"{self.filename}: the reward worker sent a malformed reply", self.filename)
+        block = self._out_flat[:count * size].reshape(count, size).copy()
+        return names, list(block)
+
+    def _new_layout(self, cur: dict[str, Any], prev: dict[str, Any] | None, action: Any
+                    ) -> tuple[Layout, dict[tuple[str, str], list[Any]]]:
+        """Place the batch's numeric arrays in the input region, copy them there; the layout and the objects."""
         parts: list[tuple[str, dict[str, Any]]] = [("cur", cur)] + ([("prev", prev)] if prev is not None else [])
         if action is not None:
             parts.append(("action", {"action": action}))
@@ -393,50 +582,32 @@ class ProgramWorker:
                     offset += _aligned(value.nbytes)
                 else:
                     objects[(part, key)] = np.asarray(value, dtype=object).tolist()
+        if offset > self.inputs.size:
+            raise WorkerTooSmall(offset)
         new_layout = tuple(layout)
-        if new_layout != self._layout:
-            self._views = {(p, k): self.inputs.array(d, s, o) for p, k, d, s, o in new_layout}
+        self._views = {(p, k): self.inputs.array(d, s, o) for p, k, d, s, o in new_layout}
         for part, arrays in parts:
             for key, value in arrays.items():
                 view = self._views.get((part, key))
                 if view is not None:
                     view[...] = value
-        send_layout = new_layout if new_layout != self._layout else None
         self._layout = new_layout
-        completed = False
-        try:
-            self._ctrl.send_bytes(pickle.dumps((fn_name, backend, send_layout, objects), protocol=5))
-            reply = self._receive(fn_name)
-            completed = True
-        finally:
-            if not completed:  # out of step with the worker (an exception, Ctrl-C): start afresh next time
-                self.close()
-        shape = tuple(int(n) for n in reply["shape"])
-        names = reply["names"]
-        if not isinstance(names, list) or not all(isinstance(n, str) and len(n) <= 200 for n in names) \
-                or len(names) > _MAX_TERMS or len(shape) > 4 or math.prod(shape) * (len(names) + 1) * 8 * 2 > \
-                self.outputs.size:
-            self.close()
-            raise RewardProgramError(f"{self.filename}: the reward worker sent a malformed reply", self.filename)
-        out, offset = [], 0
-        for _ in range(len(names) + 1 if fn_name == "compute_reward" else 1):
-            arr = self.outputs.array("<f8", shape, offset).copy()
-            offset += _aligned(arr.nbytes)
-            out.append(arr)
-        return names, out
+        self._part_counts = {}
+        for part, *_ in new_layout:
+            self._part_counts[part] = self._part_counts.get(part, 0) + 1
+        return new_layout, objects
 
     def _receive(self, what: str) -> dict[str, Any]:
         """The worker's JSON reply to the last request, within the time limit."""
-        timeout = self.limits.timeout_s
-        if not self._reply.poll(timeout):
+        if not self._poller.poll(self._timeout_ms):
             line = self._interrupt_and_dump()
             self.close()
             where = f"{self.filename}:{line}" if line else self.filename
             raise RewardProgramError(
-                f"{where}: {what} did not finish within the per-call time limit of {timeout:g} s (reward worker "
+                f"{where}: {what} did not finish within the per-call time limit of {self.limits.timeout_s:g} s (reward worker "
                 f"stopped)", self.filename, line, kind="timeout")
         try:
-            data = self._reply.recv_bytes(_MAX_REPLY_BYTES)
+            data = self._reply_pipe.recv_bytes(_MAX_REPLY_BYTES)
         except (EOFError, OSError):
             status = self._wait_dead()
             line = self._fault_report()
@@ -445,6 +616,9 @@ class ProgramWorker:
             raise RewardProgramError(
                 f"{where}: the reward program crashed its worker process during {what} ({status}; e.g. a C stack "
                 f"overflow from deeply nested calls or iterators)", self.filename, line, kind="crash") from None
+        if len(data) == _FAST_OK.size and data[0] == _OK:
+            _, count, size = _FAST_OK.unpack(data)
+            return count, size
         try:
             reply = json.loads(data)
         except ValueError:
@@ -458,13 +632,23 @@ class ProgramWorker:
             err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
             line = err.get("line") if isinstance(err.get("line"), int) else None
             term = err.get("term") if isinstance(err.get("term"), str) else None
-            kind = err.get("kind") if err.get("kind") in ("error", "memory") else "error"
+            kind = err.get("kind") if err.get("kind") in ("error", "memory", "missing") else "error"
             message = str(err.get("message", "unknown error"))[:_MAX_MESSAGE]
             if kind == "memory":
                 message += f" (the reward worker's memory limit is {self.limits.memory_mb} MiB)"
             if what == "loading":
                 self.close()
             raise RewardProgramError(message, self.filename, line, term, kind=kind)
+        if what != "loading":
+            names, shape = reply.get("names"), reply.get("shape")
+            if not isinstance(names, list) or not all(isinstance(n, str) and len(n) <= 200 for n in names) \
+                    or len(names) > _MAX_TERMS or not isinstance(shape, list) or len(shape) != 1 \
+                    or not isinstance(shape[0], int) or shape[0] < 0:
+                self.close()
+                raise RewardProgramError(f"{self.filename}: the reward worker sent a malformed reply", self.filename)
+            if what == "compute_reward":
+                self._names = names
+            return len(names) + 1, shape[0]
         return reply
 
     def _interrupt_and_dump(self) -> int | None:

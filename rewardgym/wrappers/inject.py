@@ -43,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from rewardgym.envs.task import TaskEnv, TaskSpec
+from rewardgym.envs.task import TaskEnv, TaskSpec, raise_non_finite_action, raw_batch_of
 from rewardgym.envs.view import RawBatch, StateView, freeze_batch, stack_raw
 from rewardgym.rewards.source import RewardSource, Terms
 
@@ -107,11 +107,13 @@ class RewardComputer:
         """Evaluate the success test on ``batch``, store it as the ``success`` field (and the
         active mask) and make the batch read-only; returns the view and a private copy of
         success (what is reported)."""
-        success = np.array(self.task.success(StateView(self.task.view, batch, prev)), dtype=bool)
+        state = StateView(self.task.view, batch, prev)  # one view: fields the test computes stay cached
+        success = np.array(self.task.success(state), dtype=bool)
         batch["success"] = success.copy()
         if active is not None:
             batch["active"] = active
-        return StateView(self.task.view, freeze_batch(batch), prev), success
+        freeze_batch(batch)
+        return state, success
 
     def start_episodes(self, batch: dict[str, Any], rows: np.ndarray) -> None:
         """Envs ``rows`` (bool ``(B,)``) start an episode in their rows of ``batch`` (a full batch)."""
@@ -248,6 +250,9 @@ class RewardInjection(gym.Wrapper):
     def __init__(self, env: gym.Env, source: RewardSource):
         super().__init__(env)
         self.task_env: TaskEnv = find_task_env(env)
+        self._task_envs = [self.task_env]
+        space = env.action_space  # asked once: through a stack of wrappers it is a chain of properties
+        self._box_shape = space.shape if isinstance(space, gym.spaces.Box) else None
         self.task: TaskSpec = self.task_env.task
         self.source = source
         self.computer = RewardComputer(self.task, source, 1)
@@ -267,15 +272,19 @@ class RewardInjection(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         info.pop("state", None)
-        state = self.computer.reset(stack_raw([self.task_env.raw_state()]), self._one)
+        state = self.computer.reset(raw_batch_of(self._task_envs), self._one)
         info["success"] = bool(state.success[0])
         return obs, info
 
     def step(self, action: Any):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         info.pop("state", None)
-        batch = stack_raw([self.task_env.raw_state()])
-        reward, terms, success = self.computer.step(batch, _as_batch_action(action, self.action_space))
+        batch = raw_batch_of(self._task_envs)
+        if self._box_shape is not None:
+            batch_action = np.asarray(action, dtype=np.float64).reshape(1, *self._box_shape)
+        else:
+            batch_action = _as_batch_action(action, self.action_space)
+        reward, terms, success = self.computer.step(batch, batch_action)
         info["env_reward"] = float(env_reward)
         info["reward_terms"] = {k: float(v[0]) for k, v in terms.items()}
         info["success"] = bool(success[0])
@@ -310,6 +319,13 @@ class VectorRewardInjection(VectorWrapper):
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._all = np.ones(self.num_envs, dtype=bool)
         self._continuous = isinstance(env.single_action_space, gym.spaces.Box)
+        # Sub-envs that get the batch's rows unchanged (TaskEnvs directly under SyncVectorEnv)
+        # leave the finiteness check of actions to one check of the batch here.
+        self._check_actions = self._continuous and self._task_envs is not None \
+            and all(find_task_env(e) is e for e in sub_envs)
+        if self._check_actions:
+            for e in self._task_envs:
+                e.actions_checked = True
 
     def close(self, **kwargs: Any) -> None:
         try:
@@ -327,7 +343,7 @@ class VectorRewardInjection(VectorWrapper):
         if self._task_envs is not None:
             info.pop("state", None)
             info.pop("_state", None)
-            return stack_raw([e.raw_state() for e in self._task_envs])
+            return raw_batch_of(self._task_envs)
         return _rows_from_info(info.pop("state", None), info.pop("_state", None), self.num_envs)
 
     def _final_rows(self, info: dict, batch: dict[str, Any], done: np.ndarray) -> dict[str, Any]:
@@ -350,9 +366,12 @@ class VectorRewardInjection(VectorWrapper):
         return obs, info
 
     def step(self, actions: Any):
+        action = np.asarray(actions, dtype=np.float64) if self._continuous else np.asarray(actions)
+        if self._check_actions and not np.isfinite(action).all():
+            bad = int(np.flatnonzero(~np.isfinite(action).reshape(len(action), -1).all(axis=1))[0])
+            raise_non_finite_action(self.task.id, np.asarray(actions)[bad])
         obs, env_reward, terminated, truncated, info = self.env.step(actions)
         batch = self._rows(info)
-        action = np.asarray(actions, dtype=np.float64) if self._continuous else np.asarray(actions)
         done = np.logical_or(terminated, truncated)
         if self.mode == AutoresetMode.NEXT_STEP:
             resetting = self._autoreset

@@ -204,6 +204,7 @@ class MetaWorldTaskEnv(TaskEnv):
         self._error = row.error
         self._tolerance = float(row.tolerance)
         self._geom_body = np.asarray(model.geom_bodyid)
+        self._geom_body_list = self._geom_body.tolist()
         self._mujoco = mujoco
         self._task_success = False
         self._obj_init = np.zeros(3)
@@ -229,19 +230,31 @@ class MetaWorldTaskEnv(TaskEnv):
         return float(np.linalg.norm((head - goal) * np.array([1.0, 2.0, 2.0])))
 
     def _grasped(self) -> bool:
+        """Both pads press on the object: Meta-World's ``touching_main_object`` on each pad
+        (sum of the normal forces of the pad's contacts with the object body > 0).
+
+        A loop over the few active contacts (``ncon`` is a handful): a dozen numpy calls on
+        arrays of that size cost more than the loop."""
         data = self.sim.data
         n = data.ncon
         if n == 0:
             return False
-        geom = data.contact.geom[:n]
-        force = data.efc_force[data.contact.efc_address[:n]]
-        body = self._geom_body[geom]
-        on_obj = (body == self._obj_body)
-        touching = []
-        for pad in self._pads:
-            pair = ((geom[:, 0] == pad) & on_obj[:, 1]) | ((geom[:, 1] == pad) & on_obj[:, 0])
-            touching.append(float(np.sum(force[pair])) > 0.0)
-        return touching[0] and touching[1]
+        body, obj = self._geom_body_list, self._obj_body
+        left, right = self._pads
+        force = address = None
+        sums = {left: 0.0, right: 0.0}
+        for i, (a, b) in enumerate(data.contact.geom[:n].tolist()):
+            if body[b] == obj:
+                pad = a
+            elif body[a] == obj:
+                pad = b
+            else:
+                continue
+            if pad in sums:
+                if force is None:
+                    force, address = data.efc_force, data.contact.efc_address
+                sums[pad] += float(force[address[i]])
+        return sums[left] > 0.0 and sums[right] > 0.0
 
     # -- TaskEnv hooks --------------------------------------------------------
     def on_reset(self, obs: Any, info: dict) -> None:
