@@ -49,7 +49,8 @@ class RunPolicy:
 
             payload = load_ppo_checkpoint(ckpt, config["task"], unsafe_pickle)
             try:
-                cfg = PPOConfig.from_dict({**hyper, "num_envs": 1, "seed": config.get("seed", 0), "device": "cpu"},
+                cfg = PPOConfig.for_space(env.single_observation_space,
+                                          {**hyper, "num_envs": 1, "seed": config.get("seed", 0), "device": "cpu"},
                                           source=str(run.config_path))
             except ValueError as exc:
                 raise RunError(str(exc)) from None

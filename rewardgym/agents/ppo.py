@@ -69,7 +69,7 @@ import torch
 from torch import nn
 
 from rewardgym.agents.normalize import ObsNormalizer, RewardNormalizer
-from rewardgym.agents.policies import ACTIVATIONS, ActorCritic, make_policy
+from rewardgym.agents.policies import ACTIVATIONS, ActorCritic, make_policy, policy_defaults
 from rewardgym.rewards.shaping import check_agent_gamma
 
 CHECKPOINT_FORMAT = 1
@@ -87,9 +87,15 @@ class TrainingDiverged(FloatingPointError):
 # ----------------------------------------------------------------------------- configuration
 @dataclass
 class PPOConfig:
-    """PPO hyper-parameters. Defaults: CleanRL's ``ppo_continuous_action.py`` (= SB3's PPO
+    """PPO hyper-parameters. Field defaults: CleanRL's ``ppo_continuous_action.py`` (= SB3's PPO
     defaults) with 8 environments: batch ``num_envs * num_steps = 2048``, 32 minibatches of 64,
-    10 epochs, lr 3e-4 annealed, observation and reward normalisation on."""
+    10 epochs, lr 3e-4 annealed, observation and reward normalisation on.
+
+    Networks bring their own starting point (``PPO_DEFAULTS`` of the policy class): for the
+    NetHack/MiniHack network it is CleanRL's ``ppo_atari.py`` (128 steps per env, 4
+    minibatches, 4 epochs, lr 2.5e-4, entropy bonus 0.01). :meth:`for_space` applies it,
+    and so do ``PPO(env)`` / ``PPO(env, {...})`` and ``rewardgym train``; a ``PPOConfig``
+    built directly is used exactly as given."""
 
     # rollout
     num_envs: int = 8
@@ -136,9 +142,10 @@ class PPOConfig:
     """``auto``: the env's device for torch-batched envs, else CUDA (when available) for the
     NetHack CNN policy and the CPU for MLP policies (small MLPs are faster on the CPU)."""
     num_threads: int = 0
-    """``torch.set_num_threads``; 0 = auto: 1 thread for MLP policies on the CPU (their small
-    matrices gain nothing from threads, and it leaves the other cores to the simulators),
-    torch's own setting otherwise."""
+    """Intra-op threads of the learner (``torch.set_num_threads``); 0 = auto: 1 on the CPU
+    (simulators, reward workers and ONI's threads need the other cores; on a shared machine a
+    second OpenMP thread waiting for a busy core makes the small ops of an update many times
+    slower), torch's own setting on CUDA. See :mod:`rewardgym.threads` for every knob."""
     reset_interval: int = 0
     """Re-seed and reset all envs every this many updates (0: only when ``learn`` starts)."""
     stats_window: int = 100
@@ -159,6 +166,13 @@ class PPOConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def for_space(cls, observation_space: gym.Space, data: Mapping[str, Any] | None = None,
+                  source: str = "<dict>") -> "PPOConfig":
+        """:meth:`from_dict` of ``data`` over the defaults of the network that
+        ``observation_space`` gets (``PPO_DEFAULTS`` of its policy class; see the class docstring)."""
+        return cls.from_dict({**policy_defaults(observation_space), **(data or {})}, source)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> "PPOConfig":
@@ -404,7 +418,11 @@ class PPO:
 
     Args:
         env: a Gymnasium vector env, a single ``gym.Env`` (wrapped), or a torch-batched env.
-        config: a :class:`PPOConfig` or a dict for :meth:`PPOConfig.from_dict`.
+        config: a :class:`PPOConfig` (used as given), or a dict / ``None`` for
+            :meth:`PPOConfig.for_space` (the network's defaults, overridden by the dict).
+        policy: a network of your own (an :class:`~rewardgym.agents.policies.ActorCritic`
+            for the env's single spaces) instead of :func:`~rewardgym.agents.policies.make_policy`'s;
+            its ``ARCH`` is what checkpoints record.
 
     Example::
 
@@ -413,12 +431,14 @@ class PPO:
         action, _ = agent.predict(obs, deterministic=True)
     """
 
-    def __init__(self, env: Any, config: PPOConfig | Mapping[str, Any] | None = None):
-        cfg = config if isinstance(config, PPOConfig) else PPOConfig.from_dict(config or {}, source="PPO(config=...)")
-        cfg.validate()
+    def __init__(self, env: Any, config: PPOConfig | Mapping[str, Any] | None = None,
+                 policy: ActorCritic | None = None):
         if isinstance(env, gym.Env):  # a single env: a one-env vector env (next-step autoreset)
             single = env
             env = gym.vector.SyncVectorEnv([lambda: single])
+        cfg = config if isinstance(config, PPOConfig) else PPOConfig.for_space(
+            env.single_observation_space, config, source="PPO(config=...)")
+        cfg.validate()
         mode = getattr(env, "metadata", {}).get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
         if str(getattr(mode, "value", mode)) != gym.vector.AutoresetMode.NEXT_STEP.value:
             raise ValueError(f"PPO needs a vector env with next-step autoreset (Gymnasium's default), got {mode}")
@@ -433,13 +453,14 @@ class PPO:
         self.device = self._resolve_device(cfg.device, env)
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
-        elif self.device.type == "cpu" and isinstance(self.observation_space, gym.spaces.Box):
+        elif self.device.type == "cpu":
             torch.set_num_threads(1)
 
         # detail 2: orthogonal init drawn from the seed, without touching the global RNG
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            policy = make_policy(self.observation_space, self.action_space, cfg)
+        if policy is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                policy = make_policy(self.observation_space, self.action_space, cfg)
         self.policy: ActorCritic = policy.to(self.device)
         # detail 3: Adam with eps 1e-5
         self._params = list(self.policy.parameters())
@@ -823,6 +844,7 @@ class PPO:
         return {
             "format": CHECKPOINT_FORMAT,
             "algo": "ppo",
+            "policy_arch": self.policy.ARCH,
             "config": self.config.to_dict(),
             "policy": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()},
             "optimizer": _to_cpu(self.optimizer.state_dict()),
@@ -847,6 +869,13 @@ class PPO:
         if state.get("format") != CHECKPOINT_FORMAT or state.get("algo") != "ppo":
             raise ValueError(f"not a PPO checkpoint of format {CHECKPOINT_FORMAT}: "
                              f"format={state.get('format')!r} algo={state.get('algo')!r}")
+        # checkpoints from before the key existed hold version 1 of their network
+        arch = state.get("policy_arch") or ("nethack-1" if any(k.startswith("encoder.") for k in state["policy"])
+                                            else "mlp-1")
+        if arch != self.policy.ARCH:
+            raise ValueError(f"checkpoint holds a {arch!r} policy network, but this rewardgym builds {self.policy.ARCH!r} "
+                             f"for these observations (the network's design or observation encoding changed): "
+                             f"it cannot be loaded; retrain, or use the rewardgym version that wrote it")
         saved = state["config"]
         for key in keys:
             mine = self.config.to_dict()[key]

@@ -236,9 +236,7 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
 
         resolve_potential(spec.shaping, task, trusted=spec.trusted)
     if spec.algo == "ppo":
-        from rewardgym.agents.ppo import PPOConfig
-
-        PPOConfig.from_dict(_ppo_dict(spec), source="hyper-parameters")
+        _ppo_config(spec, source="hyper-parameters")
     run = RunDir.create(runs_root, spec.to_config(), name=run_name)
     _copy_reward_files(spec, run)
     return _run(spec, run, resume_from=None, on_update=on_update)
@@ -271,6 +269,22 @@ def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | N
 
 def _ppo_dict(spec: TrainSpec) -> dict[str, Any]:
     return {**spec.hyperparams, "num_envs": spec.num_envs, "seed": spec.seed, "device": spec.device}
+
+
+_OBSERVATION_SPACES: dict[str, gym.Space] = {}
+
+
+def _ppo_config(spec: TrainSpec, source: str):
+    """The run's PPOConfig: the hyper-parameters over the defaults of the task's network
+    (:meth:`PPOConfig.for_space`; the observation space comes from one env, built once per task)."""
+    from rewardgym.agents.ppo import PPOConfig
+    from rewardgym.envs.make import make_task_env
+
+    if spec.task not in _OBSERVATION_SPACES:
+        probe = make_task_env(spec.task)
+        _OBSERVATION_SPACES[spec.task] = probe.observation_space
+        probe.close()
+    return PPOConfig.for_space(_OBSERVATION_SPACES[spec.task], _ppo_dict(spec), source=source)
 
 
 def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
@@ -369,9 +383,9 @@ def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False) -
 
 def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
                notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool = False) -> None:
-    from rewardgym.agents.ppo import PPO, PPOConfig
+    from rewardgym.agents.ppo import PPO
 
-    config = PPOConfig.from_dict(_ppo_dict(spec), source=str(run.config_path))
+    config = _ppo_config(spec, source=str(run.config_path))
     env = _make_env(spec, config.gamma)
     try:
         agent = PPO(env, config)
