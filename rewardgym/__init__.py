@@ -17,6 +17,8 @@ if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
     _os.environ["MUJOCO_GL"] = "egl" if _os.path.exists("/dev/nvidia0") else "osmesa"
 if _os.environ.get("MUJOCO_GL") in ("osmesa", "egl"):
     _os.environ.setdefault("PYOPENGL_PLATFORM", _os.environ["MUJOCO_GL"])
+if _os.environ.get("MUJOCO_GL") == "osmesa":  # llvmpipe: frames are small; 1 thread (rewardgym.threads)
+    _os.environ.setdefault("LP_NUM_THREADS", "1")
 
 from rewardgym.envs.registry import all_tasks, get_task, register_all  # noqa: E402
 from rewardgym.envs.view import StateView  # noqa: E402

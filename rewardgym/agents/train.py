@@ -31,6 +31,7 @@ import rewardgym
 from rewardgym.agents.runs import (RunDir, RunError, latest_checkpoint, load_checkpoint, reward_for_run, run_copy,
                                    save_checkpoint)
 from rewardgym.envs.registry import get_task
+from rewardgym.threads import limit_process
 
 ALGOS = ("ppo", "sb3-ppo")
 
@@ -386,6 +387,8 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     from rewardgym.agents.ppo import PPO
 
     config = _ppo_config(spec, source=str(run.config_path))
+    if spec.device != "cuda":  # BLAS pools as small as the learner's (rewardgym.threads)
+        limit_process(config.num_threads or 1)
     env = _make_env(spec, config.gamma)
     try:
         agent = PPO(env, config)
@@ -454,6 +457,8 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     from rewardgym.agents.sb3 import (EpisodeStatsLog, load_sb3_model, make_sb3_vec_env, new_sb3_model,
                                       save_sb3_checkpoint, sb3_callback)
 
+    if spec.device != "cuda":
+        limit_process(1)  # SB3's MLPs gain nothing from threads; they collapse on a busy machine
     gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
     env = make_sb3_vec_env(spec.task, _reward_spec(spec), spec.num_envs, spec.seed, trusted=spec.trusted,
                            shaping=spec.shaping, gamma=gamma, reward_limits=_reward_limits(spec))
