@@ -482,6 +482,41 @@ def test_compiled_update_matches_eager():
         torch.testing.assert_close(results[0][k], results[1][k], rtol=1e-3, atol=1e-4)
 
 
+def test_compile_auto_compiles_long_mlp_runs_only(monkeypatch):
+    """``compile="auto"`` (the default) asks for the compiled update only for an MLP policy on a
+    run of at least ``COMPILE_AUTO_MIN_STEPS``; ``compile=False`` never does, the NetHack network
+    never does under "auto". The spy hands back the eager update, so nothing is compiled here."""
+    from rewardgym.agents import ppo as ppo_module
+
+    calls: list[str] = []
+
+    def spy(self):
+        calls.append(type(self.policy).__name__)
+        return self._eager_step
+
+    monkeypatch.setattr(ppo_module.PPO, "_compiled_step", spy)
+    monkeypatch.setattr(ppo_module, "COMPILE_AUTO_MIN_STEPS", 256)  # "long" for this test
+    assert PPOConfig().compile == "auto"
+    env = gym.make_vec("CartPole-v1", num_envs=2)
+    cfg = {"num_envs": 2, "num_steps": 64, "num_minibatches": 2, "update_epochs": 1, "seed": 0}
+    PPO(env, cfg).learn(128)  # short run: eager
+    assert calls == []
+    PPO(env, {**cfg, "compile": False}).learn(256)  # opted out: eager however long
+    assert calls == []
+    agent = PPO(env, cfg)
+    agent.learn(256)  # long run: every update goes through the compiled step
+    assert calls == ["MLPActorCritic"] * agent.update
+    env.close()
+    calls.clear()
+    keys = ("glyphs", "blstats", "message")
+    nethack = gym.make_vec("rewardgym/MiniHack-Room-5x5-v0", num_envs=2, reward="expert", observation_keys=keys)
+    PPO(nethack, {**cfg, "num_steps": 128}).learn(256)  # the conv network stays eager under "auto"
+    assert calls == []
+    nethack.close()
+    with pytest.raises(ConfigError, match="compile"):
+        PPOConfig.from_dict({"compile": "always"})
+
+
 def test_compile_failure_falls_back_to_the_eager_update(monkeypatch):
     def broken_compile(fn, **kwargs):
         def fail(*args, **kw):
@@ -491,7 +526,7 @@ def test_compile_failure_falls_back_to_the_eager_update(monkeypatch):
     monkeypatch.setattr(torch, "compile", broken_compile)
     env = gym.make_vec("Pendulum-v1", num_envs=2)
     agent = PPO(env, PPOConfig(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=1, compile=True, seed=0))
-    with pytest.warns(RuntimeWarning, match="compile=True failed"):
+    with pytest.warns(RuntimeWarning, match="compiling the PPO update failed"):
         agent.learn(128)
     assert agent.global_step >= 128 and all(torch.isfinite(p).all() for p in agent.policy.parameters())
     env.close()

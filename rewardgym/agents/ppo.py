@@ -69,10 +69,12 @@ import torch
 from torch import nn
 
 from rewardgym.agents.normalize import ObsNormalizer, RewardNormalizer
-from rewardgym.agents.policies import ACTIVATIONS, ActorCritic, make_policy, policy_defaults
+from rewardgym.agents.policies import ACTIVATIONS, ActorCritic, MLPActorCritic, make_policy, policy_defaults
 from rewardgym.rewards.shaping import check_agent_gamma
 
 CHECKPOINT_FORMAT = 1
+COMPILE_AUTO_MIN_STEPS = 100_000
+"""``compile="auto"`` compiles the update of a ``learn`` call with at least this many steps to go."""
 
 
 class ConfigError(ValueError):
@@ -150,10 +152,15 @@ class PPOConfig:
     """Re-seed and reset all envs every this many updates (0: only when ``learn`` starts)."""
     stats_window: int = 100
     """Finished episodes averaged in the logged episode statistics."""
-    compile: bool = False
+    compile: bool | Literal["auto"] = "auto"
     """``torch.compile`` the minibatch update (forward, backward, clipping and Adam as one graph):
-    about 3x faster updates for small MLPs on the CPU, after ~10-20 s of compilation on the
-    first update; needs a C++ compiler (CPU) or Triton (CUDA)."""
+    about 3x faster updates for small MLPs on the CPU, after a one-off compilation on the first
+    update (10-20 s the first time on a machine, ~3 s once torch's on-disk compile cache holds
+    the graph); needs a C++ compiler (CPU) or Triton (CUDA), else training warns and stays eager.
+    ``"auto"``: on for MLP policies when :meth:`PPO.learn` trains to at least
+    ``COMPILE_AUTO_MIN_STEPS`` steps (where the compilation pays for itself), off for shorter
+    runs and for the NetHack network (its update is convolutions, which compiling does not
+    speed up)."""
 
     @property
     def batch_size(self) -> int:
@@ -228,6 +235,7 @@ class PPOConfig:
             ("stats_window", self.stats_window >= 1), ("hidden_sizes", all(h >= 1 for h in self.hidden_sizes)),
             ("target_kl", self.target_kl is None or self.target_kl > 0),
             ("activation", self.activation in ACTIVATIONS), ("device", self.device in ("auto", "cpu", "cuda")),
+            ("compile", self.compile in (True, False, "auto")),
         ]
         for key, ok in checks:
             if not ok:
@@ -267,7 +275,12 @@ def _check_type(key: str, value: Any, hint: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _check_type(key, value, inner[0], where)
+        for member in inner[:-1]:  # e.g. bool | Literal["auto"]: the first member that accepts the value
+            try:
+                return _check_type(key, value, member, where)
+            except ConfigError:
+                pass
+        return _check_type(key, value, inner[-1], where)
     if origin is Literal:
         if value not in args:
             close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
@@ -468,6 +481,7 @@ class PPO:
         self.optimizer = torch.optim.Adam(self._params, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=fused)
         self._compiled: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] | None = None
         self._compile_checked = False
+        self._compile_now = cfg.compile is True  # decided per learn() call for compile="auto"
         # all learner randomness (action samples, minibatch permutations) comes from here
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
@@ -562,6 +576,8 @@ class PPO:
         """
         cfg = self.config
         num_updates = math.ceil(total_timesteps / cfg.batch_size)
+        if cfg.compile == "auto":  # decided by the run's target, so a resumed run decides the same
+            self._compile_now = isinstance(self.policy, MLPActorCritic) and total_timesteps >= COMPILE_AUTO_MIN_STEPS
         self._reset_envs()
         start_update, start_step, start_time = self.update, self.global_step, time.perf_counter()
         while self.update < num_updates:
@@ -683,7 +699,7 @@ class PPO:
         batch = {"actions": flat(buf.actions), "logprobs": flat(buf.logprobs), "advantages": flat(advantages),
                  "returns": flat(returns), "values": flat(buf.values), "weights": flat(buf.valid).float()}
         b_obs = {k: flat(v) for k, v in buf.obs.items()} if self._dict_obs else flat(buf.obs)
-        step = self._compiled_step() if cfg.compile else self._eager_step
+        step = self._compiled_step() if self._compile_now else self._eager_step
         totals = torch.zeros(6, device=self.device)  # pg loss, v loss, entropy, old kl, kl, clipfrac
         count, epochs_done = 0, 0
         for _ in range(cfg.update_epochs):
@@ -784,8 +800,9 @@ class PPO:
             try:  # compilation happens on this first call, before anything is updated
                 out = compiled(*args)
             except Exception as exc:  # noqa: BLE001 - no C++ compiler / Triton, unsupported op ...
-                warnings.warn(f"compile=True failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                              "training continues with the eager update", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"compiling the PPO update failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                              "training continues with the eager update (set compile: false to skip the attempt)",
+                              RuntimeWarning, stacklevel=2)
                 self._compiled = self._eager_step
                 return self._eager_step(obs, mb)
             self._compile_checked = True
