@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import rewardgym  # noqa: E402,F401
 from rewardgym.agents.train import TrainSpec, train  # noqa: E402
-from rewardgym.intrinsic import (AnnotationService, EmbeddingAnnotator, LabelStore, close_all,  # noqa: E402
-                                 oni_options)
+from rewardgym.intrinsic import AnnotationService, EmbeddingAnnotator, LabelStore  # noqa: E402
 from rewardgym.intrinsic.encoder import CaptionEncoder, load_sentence_model  # noqa: E402
 
 TASK = "rewardgym/NetHack-Score-v0"
@@ -54,8 +53,8 @@ def training_fps(args) -> list[tuple[str, float]]:
 def source_fps(args) -> dict[str, float]:
     res = {}
     for reward in ("env", "env + oni"):
-        with oni_options(model=args.model, store_path=":memory:"):
-            env = gym.make_vec(TASK, num_envs=16, reward=reward)
+        env = gym.make_vec(TASK, num_envs=16, reward=reward,
+                           reward_kwargs={"oni": {"model": args.model, "store_path": ":memory:"}})
         env.reset(seed=0)
         rng = np.random.default_rng(0)
         for _ in range(50):  # warm-up
@@ -66,7 +65,6 @@ def source_fps(args) -> dict[str, float]:
             n += 16
         res[reward] = n / (time.perf_counter() - t0)
         env.close()
-        close_all()
     return res
 
 

@@ -117,7 +117,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=170)  # the table is wide; a pipe must not truncate it
     table = Table(title=f"Reward injection overhead (SyncVectorEnv, median of {repeats} x {steps} steps)")
     for col in ("case", "envs", "raw steps/s", "rg env steps/s", "overhead", "rg expert steps/s", "overhead",
                 "trusted expert steps/s", "isolation cost"):

@@ -5,31 +5,36 @@
     import gymnasium as gym
     import rewardgym
     env = gym.make("rewardgym/MetaWorld-PickPlace-v0", reward="my_reward.py")
+
+It also registers the reward kinds that live above :mod:`rewardgym.rewards` (ONI's
+intrinsic reward, perceptual models, value potentials) lazily, by module path, so that
+importing rewardgym stays light; it writes nothing to ``os.environ``.
 """
 
 from __future__ import annotations
 
-import os as _os
+from rewardgym.envs.declare import TaskField, generic_view, register_task
+from rewardgym.envs.registry import all_tasks, get_task
+from rewardgym.envs.view import Field, StateView, ViewSpec
+from rewardgym.rewards.program import ProgramLimits, RewardProgram
+from rewardgym.rewards.resolve import (register_potential_kind, register_reward_kind, resolve_potential,
+                                       resolve_reward)
+from rewardgym.rewards.source import EnvReward, RewardSource, SparseReward, WeightedSum
+from rewardgym.version import __version__
+from rewardgym.wrappers.make import make_vec, register_gym_ids
 
-# Headless MuJoCo rendering: EGL where a GPU driver exists, OSMesa (Debian libosmesa6) on
-# CPU-only machines. Only a default: an explicit MUJOCO_GL / PYOPENGL_PLATFORM wins.
-if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
-    _os.environ["MUJOCO_GL"] = "egl" if _os.path.exists("/dev/nvidia0") else "osmesa"
-if _os.environ.get("MUJOCO_GL") in ("osmesa", "egl"):
-    _os.environ.setdefault("PYOPENGL_PLATFORM", _os.environ["MUJOCO_GL"])
-if _os.environ.get("MUJOCO_GL") == "osmesa":  # llvmpipe: frames are small; 1 thread (rewardgym.threads)
-    _os.environ.setdefault("LP_NUM_THREADS", "1")
-
-from rewardgym.envs.registry import all_tasks, get_task, register_all  # noqa: E402
-from rewardgym.envs.view import StateView  # noqa: E402
-from rewardgym.rewards.program import RewardProgram  # noqa: E402
-from rewardgym.rewards.source import EnvReward, RewardSource, SparseReward, WeightedSum, resolve_reward  # noqa: E402
-
-__version__ = "0.1.0"
-
-register_all()
+register_reward_kind("oni", "rewardgym.intrinsic.oni:resolve_oni",
+                     "'oni': ONI's intrinsic reward learned from labelled game messages (NetHack, MiniHack)")
+register_reward_kind("perceptual", "rewardgym.perceptual.reward:resolve_perceptual",
+                     "MODEL.pt: a perceptual reward model from `rewardgym demos fit`")
+register_potential_kind("perceptual", "rewardgym.perceptual.reward:resolve_perceptual_potential",
+                        "a perceptual model (MODEL.pt)")
+register_potential_kind("value", "rewardgym.agents.potential:resolve_value_potential",
+                        "a trained PPO run directory (its value function)")
+register_gym_ids()
 
 __all__ = [
-    "EnvReward", "RewardProgram", "RewardSource", "SparseReward", "StateView", "WeightedSum",
-    "all_tasks", "get_task", "resolve_reward", "__version__",
+    "EnvReward", "Field", "ProgramLimits", "RewardProgram", "RewardSource", "SparseReward", "StateView", "TaskField",
+    "ViewSpec", "WeightedSum", "all_tasks", "generic_view", "get_task", "make_vec", "register_potential_kind",
+    "register_reward_kind", "register_task", "resolve_potential", "resolve_reward", "__version__",
 ]

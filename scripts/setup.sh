@@ -8,9 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # OSMesa: off-screen MuJoCo rendering on machines without a GPU (videos, demos).
-if ! ldconfig -p 2>/dev/null | grep -q libOSMesa; then
+# libseccomp: the system-call allow-list of reward workers (docs/SECURITY.md).
+if ! ldconfig -p 2>/dev/null | grep -q libOSMesa || ! ldconfig -p 2>/dev/null | grep -q libseccomp.so.2; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libosmesa6 >/dev/null
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libosmesa6 libseccomp2 >/dev/null
 fi
 
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"

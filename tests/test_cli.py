@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from rewardgym.cli.main import app
@@ -14,10 +16,42 @@ runner = CliRunner()
 
 
 def test_list_shows_tasks_and_unavailable_reason():
-    result = runner.invoke(app, ["list"], terminal_width=400)
+    result = runner.invoke(app, ["list", "--wide"], terminal_width=400)
     assert result.exit_code == 0, result.output
     assert "rewardgym/MetaWorld-PickPlace-v0" in result.output
     assert "rewardgym/ManiSkill-PickCube-v0" in result.output and "no: " in result.output
+    assert "[maniskill]" in result.output  # the reason printed literally, not eaten as markup
+
+
+def test_list_fits_80_columns_one_line_per_task():
+    import rewardgym
+
+    result = subprocess.run([sys.executable, "-m", "rewardgym.cli.main", "list"], capture_output=True, text=True,
+                            timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "80"})
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if "rewardgym/" in line]
+    assert len(rows) == len(rewardgym.all_tasks())  # one line each: nothing wraps
+    assert len(lines) < len(rows) + 10
+    assert "not available here: ManiSkill-PickCube, ManiSkill-PushCube: mani-skill is not" in result.stdout
+
+
+def test_no_third_party_notice_before_a_commands_output(tmp_path):
+    """gymnasium-robotics prints an Adroit notice on import; a Fetch command must not show it."""
+    pytest.importorskip("gymnasium_robotics")
+    result = subprocess.run([sys.executable, "-m", "rewardgym.cli.main", "check",
+                             "rewardgym/rewards/library/Fetch-Reach.py", "--task", "Fetch-Reach", "--steps", "5",
+                             "--num-envs", "1"], capture_output=True, text=True, timeout=180,
+                            cwd=str(Path(__file__).resolve().parents[1]))
+    assert result.returncode == 0, result.stderr
+    assert "Adroit" not in result.stderr + result.stdout and result.stderr == ""
+
+
+def test_library_show_prints_the_source():
+    result = runner.invoke(app, ["library", "show", "MetaWorld-Reach"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith('"""Expert reward for MetaWorld-Reach') and "def compute_reward" in result.output
 
 
 def test_list_markdown_is_a_table_of_every_task():
@@ -61,3 +95,16 @@ def test_check_rejects_an_unsafe_program_with_its_line(tmp_path):
     result = runner.invoke(app, ["check", str(program), "--task", "Hopper-Hop"])
     assert result.exit_code == 1
     assert f"{program}:1" in result.output and "Traceback" not in result.output
+
+
+def test_library_list_prints_user_text_literally(tmp_path, monkeypatch):
+    from rewardgym.llm_rewards.library import add_program
+
+    monkeypatch.setenv("REWARDGYM_LIBRARY", str(tmp_path))
+    add_program('"""[red]Reach[/red] the goal [link=x]fast[/link]."""\n\ndef compute_reward(state, action):\n'
+                '    return -state.hand_to_goal\n', "MetaWorld-Reach", name="markup")
+    result = runner.invoke(app, ["library", "list", "--origin", "user"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "[red]Reach[/red]" in result.output and "[link=x]fast[/link]." in result.output  # (wrapped at 80)
+    bad = runner.invoke(app, ["library", "list", "--origin", "nobody"])
+    assert bad.exit_code == 2 and "--origin takes expert or user" in bad.output

@@ -460,3 +460,34 @@ def test_absurd_hyper_parameters_and_crafted_files_are_clean_errors(tmp_path):
         result = cli("demos", "show", str(path), timeout=120)
         assert result.returncode == 2 and str(path) in result.stderr and "Traceback" not in result.stderr, \
             result.stderr
+
+
+def test_the_worker_itself_cannot_open_files_or_signal_its_parent(tmp_path):
+    """The OS layer under the validator: code that got into a reward worker anyway (here a
+    runner we write ourselves, past any validation) can neither open a file nor kill the caller."""
+    import ctypes.util
+
+    from rewardgym.rewards.worker import ProgramLimits, ProgramWorker
+
+    if ctypes.util.find_library("seccomp") is None:
+        pytest.skip("libseccomp is not installed: the system-call layer is off (docs/SECURITY.md)")
+    target = tmp_path / "escaped.txt"
+
+    def make_runner():
+        def run(fn_name, backend, cur, prev, action):
+            if fn_name == "compute_reward":
+                open(target, "w").write("escaped")  # noqa: SIM115
+            else:
+                os.kill(os.getppid(), signal.SIGTERM)
+            return [], [np.zeros(1)]
+        return run
+
+    worker = ProgramWorker(make_runner, "escape.py", ProgramLimits(timeout_s=10), 1 << 10, 65)
+    assert worker.seccomp
+    batch = {"env_reward": np.zeros(1)}
+    for fn in ("compute_reward", "compute_potential"):
+        with pytest.raises(RewardProgramError, match="PermissionError|Operation not permitted"):
+            worker.call(fn, "numpy", batch, None, None)
+        worker = ProgramWorker(make_runner, "escape.py", ProgramLimits(timeout_s=10), 1 << 10, 65)
+    worker.close()
+    assert not target.exists()

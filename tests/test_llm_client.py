@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import pytest
 
-from rewardgym.llm_rewards.client import (BudgetExceeded, Budget, LLMAuthError, LLMClient, LLMConfigError,
-                                          LLMModelError, LLMRequestError, LLMUnavailableError, request_key)
+from rewardgym.llm_rewards.client import (DEFAULT_MAX_TOKENS, RETRY_SEED_STEP, BudgetExceeded, Budget,
+                                          ContextLengthError, LLMAuthError, LLMClient, LLMConfigError, LLMModelError,
+                                          LLMRequestError, LLMUnavailableError, request_key)
 from rewardgym.testing import ScriptedOpenAIServer, ScriptedResponse, load_transcript
 
 MESSAGES = [{"role": "system", "content": "You write reward programs."},
@@ -18,7 +20,8 @@ MESSAGES = [{"role": "system", "content": "You write reward programs."},
 @pytest.fixture(autouse=True)
 def _no_llm_env(monkeypatch):
     """Tests configure the client explicitly; the developer's environment must not leak in."""
-    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REWARDGYM_LLM_MODEL", "REWARDGYM_LLM_CACHE"):
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REWARDGYM_LLM_MODEL", "REWARDGYM_LLM_CACHE",
+                "REWARDGYM_LLM_CONTEXT"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -40,8 +43,8 @@ def test_success_transcript_and_cache(tmp_path):
         client = make_client(server, tmp_path)
         first = client.complete(MESSAGES, temperature=0.7, max_tokens=2000)
         assert "def compute_reward" in first.text and not first.cached
-        assert first.completion_tokens == len(first.text.split())  # the server counts words
-        assert first.prompt_tokens == sum(len(m["content"].split()) for m in MESSAGES)
+        assert first.completion_tokens == math.ceil(len(first.text) / 4)  # the server's token count
+        assert first.prompt_tokens == sum(math.ceil(len(m["content"]) / 4) for m in MESSAGES)
         second = client.complete(MESSAGES, temperature=0.7, max_tokens=2000)
         assert second.cached and second.text == first.text and second.key == first.key
         assert server.chat_request_count == 1  # the repeat never reached the server
@@ -101,15 +104,24 @@ def test_k_samples_are_k_requests_with_distinct_seeds(tmp_path):
         assert all(s.cached for s in again) and server.chat_request_count == 3
 
 
-def test_rate_limit_then_success_honours_retry_after(tmp_path):
+def test_rate_limit_then_success_honours_retry_after(tmp_path, monkeypatch):
+    import threading
+
+    waits: list[float] = []  # the client's own back-off sleeps (this thread; the server runs in another)
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is threading.main_thread():
+            waits.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
     with ScriptedOpenAIServer("rate_limit_then_success") as server:
         client = make_client(server, tmp_path, backoff_initial_s=5.0, backoff_max_s=5.0)
-        t0 = time.monotonic()
         result = client.complete(MESSAGES)
-        elapsed = time.monotonic() - t0
         assert "def compute_reward" in result.text and result.attempts == 2
         assert server.chat_request_count == 2
-        assert 0.2 <= elapsed < 2.0  # waited Retry-After (0.2 s), not the 5 s back-off
+        assert waits == [pytest.approx(0.2)]  # waited Retry-After (0.2 s), not the 5 s back-off
     rec = read_transcript(tmp_path)[0]
     assert rec["attempts"] == 2 and rec["retry_errors"][0].startswith("HTTP 429")
 
@@ -136,14 +148,97 @@ def test_server_error_retries_then_fails(tmp_path):
     assert client.usage.errors == 1 and client.usage.requests == 1
 
 
-def test_hung_connection_times_out_within_bounded_time(tmp_path):
+def test_hung_connection_times_out_and_a_timeout_is_retried_once_with_another_seed(tmp_path):
     with ScriptedOpenAIServer("hang", hang_s=30) as server:
-        client = make_client(server, tmp_path, timeout_s=0.3, max_retries=1)
-        t0 = time.monotonic()
-        with pytest.raises(LLMUnavailableError, match="timeout after 0.3 s"):
-            client.complete(MESSAGES)
-        assert time.monotonic() - t0 < 3.0  # 2 attempts x 0.3 s + back-off
+        client = make_client(server, tmp_path, timeout_s=0.3, max_retries=5)
+        with pytest.raises(LLMUnavailableError, match=r"no reply within 0.3 s in 2 attempt\(s\).*--llm-timeout"):
+            client.complete(MESSAGES, seed=7)
+        assert server.chat_request_count == 2  # not 6: a reply too slow once is too slow again
+        assert [r.body["seed"] for r in server.chat_requests] == [7, 7 + RETRY_SEED_STEP]
+        assert all(r.body["max_tokens"] == DEFAULT_MAX_TOKENS for r in server.chat_requests)  # bounded
+    rec = read_transcript(tmp_path)[0]
+    assert rec["seeds"] == [7, 7 + RETRY_SEED_STEP] and rec["error"].startswith("LLMUnavailableError")
+    assert rec["latency_s"] is not None
+
+
+def test_reply_cut_at_max_tokens_is_reported(tmp_path):
+    long = " ".join(f"word{i}" for i in range(300))
+    with ScriptedOpenAIServer([ScriptedResponse(text=long)]) as server:
+        client = make_client(server, tmp_path, max_tokens=100)
+        reply = client.complete(MESSAGES)
+    assert reply.truncated and reply.completion_tokens == 100 and len(reply.text) == 400
+    assert reply.truncation_note() == "the reply was cut at 100 tokens (max_tokens)"
+    assert read_transcript(tmp_path)[0]["finish_reason"] == "length"
+
+
+def test_dropped_connection_is_retried(tmp_path):
+    with ScriptedOpenAIServer([{"kind": "drop"}, {"text": "back"}]) as server:
+        client = make_client(server, tmp_path)
+        assert client.complete(MESSAGES).text == "back"
         assert server.chat_request_count == 2
+    assert read_transcript(tmp_path)[0]["retry_errors"][0].startswith("connection error")
+
+
+def test_context_refusal_is_a_context_length_error_with_the_window(tmp_path):
+    with ScriptedOpenAIServer([ScriptedResponse(text="fits")], context_size=60) as server:
+        client = make_client(server, tmp_path, max_tokens=100)
+        with pytest.raises(ContextLengthError) as info:
+            client.complete(MESSAGES)
+        assert info.value.n_ctx == 60 and info.value.prompt_tokens == 116
+        assert "exceed context window of 60" in str(info.value)
+        assert server.chat_request_count == 1  # not retried as is
+        assert client.learn_context(info.value, 500) == 60 and client.context_source == "refusal"
+        assert client.complete(MESSAGES, max_tokens=20).text == "fits"
+
+
+def test_context_window_from_the_server_and_the_environment(tmp_path, monkeypatch):
+    with ScriptedOpenAIServer([], context_size=4096, advertise_context=True) as server:
+        client = make_client(server, tmp_path)
+        assert client.context_window() == 4096 and client.context_source == "server"
+    with ScriptedOpenAIServer([]) as server:
+        assert make_client(server, tmp_path).context_window() is None  # the server does not say
+        monkeypatch.setenv("REWARDGYM_LLM_CONTEXT", "3000")
+        assert make_client(server, tmp_path).context_window() == 3000
+        monkeypatch.setenv("REWARDGYM_LLM_CONTEXT", "lots")
+        with pytest.raises(LLMConfigError, match="REWARDGYM_LLM_CONTEXT"):
+            make_client(server, tmp_path)
+
+
+@pytest.mark.parametrize("accepted, mode", [(("json_schema", "json_object"), "json_schema"),
+                                            (("json_object",), "json_object"), ((), "none")])
+def test_structured_output_uses_the_first_form_the_server_accepts(tmp_path, accepted, mode):
+    schema = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}
+    with ScriptedOpenAIServer([ScriptedResponse(text='{"x": 1}', repeat=True)], structured=accepted) as server:
+        client = make_client(server, tmp_path)
+        assert client.complete_json(MESSAGES, schema).text == '{"x": 1}'
+        assert client.structured_mode == mode
+        client.complete_json(MESSAGES, schema, seed=3)  # later calls go straight to the form that worked
+        sent = [r.body.get("response_format") for r in server.chat_requests]
+    assert sent[-1] == sent[-2]
+    if mode == "none":
+        assert sent[-1] is None
+    else:
+        assert sent[-1]["type"] == mode and schema in (sent[-1].get("schema"), sent[-1].get("json_schema", {}).get("schema"))
+
+
+def test_usage_of_a_run_is_read_back_from_its_transcript(tmp_path):
+    with ScriptedOpenAIServer([ScriptedResponse(text="one two three", repeat=True)]) as server:
+        first = make_client(server, tmp_path, cache_dir=False)
+        first.complete(MESSAGES, seed=1)
+        first.complete(MESSAGES, seed=2)
+        later = make_client(server, tmp_path, cache_dir=False, budget=Budget(max_requests=3))
+        later.resume_from_transcript()  # another process of the same run
+        assert later.usage.requests == 2 and later.usage.total_tokens == first.usage.total_tokens
+        later.complete(MESSAGES, seed=3)
+        with pytest.raises(BudgetExceeded, match="--max-requests") as info:
+            later.complete(MESSAGES, seed=4)
+        assert info.value.option == "--max-requests" and info.value.limit == 3
+
+
+def test_server_text_of_a_refusal_is_kept(tmp_path):
+    with ScriptedOpenAIServer([{"kind": "error", "status": 401, "message": "key revoked by admin"}]) as server:
+        with pytest.raises(LLMAuthError, match="key revoked by admin"):
+            make_client(server, tmp_path).complete(MESSAGES)
 
 
 def test_wrong_key_is_a_clear_auth_error_without_retry(tmp_path):
@@ -207,17 +302,16 @@ def test_budget_caps(tmp_path):
         assert server.chat_request_count == 2
 
         tokens = make_client(server, tmp_path, cache_dir=False, budget=Budget(max_total_tokens=10))
-        tokens.complete(MESSAGES)  # 13 prompt + 3 completion words
+        tokens.complete(MESSAGES)  # 16 prompt + 4 completion tokens
         with pytest.raises(BudgetExceeded, match="tokens used of max 10"):
             tokens.complete(MESSAGES)
     assert "BudgetExceeded" in read_transcript(tmp_path)[2]["error"]
     with ScriptedOpenAIServer("hang", hang_s=30) as server:
         client = make_client(server, tmp_path, cache_dir=False, timeout_s=30, max_retries=5,
                              budget=Budget(max_wall_s=0.5))
-        t0 = time.monotonic()
         with pytest.raises(BudgetExceeded, match="wall time"):
             client.complete(MESSAGES)
-        assert time.monotonic() - t0 < 2.0  # the attempt's timeout was cut to the wall time left
+        assert server.chat_request_count == 1  # the 30 s attempt was cut to the 0.5 s left: no retry fits
 
 
 def test_transcripts_load():

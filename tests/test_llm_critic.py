@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from rewardgym.envs.registry import get_task
-from rewardgym.llm_rewards.client import LLMClient
+from rewardgym.llm_rewards.client import LLMClient, estimate_tokens
 from rewardgym.llm_rewards.critic import critique
 from rewardgym.llm_rewards.extract import NoCodeFound, extract_programs
 from rewardgym.llm_rewards.library import retrieve
-from rewardgym.llm_rewards.prompts import (DESIGN_TITLE, PROGRAM_RULES, REFLECTION_TITLE, REPAIR_TITLE,
+from rewardgym.llm_rewards.prompts import (DESIGN_TITLE, PROGRAM_RULES, REFLECTION_TITLE, REPAIR_TITLE, PromptTooLong,
+                                           fit_prompt,
                                            designer_messages, numbered, reflection_messages, repair_messages,
                                            task_documentation)
 from rewardgym.rewards.prelude import describe_prelude
@@ -77,7 +78,7 @@ def test_designer_prompt_contains_exact_task_documentation_and_examples():
     messages = designer_messages(task, "Hop forward fast.", examples, k=3)
     assert [m["role"] for m in messages] == ["system", "user"]
     user = messages[1]["content"]
-    assert user.startswith(DESIGN_TITLE)
+    assert f"\n{DESIGN_TITLE}\n" in user
     assert task_documentation(task) == task.describe() + "\n\n" + describe_prelude()  # `rewardgym describe`
     assert task_documentation(task) in user and PROGRAM_RULES in user
     assert "Write 3 different reward programs" in user and "Hop forward fast." in user
@@ -91,13 +92,38 @@ def test_repair_and_reflection_prompts(tmp_path):
     program = extract_programs(reply_of("unknown_field"))[0].source
     result = critique(program, task.id, tmp_path, **CRITIC_LIMITS)
     user = repair_messages(task, program, result, attempt=1, max_attempts=3)[1]["content"]
-    assert user.startswith(REPAIR_TITLE) and "(repair attempt 1 of 3)" in user
+    assert f"\n{REPAIR_TITLE}\n" in user and "(repair attempt 1 of 3)" in user
     assert numbered(program) in user and "\n2 |     forward = state.forward_velocity\n" in user
     assert result.reason in user and "at line 2, `state.forward_velocity`" in user
     refl = reflection_messages(task, program, "success rate 0.00; term forward mean 0.01",
                                human_feedback="It falls over at once.", k=2)[1]["content"]
-    assert refl.startswith(REFLECTION_TITLE) and "It falls over at once." in refl
+    assert f"\n{REFLECTION_TITLE}\n" in refl and "It falls over at once." in refl
     assert "success rate 0.00" in refl and "write 2 different reward programs" in refl
+    # every request of a run starts with the same text (a server's prefix cache serves it)
+    common = user[:user.index(REPAIR_TITLE)]
+    assert refl.startswith(common) and len(common) > 0.8 * len(user) - len(numbered(program)) - 2000
+
+
+def test_prompts_fit_a_context_window_in_the_documented_order():
+    task = get_task("MetaWorld-Reach")
+    examples = retrieve(task.instruction, task, k=2)
+    names = [e.name for e in examples]
+
+    def build(k, prelude):
+        return designer_messages(task, None, examples[:k], k=2, prelude=prelude)
+
+    full = fit_prompt(build, None, names)
+    assert full.cuts == [] and full.tokens == estimate_tokens(full.messages)
+    steps = [fit_prompt(build, budget, names) for budget in (full.tokens - 1, 3000, 2600, 2400)]
+    assert steps[0].cuts == [f"few-shot example {names[1]}"]
+    assert steps[1].cuts[:2] == [f"few-shot example {n}" for n in names]
+    assert steps[-1].cuts[-1] == "helper documentation"
+    for fitted, budget in zip(steps, (full.tokens - 1, 3000, 2600, 2400)):
+        assert fitted.tokens <= budget
+        user = fitted.messages[1]["content"]
+        assert task.describe() in user and PROGRAM_RULES in user  # never cut
+    with pytest.raises(PromptTooLong, match="2000 tokens"):
+        fit_prompt(build, 2000, names)
 
 
 # -- critic ------------------------------------------------------------------------------------

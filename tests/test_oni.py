@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 import rewardgym
+from rewardgym.agents.episodes import public
 from rewardgym.intrinsic import (AnnotationParseError, AnnotationService, ClassificationModel, EmbeddingAnnotator,
                                  Label, LabelStore, LLMAnnotator, OniOptions, OniReward, OniSystem, OniWrapper,
-                                 Preference, RankingModel, RetrievalModel, caption_key, close_all, normalize_caption,
-                                 oni_options, parse_reply)
+                                 Preference, RankingModel, RetrievalModel, caption_key, normalize_caption,
+                                 parse_reply)
 from rewardgym.intrinsic.annotators import default_goal
 from rewardgym.intrinsic.encoder import CaptionEncoder
 from rewardgym.llm_rewards.client import LLMClient
@@ -50,8 +51,9 @@ def toy_labels() -> dict[str, Label]:
 
 
 def llm_client(server: ScriptedOpenAIServer, tmp_path, **kwargs) -> LLMClient:
-    return LLMClient(model=server.model, base_url=server.base_url, api_key=server.api_key, cache_dir=False,
-                     transcript_path=tmp_path / "oni_llm.jsonl", **{"timeout_s": 5, "max_retries": 0, **kwargs})
+    return LLMClient(model=server.model, base_url=server.base_url, api_key=server.api_key,
+                     transcript_path=tmp_path / "oni_llm.jsonl",
+                     **{"timeout_s": 5, "max_retries": 0, "cache_dir": False, **kwargs})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -187,6 +189,47 @@ def test_service_survives_llm_errors_with_backoff(tmp_path):
         assert server.chat_request_count == 6
 
 
+def test_a_retry_reaches_the_model_not_the_cache(tmp_path):
+    """Labelling runs at temperature 0: an identical retry would be answered from the cache
+    with the same unusable reply. A retry is a new request (another seed, temperature > 0)."""
+    script = [{"kind": "reply", "text": "As an AI I cannot judge games."},
+              {"kind": "reply", "text": "1: yes\n2: no\n3: yes"}]
+    with ScriptedOpenAIServer(script) as server:
+        annotator = LLMAnnotator(llm_client(server, tmp_path, cache_dir=tmp_path / "cache"), batch_size=3)
+        store = LabelStore(":memory:", annotator.config)
+        service = AnnotationService(annotator, store, backoff_initial_s=0.01, backoff_max_s=0.02)
+        service.submit(CAPTIONS)
+        assert service.wait_idle(20)
+        service.close()
+        assert server.chat_request_count == 2 and server.remaining == 0
+        first, retry = (r.body for r in server.chat_requests)
+        assert first["temperature"] == 0.0 and "seed" not in first
+        assert retry["seed"] == 1 and retry["temperature"] >= 0.7
+        assert [store.get(c).value for c in CAPTIONS] == [1.0, 0.0, 1.0]
+
+
+def test_coverage_counts_labels_not_scored_steps(tmp_path):
+    """Unusable replies leave no label: coverage must read 0 although a reward model fitted on
+    nothing still gives every caption a score."""
+    with ScriptedOpenAIServer([{"kind": "reply", "text": "no idea", "repeat": True}]) as server:
+        opts = OniOptions(model="retrieval", annotator="llm", llm_model=server.model, base_url=server.base_url,
+                          api_key=server.api_key, llm_cache_dir=False, llm_retries=0,
+                          store_path=str(tmp_path / "labels.sqlite"))
+        system = OniSystem(opts, MINIHACK)
+        try:
+            source = OniReward(rewardgym.get_task(MINIHACK), opts, system=system)
+            for _ in range(200):  # until the model has scored the captions (bounded)
+                source.rewards_for(CAPTIONS)
+                if all(caption_key(c) in system.scores for c in CAPTIONS) and server.chat_request_count >= 2:
+                    break
+                time.sleep(0.05)
+            stats = system.stats()
+            assert stats["oni/scored_captions"] == 3 and stats["oni/message_steps"] > 0
+            assert stats["oni/step_coverage"] == 0.0 and stats["oni/coverage"] == 0.0 and stats["oni/labelled"] == 0
+        finally:
+            system.close()
+
+
 def test_failing_captions_are_dropped_after_max_attempts(tmp_path):
     with ScriptedOpenAIServer([{"kind": "reply", "text": "no idea", "repeat": True}]) as server:
         annotator = LLMAnnotator(llm_client(server, tmp_path), batch_size=4)
@@ -243,12 +286,12 @@ def test_embedding_annotator_labels_minihack_messages(encoder, task):
     assert {lb.caption: lb.value for lb in labels} == {m: float(v) for m, v in messages.items()}
 
 
-def test_embedding_annotator_throughput(encoder):
+def test_embedding_annotator_labels_a_large_batch(encoder):
+    """Every caption of a 200-caption batch gets a label in [0, 1] (its speed: benchmarks/oni_overhead.py)."""
     annotator = EmbeddingAnnotator(encoder=encoder)
     captions = [f"You see here {i} gold pieces." for i in range(200)]
-    t0 = time.perf_counter()
-    annotator.label(captions)
-    assert 200 / (time.perf_counter() - t0) > 20  # captions/s, far above what a learner produces
+    labels = annotator.label(captions)
+    assert len(labels) == 200 and all(lb is not None and 0.0 <= lb.value <= 1.0 for lb in labels)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -361,46 +404,49 @@ def test_options_are_validated():
 
 
 def test_composed_reward_on_a_minihack_vector_env(tmp_path):
-    with oni_options(OniOptions(model="classification", store_path=str(tmp_path / "l.sqlite"), fit_steps=20)):
-        env = gym.make_vec(MINIHACK, num_envs=4, reward="sparse + 0.1*oni")
+    env = gym.make_vec(MINIHACK, num_envs=4, reward="sparse + 0.1*oni",
+                       reward_kwargs={"oni": {"model": "classification", "store_path": str(tmp_path / "l.sqlite"),
+                                              "fit_steps": 20}})
     try:
         env.reset(seed=0)
         for _ in range(60):
             _, reward, _, _, info = env.step(env.action_space.sample())
-            assert set(info["reward_terms"]) == {"sparse/success", "oni"}
+            assert set(public(info["reward_terms"])) == {"sparse/success", "oni"}
             np.testing.assert_allclose(reward, info["reward_terms"]["sparse/success"] + info["reward_terms"]["oni"])
         system = env.source.parts[1][1].system
         assert system.wait_until_scored(30)
         assert system.stats()["oni/labelled"] >= 1 and (tmp_path / "l.sqlite").is_file()
     finally:
         env.close()
-        close_all()
+    assert system._stop.is_set(), "closing the env stops the system it was the last user of"
 
 
 def test_training_goes_on_while_the_llm_hangs(tmp_path):
-    """The annotator's server never answers; the learner's steps are not slowed by it."""
+    """The annotator's server never answers; the learner keeps stepping while requests hang.
+
+    Proved by counting, not timing: while the annotator has at most one request in flight
+    (hung for 30 s, abandoned after 0.5 s), the learner completes many steps."""
     with ScriptedOpenAIServer("oni_hang", hang_s=30) as server:
-        opts = OniOptions(model="retrieval", annotator="llm", llm_model=server.model, base_url=server.base_url,
-                          api_key=server.api_key, llm_timeout_s=0.5, llm_retries=0, llm_cache_dir=False,
-                          store_path=str(tmp_path / "l.sqlite"))
-        with oni_options(opts):
-            env = gym.make_vec(MINIHACK, num_envs=4, reward="sparse + oni")
+        opts = {"model": "retrieval", "annotator": "llm", "llm_model": server.model, "base_url": server.base_url,
+                "api_key": server.api_key, "llm_timeout_s": 0.5, "llm_retries": 0, "llm_cache_dir": False,
+                "store_path": str(tmp_path / "l.sqlite")}
+        env = gym.make_vec(MINIHACK, num_envs=4, reward="sparse + oni", reward_kwargs={"oni": opts})
         try:
             env.reset(seed=0)
             source = env.source.parts[1][1]
-            t0 = time.perf_counter()
             steps = 0
-            # step until the annotator has hung and timed out twice (at least 2 x 0.5 s)
-            while source.system.stats()["oni/errors"] < 2 and time.perf_counter() - t0 < 15:
+            deadline = time.monotonic() + 120  # a bound on a broken test, not a speed requirement
+            while source.system.stats()["oni/errors"] < 2 and time.monotonic() < deadline:
                 env.step(env.action_space.sample())
                 steps += 1
-            elapsed = time.perf_counter() - t0
+                if steps == 200:
+                    requests_at_200 = server.chat_request_count
             stats = source.system.stats()
         finally:
             env.close()
-            close_all()
         assert stats["oni/errors"] >= 2 and stats["oni/labelled"] == 0 and server.chat_request_count >= 2
-        assert elapsed >= 1.0 and steps / elapsed >= 50  # a learner waiting for each request: < 2 steps/s
+        # a learner that waited for each request would have sent one per step or two
+        assert steps >= 200 and requests_at_200 <= 4
 
 
 def test_oni_wrapper_for_single_envs_and_sb3(tmp_path):
@@ -418,7 +464,6 @@ def test_oni_wrapper_for_single_envs_and_sb3(tmp_path):
         assert wrappers[0].oni is not wrappers[1].oni and wrappers[0].oni.system is wrappers[1].oni.system
     finally:
         venv.close()
-        close_all()
 
 
 def test_train_cli_with_oni_writes_labels_and_metrics_and_a_restart_reuses_them(tmp_path):

@@ -284,7 +284,7 @@ def test_minihack_dict_policy_forward_and_updates():
 
 
 def _nethack_space(keys=("glyphs", "blstats", "message")):
-    from rewardgym.envs.make import make_task_env
+    from rewardgym.wrappers.make import make_task_env
 
     env = make_task_env("rewardgym/NetHack-Score-v0")
     space = gym.spaces.Dict({k: env.observation_space[k] for k in keys})

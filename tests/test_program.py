@@ -8,7 +8,8 @@ import pytest
 
 from rewardgym.envs.view import StateView, stack_raw
 from rewardgym.rewards.program import RewardProgram, RewardProgramError
-from rewardgym.rewards.source import WeightedSum, resolve_reward
+from rewardgym.rewards.resolve import resolve_reward
+from rewardgym.rewards.source import WeightedSum
 
 
 def _state(task, xs=(0.1, -0.2, 0.3)):

@@ -6,13 +6,19 @@ resumed run repeats neither LLM calls nor training."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import gymnasium as gym
 import pytest
 
 from rewardgym.testing.openai_server import ScriptedOpenAIServer, load_transcript_file
+
+# Each test runs the real CLI (one or two processes, training included): on a busy 2-core machine
+# that can take minutes, so these get a longer limit than the suite's default.
+pytestmark = pytest.mark.timeout(900)
 
 CLI = [sys.executable, "-m", "rewardgym.cli.main", "synthesize"]
 TINY = ["--steps", "256", "--num-envs", "1", "--eval-episodes", "1", "--check-timeout", "5"]
@@ -67,29 +73,184 @@ def test_every_bad_reply_is_caught_and_the_loop_finishes(tmp_path):
     script = [
         {"kind": "error", "status": 429, "retry_after": 0.1},          # design: rate limited, then answered
         {"kind": "reply", "text": design},
-        {"kind": "error", "status": 500, "match": repair},             # syntax error's repair: server errors
-        {"kind": "error", "status": 500, "match": repair},
-        {"kind": "hang", "match": repair},                              # import os's repair: hung connection
-        {"kind": "hang", "match": repair},
+        {"kind": "reply", "text": "Sorry, I am not sure.", "match": repair},   # syntax error: prose
+        {"kind": "drop", "match": repair},                              # import os: connection dropped, retried
+        {"kind": "reply", "text": fixed_nan, "match": repair},          # ... and repaired
         {"kind": "reply", "text": "I cannot write that program.", "match": repair},   # infinite loop: prose
         {"kind": "reply", "text": fixed_nan, "match": repair},          # NaN: repaired
         {"kind": "reply", "text": blocks[4], "match": repair},          # unknown field: same mistake again
     ]
     with ScriptedOpenAIServer(script, hang_s=5) as server:
         result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "1", "--samples", "6", "--max-repairs", "1",
-                      "--llm-timeout", "1", "--llm-retries", "1", "--name", "bad", *TINY)
+                      "--llm-timeout", "5", "--llm-retries", "1", "--name", "bad", *TINY)
         assert result.returncode == 0, result.stdout + result.stderr
-    state = json.loads((tmp_path / "runs" / "bad" / "state.json").read_text())
+        assert server.remaining == 0
+    run = tmp_path / "runs" / "bad"
+    state = json.loads((run / "state.json").read_text())
     cands = {c["id"]: c for c in state["rounds"][0]["candidates"]}
     assert len(cands) == 6
     stages = {cid: [a["stage"] for a in c["attempts"]] for cid, c in cands.items()}
-    assert stages["r0c0"][0] == "validate" and "repair request failed" in cands["r0c0"]["reason"]
-    assert "import" in cands["r0c1"]["attempts"][0]["reason"] and cands["r0c1"]["stage"] == "llm"
+    assert stages["r0c0"] == ["validate", "extract"] and cands["r0c0"]["status"] == "rejected"
+    assert "import" in cands["r0c1"]["attempts"][0]["reason"] and cands["r0c1"]["status"] == "trained"
     assert stages["r0c2"][0] == "timeout" and cands["r0c2"]["stage"] == "extract"
     assert stages["r0c3"][0] == "runtime" and cands["r0c3"]["status"] == "trained"
     assert stages["r0c4"] == ["validate", "validate"] and cands["r0c4"]["status"] == "rejected"
     assert cands["r0c5"]["status"] == "trained"
-    assert state["best"]["id"] in ("r0c3", "r0c5")
+    report = (run / "report.md").read_text()
+    assert "Status: complete." in report
+    assert "| 0 | whole | r0c0 | rejected |" in report and "no Python code" in report  # why it failed
+    assert "unknown field" in report or "forward_velocity" in report
+
+
+def test_outage_during_a_repair_stops_the_run_and_resume_sends_the_repair(tmp_path):
+    bad = _program("syntax_error")
+    good = _program("good_programs").split("```python")[1].split("```")[0]
+    script = [{"kind": "reply", "text": bad}, {"kind": "hang", "match": "repair request"},
+              {"kind": "hang", "match": "repair request"}]
+    with ScriptedOpenAIServer(script, hang_s=30) as server:
+        result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "1", "--samples", "1", "--name", "o",
+                      "--llm-timeout", "1", *TINY)
+        assert result.returncode == 1, result.stdout + result.stderr
+        run = tmp_path / "runs" / "o"
+        assert "Traceback" not in result.stderr
+        assert f"resume with: rewardgym synthesize --resume {run}" in result.stderr
+        state = json.loads((run / "state.json").read_text())
+        cand = state["rounds"][0]["candidates"][0]
+        assert cand["status"] == "pending" and len(cand["attempts"]) == 1  # not rejected by the outage
+        assert state["stop"]["kind"] == "server" and not state["done"]
+        report = (run / "report.md").read_text()
+        assert "**stopped** (server)" in report and f"Resume with: `rewardgym synthesize --resume {run}`" in report
+        assert "pending: waiting for a repair reply" in report
+
+        server.add({"kind": "reply", "text": f"```python{good}```", "match": "repair request"})
+        again = _cli(server, tmp_path, "--resume", str(run), "--llm-timeout", "7")
+        assert again.returncode == 0, again.stdout + again.stderr
+    state = json.loads((run / "state.json").read_text())
+    cand = state["rounds"][0]["candidates"][0]
+    assert cand["status"] == "trained" and [a["stage"] for a in cand["attempts"]] == ["validate", "ok"]
+    assert state["resumes"][0]["changed"] == {"llm_timeout_s": {"old": 1.0, "new": 7.0}}
+    assert json.loads((run / "config.json").read_text())["llm_timeout_s"] == 7.0
+    assert "llm_timeout_s 1.0 -> 7.0" in (run / "report.md").read_text()
+    transcript = [json.loads(line) for line in (run / "llm_transcript.jsonl").read_text().splitlines()]
+    assert [bool(r["error"]) for r in transcript] == [False, True, False]
+    assert "3 request(s)" in (run / "report.md").read_text()  # the cost of the run, both processes
+
+
+def test_budget_stop_reports_and_resume_counts_the_whole_run(tmp_path):
+    bad = _program("syntax_error")
+    good = _program("good_programs").split("```python")[1].split("```")[0]
+    script = [{"kind": "reply", "text": bad}, {"kind": "reply", "text": f"```python{good}```"}]
+    with ScriptedOpenAIServer(script) as server:
+        result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "1", "--samples", "1", "--name", "b",
+                      "--max-requests", "1", *TINY)
+        run = tmp_path / "runs" / "b"
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "1 of max 1 requests" in result.stderr
+        assert f"resume with: rewardgym synthesize --resume {run} --max-requests 2" in result.stderr
+        report = (run / "report.md").read_text()
+        assert "**stopped** (budget)" in report and "--max-requests 2`" in report
+        assert "pending: waiting for a repair reply" in report
+        assert "Traceback" not in result.stderr and server.chat_request_count == 1
+
+        same = _cli(server, tmp_path, "--resume", str(run))  # the budget is the run's: still spent
+        assert same.returncode == 1 and server.chat_request_count == 1, same.stderr
+        more = _cli(server, tmp_path, "--resume", str(run), "--max-requests", "2")
+        assert more.returncode == 0, more.stdout + more.stderr
+        assert server.chat_request_count == 2
+    assert "2 request(s)" in (run / "report.md").read_text()
+
+
+def test_ctrl_c_during_a_request_exits_130_with_a_report(tmp_path):
+    good = _program("good_programs")
+    with ScriptedOpenAIServer([{"kind": "hang"}], hang_s=60) as server:
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa",
+               "REWARDGYM_LLM_CACHE": str(tmp_path / "llm-cache")}
+        cmd = CLI + ["Hopper-Hop", "--base-url", server.base_url, "--model", server.model, "--api-key",
+                     server.api_key, "--runs-dir", str(tmp_path / "runs"), "--name", "c", "--rounds", "1",
+                     "--samples", "1", *TINY]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(1200):  # until the request is in flight (bounded: 120 s)
+            if server.chat_request_count or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert server.chat_request_count == 1, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, errs = proc.communicate(timeout=120)
+        assert proc.returncode == 130, out + errs
+        run = tmp_path / "runs" / "c"
+        assert f"interrupted; resume with: rewardgym synthesize --resume {run}" in errs
+        assert "Traceback" not in errs
+        assert "**stopped** (interrupted)" in (run / "report.md").read_text()
+        server.add({"kind": "reply", "text": good})
+        again = _cli(server, tmp_path, "--resume", str(run))
+        assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((run / "state.json").read_text())["done"]
+
+
+def test_context_refusal_is_learnt_and_the_prompt_fitted(tmp_path):
+    with ScriptedOpenAIServer("good_programs", context_size=3400) as server:  # the full prompt needs ~3600
+        result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "1", "--samples", "1", "--name", "ctx",
+                      "--max-reply-tokens", "300", *TINY)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert server.chat_request_count == 2  # refused once, then the fitted prompt
+        first, second = (len(r.body["messages"][-1]["content"]) for r in server.chat_requests)
+        assert second < first
+    run = tmp_path / "runs" / "ctx"
+    state = json.loads((run / "state.json").read_text())
+    assert state["context"] == {"size": 3400, "source": "refusal"}
+    assert "few-shot example" in " ".join(state["rounds"][0]["prompt"]["cuts"])
+    report = (run / "report.md").read_text()
+    assert "Context window: 3400 tokens (refusal)." in report and "cut few-shot example" in report
+
+
+def test_a_prompt_that_cannot_fit_stops_with_the_option_to_change(tmp_path):
+    with ScriptedOpenAIServer("good_programs") as server:
+        result = _cli(server, tmp_path, "MetaWorld-Reach", "--rounds", "1", "--samples", "1", "--name", "small",
+                      "--context-size", "1024", *TINY)
+        assert result.returncode == 1 and server.chat_request_count == 0, result.stderr
+    assert "--context-size" in result.stderr and "Traceback" not in result.stderr
+    assert "**stopped** (context)" in (tmp_path / "runs" / "small" / "report.md").read_text()
+
+
+def test_a_reply_cut_at_max_reply_tokens_is_reported(tmp_path):
+    program = _program("good_programs").split("```python")[1].split("```")[0]
+    text = f"```python{program}```\n\n" + " ".join(["More prose."] * 800)
+    with ScriptedOpenAIServer([{"kind": "reply", "text": text}]) as server:
+        result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "1", "--samples", "1", "--name", "long",
+                      "--max-reply-tokens", "300", *TINY)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert server.chat_requests[0].body["max_tokens"] == 300
+    assert "the reply was cut at 300 tokens" in result.stdout
+    report = (tmp_path / "runs" / "long" / "report.md").read_text()
+    assert "the reply was cut at 300 tokens" in report
+
+
+def test_edit_mode_yields_candidates_from_json_edits(tmp_path):
+    edit = json.dumps({"idea": "reach harder", "set": {"W_REACH": 3.0}, "remove_terms": [],
+                       "add_terms": [{"name": "effort", "weight": 0.01, "expression": "-sum_sq(action)"}]})
+    broken = json.dumps({"idea": "x", "set": {"NOT_A_CONSTANT": 1.0}, "remove_terms": [], "add_terms": []})
+    script = [{"kind": "reply", "text": "I would reward reaching."},           # round 0 (whole): prose
+              {"kind": "reply", "text": edit, "match": "Reward edit request"},    # round 1 (auto -> edit)
+              {"kind": "reply", "text": broken, "match": "Reward edit request"},
+              {"kind": "reply", "text": edit.replace("3.0", "2.5"), "match": "previous edit failed"}]
+    with ScriptedOpenAIServer(script, structured=("json_schema",)) as server:
+        result = _cli(server, tmp_path, "MetaWorld-Reach", "--rounds", "2", "--samples", "2", "--name", "e",
+                      "--zero-shot", *TINY)
+        assert result.returncode == 0, result.stdout + result.stderr
+        fmt = server.chat_requests[1].body["response_format"]
+    assert fmt["type"] == "json_schema"
+    schema = fmt["json_schema"]["schema"]
+    assert set(schema["properties"]["set"]["required"]) >= {"W_REACH", "W_PUSH"}
+    state = json.loads((tmp_path / "runs" / "e" / "state.json").read_text())
+    assert [r["mode"] for r in state["rounds"]] == ["whole", "edit"]
+    assert "held no program" in state["rounds"][0]["note"]
+    c0, c1 = state["rounds"][1]["candidates"]
+    assert c0["status"] == "trained" and "W_REACH=3" in c0["edit_summary"]
+    assert c1["status"] == "trained" and [a["stage"] for a in c1["attempts"]] == ["edit", "ok"]
+    program = (tmp_path / "runs" / "e" / "round_1" / "r1c0" / "program.py").read_text()
+    assert "W_REACH = 3.0" in program and "effort" in program
+    report = (tmp_path / "runs" / "e" / "report.md").read_text()
+    assert "round 1 (edit, edits of `" in report and "held no program" in report
 
 
 def test_no_endpoint_is_a_clear_error_and_creates_nothing(tmp_path):
@@ -147,3 +308,38 @@ def test_interactive_feedback_is_read_after_each_round(tmp_path):
         reflection = server.chat_requests[-1].body["messages"][-1]["content"]
     assert "| r0c0 |" in result.stdout  # the round's table was shown before asking
     assert "hop higher, not further" in reflection
+
+
+def test_a_crash_leaves_a_report_with_the_reason_and_the_resume_command(tmp_path):
+    from rewardgym.llm_rewards.client import LLMClient
+    from rewardgym.llm_rewards.synthesize import SynthesisSpec, Synthesizer, new_run_dir
+
+    class Crashing(LLMClient):
+        def complete(self, *args, **kwargs):
+            raise RuntimeError("disk on fire")
+
+    with ScriptedOpenAIServer([]) as server:
+        spec = SynthesisSpec(task="rewardgym/Hopper-Hop-v0", rounds=1, samples=1)
+        run = new_run_dir(spec, tmp_path / "runs", "crash")
+        client = Crashing(model=server.model, base_url=server.base_url, api_key=server.api_key, cache_dir=False,
+                          transcript_path=run / "llm_transcript.jsonl")
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            Synthesizer(spec, run, client, log=lambda m: None).run_loop()
+    state = json.loads((run / "state.json").read_text())
+    assert state["stop"]["kind"] == "crash" and "RuntimeError: disk on fire" in state["stop"]["reason"]
+    report = (run / "report.md").read_text()
+    assert "**stopped** (crash): RuntimeError: disk on fire" in report
+    assert f"rewardgym synthesize --resume {run}" in report
+
+
+def test_resume_refuses_to_change_what_defines_the_run(tmp_path):
+    with ScriptedOpenAIServer("good_programs") as server:
+        first = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "1", "--samples", "1", "--name", "f", *TINY)
+        assert first.returncode == 0, first.stderr
+        run = tmp_path / "runs" / "f"
+        bad = _cli(server, tmp_path, "--resume", str(run), "--steps", "999")
+        assert bad.returncode == 2 and "--resume continues a run with its own steps" in bad.stderr
+        more = _cli(server, tmp_path, "--resume", str(run), "--rounds", "1", "--max-reply-tokens", "64")
+        assert more.returncode == 0, more.stderr  # a finished run resumed: nothing to do, nothing asked
+        assert server.chat_request_count == 1
+    assert json.loads((run / "config.json").read_text())["max_reply_tokens"] == 64

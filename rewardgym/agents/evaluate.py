@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rewardgym.agents.episodes import public
 from rewardgym.agents.runs import RunDir, RunError, atomic_write_text, reward_for_run, run_copy
 
 
@@ -49,7 +50,8 @@ class RunPolicy:
 
             payload = load_ppo_checkpoint(ckpt, config["task"], unsafe_pickle)
             try:
-                cfg = PPOConfig.for_space(env.single_observation_space,
+                space = getattr(env, "single_observation_space", env.observation_space)  # export passes one env
+                cfg = PPOConfig.for_space(space,
                                           {**hyper, "num_envs": 1, "seed": config.get("seed", 0), "device": "cpu"},
                                           source=str(run.config_path))
             except ValueError as exc:
@@ -60,6 +62,7 @@ class RunPolicy:
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 raise RunError(f"{ckpt}: checkpoint does not fit the run's policy ({type(exc).__name__}: "
                                f"{str(exc)[:300]})") from None
+            self.agent.global_step = int(payload["global_step"])  # env steps the policy trained for
         else:
             from rewardgym.agents.sb3 import load_sb3_model, new_sb3_model, single_env_for_sb3
 
@@ -121,7 +124,7 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
                     stats = info["episode_stats"]
                     for key in results:
                         results[key].append(float(stats[key][0]))
-                    for name, value in stats["terms"].items():
+                    for name, value in public(stats["terms"]).items():
                         terms.setdefault(name, []).append(float(value[0]))
                     break
     finally:

@@ -68,6 +68,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rewardgym.agents.episodes import EpisodeWindow
 from rewardgym.agents.normalize import ObsNormalizer, RewardNormalizer
 from rewardgym.agents.policies import ACTIVATIONS, ActorCritic, MLPActorCritic, make_policy, policy_defaults
 from rewardgym.rewards.shaping import check_agent_gamma
@@ -510,7 +511,7 @@ class PPO:
         self.update = 0
         self.episodes: deque[dict[str, float]] = deque(maxlen=cfg.stats_window)
         """Finished episodes (oldest first): ``return`` (injected reward, before normalisation), ``length``."""
-        self.episode_stats: deque[dict[str, Any]] = deque(maxlen=cfg.stats_window)
+        self.episode_stats = EpisodeWindow(cfg.stats_window)
         """rewardgym ``info["episode_stats"]`` of finished episodes: env return, success, terms."""
         self.torch_env: bool | None = None
         self._next_obs: Any = None
@@ -673,13 +674,7 @@ class PPO:
             self.episodes.append({"return": ret, "length": length})
 
     def _add_episode_stats(self, info: Mapping[str, Any]) -> None:
-        stats, mask = info["episode_stats"], np.asarray(info["_episode_stats"])
-        terms = stats.get("terms", {})
-        for i in np.flatnonzero(mask):
-            self.episode_stats.append({
-                "return": float(stats["return"][i]), "env_return": float(stats["env_return"][i]),
-                "length": int(stats["length"][i]), "success": bool(stats["success"][i]),
-                "terms": {k: float(v[i]) for k, v in terms.items()}})
+        self.episode_stats.add(info["episode_stats"], info["_episode_stats"])
 
     def _train(self) -> dict[str, float]:
         """GAE, then ``update_epochs`` epochs of minibatch updates (detail 6).
@@ -818,16 +813,25 @@ class PPO:
         out["episodes"] = len(eps)
         out["episode_return"] = float(np.mean([e["return"] for e in eps])) if eps else None
         out["episode_length"] = float(np.mean([e["length"] for e in eps])) if eps else None
-        if self.episode_stats:
-            st = list(self.episode_stats)
-            out["env_return"] = float(np.mean([e["env_return"] for e in st]))
-            out["success_rate"] = float(np.mean([e["success"] for e in st]))
-            for name in st[-1]["terms"]:
-                out[f"terms/{name}"] = float(np.mean([e["terms"].get(name, 0.0) for e in st]))
+        if len(self.episode_stats):
+            window = self.episode_stats.summary()
+            out.update({k: v for k, v in window.items() if k in ("env_return", "success_rate") or k.startswith("terms/")})
         out.update(stats)
         return out
 
     # ------------------------------------------------------------------ inference
+    @torch.inference_mode()
+    def value(self, obs: Any) -> Any:
+        """The critic's estimate ``V(obs)`` for a batch ``(N, *obs_shape)`` -> ``(N,)``.
+
+        Observations are normalised with the frozen running statistics. numpy in, numpy out
+        (float32); a tensor in gives a tensor on the policy's device. V is in the units of the
+        (possibly normalised, ``norm_reward``) return the agent was trained on.
+        """
+        is_tensor = isinstance(obs["glyphs"] if isinstance(obs, Mapping) else obs, torch.Tensor)
+        v = self.policy.value(self._obs_to_tensor(obs, update_stats=False)).reshape(-1)
+        return v if is_tensor else v.cpu().numpy()
+
     @torch.inference_mode()
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = False) -> tuple[Any, None]:
@@ -871,7 +875,7 @@ class PPO:
             "global_step": self.global_step,
             "update": self.update,
             "episodes": list(self.episodes),
-            "episode_stats": list(self.episode_stats),
+            "episode_stats": self.episode_stats.state_dict(),
         }
 
     def load_policy(self, state: Mapping[str, Any]) -> None:
@@ -916,7 +920,8 @@ class PPO:
         self.global_step = int(state["global_step"])
         self.update = int(state["update"])
         self.episodes = deque(state.get("episodes", []), maxlen=self.config.stats_window)
-        self.episode_stats = deque(state.get("episode_stats", []), maxlen=self.config.stats_window)
+        self.episode_stats = EpisodeWindow(self.config.stats_window)
+        self.episode_stats.load_state_dict(state.get("episode_stats", []))
 
 
 def _to_cpu(obj: Any) -> Any:

@@ -15,25 +15,26 @@ itself is rebuilt from the run's config and the env.
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Any, Callable
 
 import gymnasium as gym
-import numpy as np
 
+from rewardgym.agents.episodes import EpisodeWindow
 from rewardgym.agents.runs import (RUN_FORMAT, UNSAFE_PICKLE_WARNING, RunDir, RunError, load_checkpoint,
                                    save_checkpoint)
 
 
 def make_sb3_vec_env(task_id: str, reward: Any, num_envs: int, seed: int, trusted: bool = False,
-                     shaping: Any = None, gamma: float | None = None, reward_limits: Any = None):
-    """An SB3 ``DummyVecEnv`` of ``gym.make(task_id, reward=...)`` envs, seeded ``seed + i``."""
+                     shaping: Any = None, gamma: float | None = None, reward_limits: Any = None,
+                     reward_kwargs: dict[str, dict[str, Any]] | None = None, randomize: Any = None):
+    """An SB3 ``DummyVecEnv`` of ``gym.make(task_id, reward=..., randomize=...)`` envs, seeded ``seed + i``."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     def factory(rank: int) -> Callable[[], gym.Env]:
         def make() -> gym.Env:
             extra = {"shaping": shaping, "gamma": gamma} if shaping is not None else {}
-            env = gym.make(task_id, reward=reward, trusted=trusted, reward_limits=reward_limits, **extra)
+            env = gym.make(task_id, reward=reward, trusted=trusted, reward_limits=reward_limits,
+                           reward_kwargs=reward_kwargs, randomize=randomize, **extra)
             env.action_space.seed(seed + rank)
             return env
         return make
@@ -43,48 +44,18 @@ def make_sb3_vec_env(task_id: str, reward: Any, num_envs: int, seed: int, truste
     return venv
 
 
-class EpisodeStatsLog:
-    """Rolling window of finished episodes' ``episode_stats`` (return, env return, success, terms)."""
-
-    def __init__(self, window: int = 100):
-        self.episodes: deque[dict[str, Any]] = deque(maxlen=window)
-        self.count = 0
+class EpisodeStatsLog(EpisodeWindow):
+    """:class:`~rewardgym.agents.episodes.EpisodeWindow` fed from SB3's callback infos."""
 
     def add_vector_info(self, info: dict[str, Any]) -> None:
         """Gymnasium vector info (arrays + ``_episode_stats`` mask)."""
-        if "episode_stats" not in info:
-            return
-        stats, mask = info["episode_stats"], info["_episode_stats"]
-        for i in np.flatnonzero(mask):
-            self.episodes.append({
-                "return": float(stats["return"][i]), "env_return": float(stats["env_return"][i]),
-                "length": int(stats["length"][i]), "success": bool(stats["success"][i]),
-                "terms": {k: float(v[i]) for k, v in stats["terms"].items()},
-            })
-            self.count += 1
+        if "episode_stats" in info:
+            self.add(info["episode_stats"], info["_episode_stats"])
 
     def add_single_info(self, info: dict[str, Any]) -> None:
         """Single-env info (SB3 VecEnv infos are a list of these)."""
         if "episode_stats" in info:
-            self.episodes.append(info["episode_stats"])
-            self.count += 1
-
-    def summary(self) -> dict[str, Any]:
-        """Means over the window (None when no episode has finished yet)."""
-        if not self.episodes:
-            return {"episode_return": None, "env_return": None, "success_rate": None, "episode_length": None,
-                    "episodes": self.count}
-        eps = list(self.episodes)
-        out = {
-            "episode_return": float(np.mean([e["return"] for e in eps])),
-            "env_return": float(np.mean([e["env_return"] for e in eps])),
-            "success_rate": float(np.mean([e["success"] for e in eps])),
-            "episode_length": float(np.mean([e["length"] for e in eps])),
-            "episodes": self.count,
-        }
-        for name in eps[-1]["terms"]:
-            out[f"terms/{name}"] = float(np.mean([e["terms"].get(name, 0.0) for e in eps]))
-        return out
+            self.add(info["episode_stats"])
 
 
 def sb3_callback(run: RunDir, spec: Any, log: EpisodeStatsLog, on_update: Callable[[dict[str, Any]], None],

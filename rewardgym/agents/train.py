@@ -27,11 +27,12 @@ from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 
-import rewardgym
 from rewardgym.agents.runs import (RunDir, RunError, latest_checkpoint, load_checkpoint, reward_for_run, run_copy,
                                    save_checkpoint)
 from rewardgym.envs.registry import get_task
+from rewardgym.rewards.resolve import resolve_potential, resolve_reward
 from rewardgym.threads import limit_process
+from rewardgym.version import __version__
 
 ALGOS = ("ppo", "sb3-ppo")
 
@@ -86,6 +87,8 @@ class TrainSpec:
             to ``reward`` (:mod:`rewardgym.intrinsic`); its label store and stats live in
             the run directory, so a resumed run re-uses its labels.
         oni: :class:`rewardgym.intrinsic.OniOptions` fields (model, annotator, beta, goal ...).
+        randomize: domain randomisation of the training envs
+            (:mod:`rewardgym.wrappers.randomize`, ``key -> value | [low, high]``), or None.
     """
 
     task: str
@@ -104,13 +107,15 @@ class TrainSpec:
     shaping: str | None = None
     intrinsic: str | None = None
     oni: dict[str, Any] = field(default_factory=dict)
+    randomize: dict[str, Any] | None = None
 
     def to_config(self) -> dict[str, Any]:
         return {"task": self.task, "reward": self.reward, "steps": self.steps, "algo": self.algo,
                 "num_envs": self.num_envs, "seed": self.seed, "device": self.device,
                 "hyperparams": self.hyperparams, "asynchronous": self.asynchronous, "track": self.track,
                 "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
-                "intrinsic": self.intrinsic, "oni": self.oni, "rewardgym_version": rewardgym.__version__}
+                "intrinsic": self.intrinsic, "oni": self.oni, "randomize": self.randomize,
+                "rewardgym_version": __version__}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config.json") -> "TrainSpec":
@@ -231,11 +236,14 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     # Fail on a bad reward or bad hyper-parameters before creating anything on disk.
     _check_intrinsic(spec)
     _reward_limits(spec)
-    rewardgym.resolve_reward(_reward_spec(spec), task, trusted=spec.trusted).close()
-    if spec.shaping:
-        from rewardgym.rewards.shaping import resolve_potential
+    if spec.randomize is not None:
+        from rewardgym.wrappers.randomize import RandomizationConfig
 
-        resolve_potential(spec.shaping, task, trusted=spec.trusted)
+        spec.randomize = RandomizationConfig.from_dict(spec.randomize).to_dict()
+    reward_kwargs = {"oni": dict(spec.oni)} if _uses_oni(spec) else {}
+    resolve_reward(_reward_spec(spec), task, trusted=spec.trusted, reward_kwargs=reward_kwargs).close()
+    if spec.shaping:
+        resolve_potential(spec.shaping, task, trusted=spec.trusted, reward_kwargs=reward_kwargs)
     if spec.algo == "ppo":
         _ppo_config(spec, source="hyper-parameters")
     run = RunDir.create(runs_root, spec.to_config(), name=run_name)
@@ -279,7 +287,7 @@ def _ppo_config(spec: TrainSpec, source: str):
     """The run's PPOConfig: the hyper-parameters over the defaults of the task's network
     (:meth:`PPOConfig.for_space`; the observation space comes from one env, built once per task)."""
     from rewardgym.agents.ppo import PPOConfig
-    from rewardgym.envs.make import make_task_env
+    from rewardgym.wrappers.make import make_task_env
 
     if spec.task not in _OBSERVATION_SPACES:
         probe = make_task_env(spec.task)
@@ -298,11 +306,10 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             cb(row)
 
     try:
-        with _intrinsic_rewards(spec, run):
-            if spec.algo == "ppo":
-                _train_ppo(spec, run, resume_from, notify, unsafe_pickle)
-            else:
-                _train_sb3(spec, run, resume_from, notify, unsafe_pickle)
+        if spec.algo == "ppo":
+            _train_ppo(spec, run, resume_from, notify, unsafe_pickle)
+        else:
+            _train_sb3(spec, run, resume_from, notify, unsafe_pickle)
     finally:
         tracker.close()
         run.plot_learning_curve()
@@ -315,11 +322,19 @@ def _reward_limits(spec: TrainSpec):
     return ProgramLimits.of(spec.reward_limits or None)
 
 
-def _make_env(spec: TrainSpec, gamma: float) -> gym.vector.VectorEnv:
+def _make_env(spec: TrainSpec, run: RunDir, gamma: float) -> gym.vector.VectorEnv:
     shaping = {"shaping": spec.shaping, "gamma": gamma} if spec.shaping else {}
     return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=_reward_spec(spec),
                         asynchronous=spec.asynchronous, trusted=spec.trusted, reward_limits=_reward_limits(spec),
-                        **shaping)
+                        reward_kwargs=_reward_kwargs(spec, run), randomize=spec.randomize, **shaping)
+
+
+def _reward_kwargs(spec: TrainSpec, run: RunDir) -> dict[str, dict[str, Any]]:
+    """Options of the reward kinds the run uses: ONI keeps its labels and stats in the run directory."""
+    if not _uses_oni(spec):
+        return {}
+    return {"oni": {"store_path": str(run.path / "oni_labels.sqlite"), "stats_path": str(run.path / "oni_stats.json"),
+                    "transcript_path": str(run.path / "oni_llm_transcript.jsonl"), **spec.oni}}
 
 
 def _reward_names_oni(reward: str) -> bool:
@@ -346,30 +361,13 @@ def _check_intrinsic(spec: TrainSpec) -> None:
         validate(OniOptions.from_dict(spec.oni))
 
 
-@contextmanager
-def _intrinsic_rewards(spec: TrainSpec, run: RunDir) -> Iterator[None]:
-    """ONI's options for the envs built inside (label store and stats in the run directory)."""
-    if not _uses_oni(spec):
-        yield
-        return
-    from rewardgym.intrinsic.oni import OniOptions, close_all, oni_options
-
-    options = {"store_path": str(run.path / "oni_labels.sqlite"), "stats_path": str(run.path / "oni_stats.json"),
-               "transcript_path": str(run.path / "oni_llm_transcript.jsonl"), **spec.oni}
-    try:
-        with oni_options(OniOptions.from_dict(options)):
-            yield
-    finally:
-        close_all()  # stops the annotation and trainer threads, writes the final stats
-
-
 def save_ppo_checkpoint(agent, spec: TrainSpec, run: RunDir, name: str = "latest.pt") -> Path:
     """Atomically write the agent's full state plus what identifies the run (tensors and plain
     containers only: it loads with ``weights_only=True``)."""
     from rewardgym.agents.runs import RUN_FORMAT
 
     return save_checkpoint({"run_format": RUN_FORMAT, "task": spec.task, "reward": spec.reward,
-                             "rewardgym_version": rewardgym.__version__, "algo": "ppo",
+                             "rewardgym_version": __version__, "algo": "ppo",
                              "global_step": int(agent.global_step), "agent": agent.state_dict()}, run, name)
 
 
@@ -389,7 +387,7 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     config = _ppo_config(spec, source=str(run.config_path))
     if spec.device != "cuda":  # BLAS pools as small as the learner's (rewardgym.threads)
         limit_process(config.num_threads or 1)
-    env = _make_env(spec, config.gamma)
+    env = _make_env(spec, run, config.gamma)
     try:
         agent = PPO(env, config)
         if resume_from is not None:
@@ -406,10 +404,7 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             def callback(metrics: dict[str, Any]) -> bool:
                 nonlocal last_ckpt
                 row = {k: v for k, v in metrics.items()}
-                if _uses_oni(spec):  # annotation backlog, labels, coverage beside the training metrics
-                    from rewardgym.intrinsic.oni import metrics as oni_metrics
-
-                    row.update(oni_metrics())
+                row.update(env.source.stats())  # e.g. ONI's annotation backlog, labels, coverage
                 run.append_metrics([row])
                 notify(row)
                 if time.perf_counter() - last_ckpt >= spec.checkpoint_every_s:
@@ -461,7 +456,8 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
         limit_process(1)  # SB3's MLPs gain nothing from threads; they collapse on a busy machine
     gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
     env = make_sb3_vec_env(spec.task, _reward_spec(spec), spec.num_envs, spec.seed, trusted=spec.trusted,
-                           shaping=spec.shaping, gamma=gamma, reward_limits=_reward_limits(spec))
+                           shaping=spec.shaping, gamma=gamma, reward_limits=_reward_limits(spec),
+                           reward_kwargs=_reward_kwargs(spec, run), randomize=spec.randomize)
     try:
         device = "cpu" if spec.device == "auto" else spec.device
         model = new_sb3_model(env, spec.seed, device, spec.hyperparams)

@@ -9,6 +9,7 @@ a traceback; set ``REWARDGYM_DEBUG=1`` to see the traceback of an unexpected one
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,13 +24,31 @@ app = typer.Typer(
     name="rewardgym",
     help="Reward design for RL on real simulators: list tasks, read their state views, "
          "check reward programs, train and evaluate agents, synthesize rewards with an LLM, "
-         "learn perceptual rewards from demonstrations.",
+         "learn perceptual rewards from demonstrations, export policies and deploy them to robots.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # paths stay on one line
+
+
+@app.callback()
+def _root(tasks: list[str] = typer.Option([], "--tasks", metavar="FILE_OR_MODULE", help="A module or .py file that declares tasks with "
+                                          "rewardgym.register_task (repeatable; also $REWARDGYM_TASKS). It runs as "
+                                          "your code.")) -> None:
+    """Load the task declarations named on the command line (before any command runs)."""
+    if not tasks:
+        return
+    from rewardgym.envs.registry import TASKS_VARIABLE, load_task_modules
+
+    try:
+        load_task_modules(tasks)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    # processes this command starts (synthesis training workers) declare the same tasks
+    previous = os.environ.get(TASKS_VARIABLE, "")
+    os.environ[TASKS_VARIABLE] = os.pathsep.join([p for p in (previous, *tasks) if p])
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -70,9 +89,11 @@ def _task_or_fail(name: str):
 def list_tasks(
     family: Optional[str] = typer.Option(None, "--family", "-f", help="Only this family (e.g. metaworld)."),
     available_only: bool = typer.Option(False, "--available", help="Hide tasks that cannot run here."),
+    wide: bool = typer.Option(False, "--wide", help="Also the simulator and the instruction (needs a wide "
+                              "terminal)."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (as in the README)."),
 ) -> None:
-    """List every task id, its simulator, and whether it can run on this machine."""
+    """List every task id, its family, and whether it can run on this machine (80 columns; --wide for more)."""
     from rewardgym.envs.registry import all_tasks
 
     if markdown:
@@ -83,19 +104,29 @@ def list_tasks(
             print(f"| `{spec.id}` | {spec.base_id} | {spec.instruction} | {spec.success_doc} |")
         return
 
-    table = Table(show_lines=False)
+    table = Table(show_lines=wide)
     table.add_column("id", no_wrap=True)
-    for column in ("family", "simulator", "available", "instruction"):
-        table.add_column(column)
+    table.add_column("family", no_wrap=True)
+    table.add_column("available", no_wrap=not wide, overflow="ellipsis")
+    if wide:
+        table.add_column("simulator", no_wrap=True)
+        table.add_column("instruction")
+    missing: dict[str, list[str]] = {}
     for spec in all_tasks().values():
         if family and spec.family != family:
             continue
         ok, reason = spec.available()
         if available_only and not ok:
             continue
-        instruction = spec.instruction if len(spec.instruction) < 70 else spec.instruction[:67] + "..."
-        table.add_row(spec.id, spec.family, spec.base_id, "yes" if ok else f"no: {reason}", instruction)
-    console.print(table)
+        if not ok:
+            missing.setdefault(reason, []).append(spec.short_name)
+        row = [spec.id, spec.family, "yes" if ok else (f"no: {reason}" if wide else "no")]
+        table.add_row(*row, *([spec.base_id, spec.instruction] if wide else []))
+    # --wide asked for the long columns: never squash them into a narrow (or piped, 80-column) console
+    (Console(width=max(console.width, 200), markup=False, highlight=False) if wide else console).print(table)
+    if not wide:
+        for reason, names in missing.items():
+            console.print(f"not available here: {', '.join(names)}: {reason}", markup=False, highlight=False)
 
 
 @app.command()
@@ -190,6 +221,18 @@ def _oni_options(intrinsic: Optional[str], oni_model: str, annotator: str, beta:
     return options
 
 
+def _randomize_or_fail(path: Optional[Path]) -> Optional[dict]:
+    """The validated randomisation table of ``path`` (None without one)."""
+    if path is None:
+        return None
+    from rewardgym.wrappers.randomize import RandomizationConfig, RandomizationError
+
+    try:
+        return RandomizationConfig.load(path).to_dict()
+    except RandomizationError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def train(
     task: Optional[str] = typer.Argument(None, help="Task id (omit with --resume)."),
@@ -232,6 +275,8 @@ def train(
                                            "annotator (default $OPENAI_BASE_URL)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key of the llm annotator (default "
                                           "$OPENAI_API_KEY; never written to the run directory)."),
+    randomize: Optional[Path] = typer.Option(None, "--randomize", help="Domain randomisation file (.toml or "
+                                             ".json: friction, mass, latency, obs_noise ...; MuJoCo tasks)."),
 ) -> None:
     """Train an agent on TASK with an injected reward; writes a resumable run directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -262,7 +307,8 @@ def train(
                                   shaping=shaping,
                                   hyperparams=_load_config_file(config) if config else {},
                                   intrinsic=intrinsic, oni=_oni_options(intrinsic, oni_model, annotator, oni_beta,
-                                                                        goal, oni_option, model, base_url))
+                                                                        goal, oni_option, model, base_url),
+                                  randomize=_randomize_or_fail(randomize))
         if config is not None and algo == "ppo":  # report bad keys against the file they came from
             from rewardgym.agents.ppo import PPOConfig
 
@@ -304,27 +350,36 @@ def train(
 
 @app.command("eval")
 def eval_run(
-    run: Path = typer.Argument(..., help="Run directory written by `rewardgym train`."),
+    run: Path = typer.Argument(..., help="Run directory written by `rewardgym train`, or an exported policy "
+                                         "(directory, policy.onnx or policy.pt) written by `rewardgym export`."),
     episodes: int = typer.Option(10, "--episodes", min=1, help="Evaluation episodes (deterministic policy)."),
     seed: int = typer.Option(10_000, "--seed", help="Seed of the first episode (then +1 each)."),
-    video: bool = typer.Option(False, "--video", help="Write video.mp4 of the first episode (off-screen)."),
-    trusted: bool = typer.Option(False, "--trusted", help="Run the run's reward program files without the sandbox "
-                                 "(your own code only; a run directory can never ask for it)."),
+    video: bool = typer.Option(False, "--video", help="Write video.mp4 of the first episode (off-screen; runs only)."),
+    trusted: bool = typer.Option(False, "--trusted", help="Run the run's reward program files without the sandbox, "
+                                 "or load an exported TorchScript policy (a program) -- your own files only; a run "
+                                 "directory can never ask for it."),
     reward_timeout: Optional[float] = typer.Option(None, "--reward-timeout", min=0.001, help=_REWARD_TIMEOUT_HELP),
     reward_memory: Optional[int] = typer.Option(None, "--reward-memory-mb", min=1, help=_REWARD_MEMORY_HELP),
     unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help=_UNSAFE_PICKLE_HELP),
 ) -> None:
-    """Success rate and returns (mean ± std) of a trained run, per reward term; optional MP4."""
+    """Success rate and returns (mean ± std) of a trained run or an exported policy, per reward term; optional MP4."""
     from rewardgym.agents.evaluate import evaluate
+    from rewardgym.agents.export import ExportError, evaluate_exported, is_exported_policy
     from rewardgym.agents.runs import RunError
     from rewardgym.rewards.program import RewardProgramError
     from rewardgym.rewards.sandbox import ProgramRejected
 
     try:
         with console.status(f"evaluating {run} ({episodes} episodes)..."):
-            report = evaluate(run, episodes=episodes, seed=seed, video=video, trusted=trusted,
-                              reward_limits=_reward_limits(reward_timeout, reward_memory), unsafe_pickle=unsafe_pickle)
-    except (RunError, ValueError, ProgramRejected, RewardProgramError, FileNotFoundError) as exc:
+            if is_exported_policy(run):
+                if video:
+                    _fail("--video needs a run directory (an exported policy is evaluated without rendering)")
+                report = evaluate_exported(run, episodes=episodes, seed=seed, trusted=trusted)
+            else:
+                report = evaluate(run, episodes=episodes, seed=seed, video=video, trusted=trusted,
+                                  reward_limits=_reward_limits(reward_timeout, reward_memory),
+                                  unsafe_pickle=unsafe_pickle)
+    except (RunError, ExportError, ValueError, ProgramRejected, RewardProgramError, FileNotFoundError) as exc:
         _fail(str(exc))
     table = Table("metric", "mean", "std", title=f"{report['task']}  reward={report['reward']}  "
                                                   f"{report['algo']}: success rate {report['success_rate']:.2f} "
@@ -338,19 +393,203 @@ def eval_run(
         console.print(f"video: {report['video']}")
 
 
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run directory of a rewardgym PPO run (`rewardgym train`)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (ONNX Runtime; data only) | torchscript (torch.jit)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default RUN/export/FORMAT)."),
+    parity_obs: int = typer.Option(1000, "--parity-obs", help="Recorded observations of the parity check (>= 1000)."),
+) -> None:
+    """Export a run as a deterministic policy (normaliser, clipping, action bounds inside) with a manifest."""
+    from rewardgym.agents.export import ExportError, ExportedPolicy, export_run
+    from rewardgym.agents.runs import RunError
+
+    try:
+        with console.status(f"exporting {run} ({fmt}; parity on {parity_obs} recorded observations)..."):
+            out_dir = export_run(run, fmt, out, parity_observations=parity_obs)
+            policy = ExportedPolicy.load(out_dir, trusted=True)  # written just now by this process
+    except (ExportError, RunError) as exc:
+        _fail(str(exc))
+    parity = policy.manifest["parity"]
+    console.print(f"{policy}\nparity: max |exported - torch| = {parity['max_abs_diff']:.2e} on "
+                  f"{parity['observations']} recorded observations ({parity['runtime']})\nwrote {out_dir}",
+                  highlight=False)
+
+
+@app.command()
+def deploy(
+    policy: Path = typer.Argument(..., help="Exported policy (directory, policy.onnx or policy.pt) from "
+                                            "`rewardgym export`."),
+    robot: str = typer.Option("sim", "--robot", help="sim (the task's MuJoCo model in a real-time process) | "
+                              "sim:CONFIG.toml (\\[randomize] perturbation, \\[robot] watchdog, \\[fault]) | "
+                              "tcp://HOST:PORT (a robot server speaking the protocol)."),
+    duration: float = typer.Option(10.0, "--duration", help="Seconds of control."),
+    safety: Optional[Path] = typer.Option(None, "--safety", help="Safety limits (.toml): max_delta, low_pass, "
+                                          "max_tilt_rad, min_height_m, joint_limit_tolerance_rad, max_joint_vel."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Deployment directory (default "
+                                       "deployments/<task>-<robot>-<time>)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of a simulated robot's episode and perturbation."),
+    estop_file: Optional[Path] = typer.Option(None, "--estop-file", help="Stop as soon as this file exists."),
+    timeout_periods: float = typer.Option(2.0, "--timeout-periods", help="No observation for this many control "
+                                          "periods is a robot fault (2: one period after it was due)."),
+    trusted: bool = typer.Option(False, "--trusted", help="Allow a TorchScript policy (a program: your own "
+                                 "exports only); ONNX policies need no trust."),
+) -> None:
+    """Run an exported policy on a robot through the safety layer; every tick logged, every ending a safe stop.
+
+    Exit codes: 0 completed, 1 stopped (safety layer, robot, e-stop), 2 refused or bad input,
+    3 robot fault (lost, silent, late, garbled), 4 controller error, 130 Ctrl-C.
+    """
+    import time
+
+    from rewardgym.agents.export import ExportError, ExportedPolicy
+    from rewardgym.deploy.loop import run_deployment
+    from rewardgym.deploy.robot import robot_from_spec
+    from rewardgym.deploy.safety import EStop, SafetyConfig, SafetyConfigError
+    from rewardgym.deploy.simrobot import SimRobotConfigError
+
+    if not (duration > 0):
+        _fail(f"--duration must be positive, got {duration}")
+    if not (timeout_periods > 1):
+        _fail(f"--timeout-periods must be > 1 (an observation is due every period), got {timeout_periods}")
+    try:
+        exported = ExportedPolicy.load(policy, trusted=trusted)
+        limits = SafetyConfig.load(safety) if safety else SafetyConfig()
+        name = robot.split(":", 1)[0].replace("/", "")
+        out = out or Path("deployments") / f"{exported.task.removeprefix('rewardgym/').rsplit('-v', 1)[0]}-{name}-" \
+                                          f"{time.strftime('%Y%m%d-%H%M%S')}"
+        driver = robot_from_spec(robot, exported.task, seed=seed, log_dir=out)
+    except (ExportError, SafetyConfigError, SimRobotConfigError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"deploying {exported} on {robot} for {duration:g} s -> {out}  (Ctrl-C: safe stop)",
+                  highlight=False)
+    result = run_deployment(exported, driver, duration, out, safety=limits, estop=EStop(estop_file),
+                            timeout_periods=timeout_periods)
+    s = result.summary
+    colour = "green" if result.status == "completed" else "yellow" if result.status == "stopped" else "red"
+    console.print(Text.assemble((result.status, colour), f": {result.reason}"))
+    timing = s["timing_ms"]
+    table = Table("ticks", "return", "jitter p50/p99 ms", "obs->action p50/p99 ms", "late cmds", "interventions")
+    fmt = lambda st: f"{st['p50']:.2f} / {st['p99']:.2f}" if st else "-"  # noqa: E731
+    table.add_row(str(s["ticks"]), f"{s['return']:.1f}" if s["return"] is not None else "-", fmt(timing["abs_jitter"]),
+                  fmt(timing["obs_to_action_latency"]), str(s["late_commands"]),
+                  ", ".join(f"{k} {v}" for k, v in s["interventions"].items()) or "none")
+    console.print(table)
+    console.print(f"log: {result.directory / 'deploy.jsonl'}  summary: {result.directory / 'summary.json'}  "
+                  f"plot: {result.directory / 'deploy.png'}", highlight=False)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def robustness(
+    policy: Path = typer.Argument(..., help="A rewardgym PPO run directory or an exported policy."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Parameter to sweep alone (repeat for several): "
+                                    "friction, mass, com_offset, joint_damping, armature, actuator_gain, gravity, "
+                                    "obs_noise, action_noise, latency, push_velocity."),
+    values: list[str] = typer.Option([], "--values", "-v", help="Comma-separated values of the --param before it "
+                                     "(omit all --values for each parameter's default grid)."),
+    episodes: int = typer.Option(5, "--episodes", help="Episodes per value (same seeds for every value)."),
+    seed: int = typer.Option(10_000, "--seed", help="Seed of the first episode."),
+    criterion: str = typer.Option("auto", "--criterion", help="auto | success (success rate >= --min-success) | "
+                                  "return (return >= --keep-return x nominal)."),
+    min_success: float = typer.Option(0.5, "--min-success", help="Success rate that keeps a value."),
+    keep_return: float = typer.Option(0.8, "--keep-return", help="Fraction of the nominal return that keeps a value."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default POLICY/robustness)."),
+    llm: bool = typer.Option(False, "--llm", help="Ask an OpenAI-compatible model for randomisation ranges from the "
+                             "sweep (writes randomize_llm.toml)."),
+    model: Optional[str] = typer.Option(None, "--model", help="LLM model (default $REWARDGYM_LLM_MODEL)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible API root (default "
+                                           "$OPENAI_BASE_URL)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)."),
+    max_repairs: int = typer.Option(1, "--max-repairs", help="Repair requests when the LLM's table is invalid."),
+    trusted: bool = typer.Option(False, "--trusted", help="Allow a TorchScript policy (a program: your own "
+                                 "exports only); ONNX policies need no trust."),
+) -> None:
+    """Sweep physical parameters one at a time (DrEureka's RAPP): success and return per value, the range
+    where the policy still succeeds, a table and a plot; --llm asks a model for randomisation ranges."""
+    from rewardgym.agents.export import ExportError
+    from rewardgym.agents.runs import RunError
+    from rewardgym.deploy import robustness as rb
+    from rewardgym.wrappers.randomize import RandomizationError
+
+    if not param:
+        _fail("give at least one --param (e.g. --param friction --values 0.5,1,1.5)")
+    if values and len(values) != len(param):
+        _fail(f"{len(param)} --param but {len(values)} --values: give one --values per --param, or none")
+    if criterion not in rb.CRITERIA:
+        _fail(f"--criterion takes {', '.join(rb.CRITERIA)}, got {criterion!r}")
+    client = None
+    try:
+        grid = {p: rb.parse_values(p, values[i] if values else None) for i, p in enumerate(param)}
+        if llm:
+            from rewardgym.llm_rewards.client import LLMClient
+
+            client = LLMClient(model=model, base_url=base_url, api_key=api_key)  # fails before the sweep
+        batch_policy, task, label = rb.load_batch_policy(policy, trusted=trusted)
+    except (RandomizationError, ExportError, RunError, ValueError) as exc:
+        _fail(str(exc))
+    out = out or (policy if policy.is_dir() else policy.parent) / "robustness"
+    total = 1 + sum(len(v) for v in grid.values())
+    with console.status(f"sweeping {task}: {total} evaluations x {episodes} episodes") as status:
+        done = [0]
+
+        def progress(row) -> None:
+            done[0] += 1
+            status.update(f"{done[0]}/{total}: {row.param} {'' if row.value is None else row.value} -> "
+                          f"return {row.return_mean:.1f}, success {row.success_rate:.2f}")
+
+        result = rb.sweep(batch_policy, task, grid, episodes=episodes, seed=seed, criterion=criterion,
+                          min_success=min_success, keep_return=keep_return, label=label, on_row=progress)
+    rb.write_report(result, out)
+    table = Table("parameter", "value", "success", "return", "kept",
+                  title=f"{task}: kept when {result.criterion} >= {result.threshold:.3g}")
+    for row in [result.nominal, *result.rows]:
+        table.add_row(row.param, "nominal" if row.value is None else f"{row.value:g}", f"{row.success_rate:.2f}",
+                      f"{row.return_mean:.1f} ± {row.return_std:.1f}", "yes" if row.kept else Text("no", style="red"))
+    console.print(table)
+    for name, kept in result.ranges.items():
+        console.print(Text.assemble(f"{name}: ", f"kept from {kept[0]:g} to {kept[1]:g}" if kept
+                                    else ("fails at the value nearest nominal", "red")))
+    console.print(f"wrote {out / 'robustness.md'}, {out / 'robustness.png'}", highlight=False)
+    if client is not None:
+        from rewardgym.llm_rewards.client import LLMError
+
+        client.transcript_path = out / "llm_transcript.jsonl"
+        try:
+            with console.status(f"asking {client.model} for randomisation ranges..."):
+                config, path = rb.suggest_ranges(result, client, out, max_repairs=max_repairs)
+        except (LLMError, RandomizationError) as exc:
+            _fail(str(exc), code=1)
+        console.print(f"LLM ranges ({client.model}): {json.dumps(config.to_dict())}\nwrote {path}", highlight=False)
+
+
+# synthesize options that --resume may change (option name -> SynthesisSpec field); the others
+# define the run (changing them would make its candidates incomparable) and are refused.
+_RESUMABLE = {"rounds": "rounds", "samples": "samples", "workers": "workers", "executor": "executor",
+              "feedback": "feedback", "max_repairs": "max_repairs", "zero_shot": "zero_shot",
+              "eval_episodes": "eval_episodes", "max_tokens": "max_tokens", "max_requests": "max_requests",
+              "max_candidates": "max_candidates", "max_wall_time": "max_wall_s", "check_timeout": "check_timeout_s",
+              "llm_timeout": "llm_timeout_s", "llm_retries": "llm_retries", "model": "model", "base_url": "base_url",
+              "temperature": "temperature", "max_reply_tokens": "max_reply_tokens", "context_size": "context_size",
+              "mode": "mode", "edit_after": "edit_after"}
+_FIXED = ("task", "instruction", "steps", "num_envs", "seed", "algo", "name")
+
+
 @app.command()
 def synthesize(
+    ctx: typer.Context,
     task: Optional[str] = typer.Argument(None, help="Task id (omit with --resume)."),
     instruction: Optional[str] = typer.Option(None, "--instruction", "-i",
                                               help="Behaviour to reward (default: the task's instruction)."),
     rounds: int = typer.Option(3, "--rounds", help="Design/reflection rounds."),
-    samples: int = typer.Option(4, "--samples", "-k", help="Programs asked for per round."),
+    samples: int = typer.Option(4, "--samples", "-k", help="Programs (or edits) asked for per round."),
     steps: int = typer.Option(50_000, "--steps", "-n", help="Training env steps per candidate."),
     num_envs: int = typer.Option(4, "--num-envs", help="Environments per training run."),
     model: Optional[str] = typer.Option(None, "--model", help="LLM model (default $REWARDGYM_LLM_MODEL)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible API root "
                                            "(default $OPENAI_BASE_URL)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY; never "
+                                          "written to the run directory)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Candidates trained in parallel."),
     executor: str = typer.Option("local", "--executor", help="local (process pool) | ray."),
     feedback: str = typer.Option("none", "--feedback", help="none | interactive | FILE with feedback text."),
@@ -359,47 +598,98 @@ def synthesize(
     seed: int = typer.Option(0, "--seed"),
     algo: str = typer.Option("ppo", "--algo", help="ppo | sb3-ppo."),
     eval_episodes: int = typer.Option(5, "--eval-episodes", help="Evaluation episodes per candidate."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Budget: total LLM tokens."),
+    mode: str = typer.Option("auto", "--mode", help="whole (whole programs) | edit (JSON edits of a working "
+                             "program, for weak models) | auto (edits after --edit-after rounds without a valid "
+                             "candidate)."),
+    edit_after: int = typer.Option(1, "--edit-after", help="auto mode: rounds without a valid candidate before "
+                                   "switching to edits (0: edits from the first round)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="LLM sampling temperature."),
+    max_reply_tokens: int = typer.Option(2048, "--max-reply-tokens", help="Cap of each LLM reply (tokens; "
+                                         "max_tokens of every request)."),
+    context_size: Optional[int] = typer.Option(None, "--context-size", help="The model's context window in tokens "
+                                               "(default $REWARDGYM_LLM_CONTEXT, else what the server says or "
+                                               "its refusal); prompts are fitted to it."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Budget: total LLM tokens of the run."),
+    max_requests: Optional[int] = typer.Option(None, "--max-requests", help="Budget: LLM requests of the run."),
     max_candidates: Optional[int] = typer.Option(None, "--max-candidates", help="Budget: programs in all."),
-    max_wall_time: Optional[float] = typer.Option(None, "--max-wall-time", help="Budget: LLM wall time (s)."),
+    max_wall_time: Optional[float] = typer.Option(None, "--max-wall-time", help="Budget: wall time of the run "
+                                                  "(s, every process), checked before each LLM request."),
     check_timeout: float = typer.Option(60.0, "--check-timeout", help="Critic: time limit per program run (s)."),
     llm_timeout: float = typer.Option(120.0, "--llm-timeout", help="Seconds per LLM HTTP attempt."),
-    llm_retries: int = typer.Option(4, "--llm-retries", help="Retries on 429/5xx/connection errors."),
+    llm_retries: int = typer.Option(4, "--llm-retries", help="Retries on 429/5xx/connection errors (a time-out "
+                                    "is retried once)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir"),
     name: Optional[str] = typer.Option(None, "--name", help="Run directory name (default: generated)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the synthesis run in this directory."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the synthesis run in this directory; "
+                                          "options given with it replace the saved ones (recorded)."),
 ) -> None:
-    """LLM reward synthesis: design, criticise, train, reflect; keeps the best reward program."""
-    from rewardgym.llm_rewards.client import Budget, LLMClient, LLMError
-    from rewardgym.llm_rewards.synthesize import SynthesisSpec, Synthesizer, load_spec, new_run_dir
+    """LLM reward synthesis: design, criticise, train, reflect; keeps the best reward program.
 
+    Exit status: 0 done; 1 stopped before the end (budget, server unavailable, prompt too long, crash: report.md says why and how to resume) or nothing could be trained; 2 bad options; 130 interrupted (Ctrl-C).
+    """
+    import dataclasses
+    from datetime import datetime, timezone
+
+    from rewardgym.llm_rewards.client import Budget, LLMClient, LLMError
+    from rewardgym.llm_rewards.synthesize import (SynthesisSpec, Synthesizer, load_spec, new_run_dir, resume_command,
+                                                  save_spec)
+
+    # options typed on this command line (typer vendors its own click: compare the source by name)
+    given = {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") in
+             ("COMMANDLINE", "ENVIRONMENT", "PROMPT")}
+    for option, value, low in (("--rounds", rounds, 1), ("--samples", samples, 1), ("--workers", workers, 1),
+                               ("--max-repairs", max_repairs, 0), ("--max-reply-tokens", max_reply_tokens, 16),
+                               ("--edit-after", edit_after, 0), ("--llm-retries", llm_retries, 0)):
+        if value < low:
+            _fail(f"{option} must be at least {low}, got {value}")
+    if mode not in ("auto", "whole", "edit"):
+        _fail(f"--mode takes auto, whole or edit, got {mode!r}")
+    if executor not in ("local", "ray"):
+        _fail(f"--executor takes local or ray, got {executor!r}")
+    if feedback not in ("none", "interactive") and not Path(feedback).is_file():
+        _fail(f"--feedback takes none, interactive or a file; {feedback!r} is not a file")
+    if context_size is not None and context_size < 256:
+        _fail(f"--context-size must be at least 256 tokens, got {context_size}")
     if resume is None and task is None:
         _fail("give a TASK, or --resume RUN")
+    changed: dict = {}
     if resume is not None:
+        fixed = sorted(n for n in _FIXED if n in given)
+        if fixed:
+            _fail(f"--resume continues a run with its own {', '.join(fixed)}; start a new run to change "
+                  f"{'it' if len(fixed) == 1 else 'them'}")
         try:
             spec = load_spec(resume)
-        except (FileNotFoundError, ValueError) as exc:
+        except (FileNotFoundError, ValueError, TypeError) as exc:
             _fail(str(exc))
+        for option, field in _RESUMABLE.items():
+            value = ctx.params[option]
+            if option in given and getattr(spec, field) != value:
+                changed[field] = {"old": getattr(spec, field), "new": value}
+        spec = dataclasses.replace(spec, **{f: v["new"] for f, v in changed.items()})
         run_dir = resume
     else:
         spec = SynthesisSpec(task=_task_or_fail(task).id, instruction=instruction, rounds=rounds, samples=samples,
                              steps=steps, num_envs=num_envs, seed=seed, algo=algo, workers=workers,
                              executor=executor, feedback=feedback, max_repairs=max_repairs, zero_shot=zero_shot,
                              eval_episodes=eval_episodes, max_candidates=max_candidates, model=model,
-                             base_url=base_url, max_tokens=max_tokens, max_wall_s=max_wall_time,
-                             check_timeout_s=check_timeout, llm_timeout_s=llm_timeout, llm_retries=llm_retries)
-        if feedback not in ("none", "interactive") and not Path(feedback).is_file():
-            _fail(f"--feedback takes none, interactive or a file; {feedback!r} is not a file")
-        if executor not in ("local", "ray"):
-            _fail(f"--executor takes local or ray, got {executor!r}")
+                             base_url=base_url, max_tokens=max_tokens, max_requests=max_requests,
+                             max_wall_s=max_wall_time, check_timeout_s=check_timeout, llm_timeout_s=llm_timeout,
+                             llm_retries=llm_retries, temperature=temperature, max_reply_tokens=max_reply_tokens,
+                             context_size=context_size, mode=mode, edit_after=edit_after)
+
+    def log(message: str) -> None:  # literal text (replies, paths), unbroken lines (commands to copy)
+        console.print(message, highlight=False, markup=False, soft_wrap=True)
+
     try:
         run_path = Path(run_dir) if resume is not None else None
-        client_kwargs = dict(model=model or spec.model, base_url=base_url or spec.base_url, api_key=api_key,
-                             budget=Budget(max_total_tokens=spec.max_tokens, max_requests=spec.max_requests,
-                                           max_wall_s=spec.max_wall_s),
-                             timeout_s=spec.llm_timeout_s, max_retries=spec.llm_retries,
-                             backoff_initial_s=min(1.0, spec.llm_timeout_s), temperature=spec.temperature)
-        client = LLMClient(**client_kwargs)  # fails before a run directory is made when nothing is configured
+        client = LLMClient(model=spec.model, base_url=spec.base_url, api_key=api_key,
+                           budget=Budget(max_total_tokens=spec.max_tokens, max_requests=spec.max_requests,
+                                         max_wall_s=spec.max_wall_s),
+                           timeout_s=spec.llm_timeout_s, max_retries=spec.llm_retries,
+                           backoff_initial_s=min(1.0, spec.llm_timeout_s), temperature=spec.temperature,
+                           max_tokens=spec.max_reply_tokens, context_size=spec.context_size,
+                           on_retry=lambda m: log(f"  {m}"))  # fails before a run directory is made
         if run_path is None:
             run_path = new_run_dir(spec, runs_dir, name)
         client.transcript_path = run_path / "llm_transcript.jsonl"
@@ -407,26 +697,40 @@ def synthesize(
         _fail(str(exc))
 
     def ask(table: str, plot: Path | None) -> str:
-        console.print(table)
+        console.print(table, markup=False, highlight=False)
         if plot is not None and plot.is_file():
-            console.print(f"plot: {plot}")
+            console.print(f"plot: {plot}", markup=False)
         return typer.prompt("feedback for the next round (empty: none)", default="", show_default=False)
 
-    synth = Synthesizer(spec, run_path, client, log=lambda m: console.print(m), ask_feedback=ask)
-    console.print(f"synthesis run: {run_path}")
+    synth = Synthesizer(spec, run_path, client, log=log, ask_feedback=ask)
+    if changed:
+        save_spec(run_path, spec)
+        synth.state.setdefault("resumes", []).append(
+            {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "changed": changed})
+        log("settings changed on resume: " + ", ".join(f"{k} {v['old']!r} -> {v['new']!r}"
+                                                      for k, v in changed.items()))
+    log(f"synthesis run: {run_path}")
     try:
         best = synth.run_loop()
-    except LLMError as exc:
-        synth.write_report()
-        _fail(f"{exc}\n(nothing finished is lost: resume with rewardgym synthesize --resume {run_path})", code=1)
     except KeyboardInterrupt:
-        synth.write_report()
-        err.print(f"interrupted; resume with: rewardgym synthesize --resume {run_path}")
+        err.print(f"interrupted; resume with: {resume_command(run_path)}", markup=False, highlight=False,
+                  soft_wrap=True)
         raise typer.Exit(130)
+    except Exception as exc:  # noqa: BLE001 - every stop (LLMError, PromptTooLong, a crash) ends with a report
+        stop = synth.state.get("stop") or {}
+        if stop.get("kind") == "crash":
+            import traceback
+
+            (run_path / "error.log").write_text("".join(traceback.format_exception(exc)))
+            reason = f"{stop['reason']} (traceback in {run_path / 'error.log'})"
+        else:
+            reason = stop.get("reason", str(exc))
+        _fail(f"{reason}\nstopped; report: {str(run_path / 'report.md')}\n"
+              f"resume with: {stop.get('resume', resume_command(run_path))}", code=1)
     if best is None:
-        _fail(f"no candidate could be trained; see {run_path / 'report.md'}", code=1)
-    console.print(f"best: {best['id']} success {best['eval']['success_rate']:.2f}  -> {run_path / 'best_reward.py'}")
-    console.print(f"report: {run_path / 'report.md'}")
+        _fail(f"no candidate could be trained; see {str(run_path / 'report.md')}", code=1)
+    log(f"best: {best['id']} success {best['eval']['success_rate']:.2f}  -> {run_path / 'best_reward.py'}")
+    log(f"report: {run_path / 'report.md'}")
 
 
 library_app = typer.Typer(help="The reward-program library (expert programs + programs you add).",
@@ -443,9 +747,11 @@ def library_list(origin: Optional[str] = typer.Option(None, help="expert | user"
     table.add_column("name", no_wrap=True)
     for column in ("origin", "task", "summary"):
         table.add_column(column)
-    for entry in list_programs(origin=origin):
+    if origin not in (None, "expert", "user"):
+        _fail(f"--origin takes expert or user, got {origin!r}")
+    for entry in list_programs(origin=origin):  # user programs' names and docstrings: printed literally
         row = entry.row()
-        table.add_row(row["name"], row["origin"], row["task"], row["summary"])
+        table.add_row(*(row[k] for k in ("name", "origin", "task", "summary")))
     console.print(table)
 
 
@@ -458,7 +764,7 @@ def library_show(name: str = typer.Argument(..., help="Program name (see `reward
         entry = get_program(name)
     except (LibraryError, KeyError) as exc:
         _fail(str(exc).strip("'\""))
-    sys.stdout.write(entry.source)
+    sys.stdout.write(entry.source())
 
 
 demos_app = typer.Typer(help="Demonstrations and perceptual rewards learned from them (Sermanet et al. 2016).",
@@ -573,7 +879,7 @@ def demos_show(path: Path = typer.Argument(..., help="A demonstrations .npz or a
 @app.command()
 def version() -> None:
     """Print rewardgym's version."""
-    from rewardgym import __version__
+    from rewardgym.version import __version__
 
     console.print(__version__)
 
@@ -594,6 +900,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main() -> None:
     """Entry point: runs the command; an error that escaped a command is one line, not a traceback."""
+    from rewardgym.envs.frames import headless_gl_default
+
+    headless_gl_default()  # an application may choose MuJoCo's GL back-end for its process
     try:
         app()
     except _user_errors() as exc:  # a bad input that a command did not catch itself: still one line

@@ -4,7 +4,7 @@ Perceptual rewards (Sermanet et al. 2016) score camera images, not simulator sta
 :class:`FrameSpec` says which camera and size; :meth:`rewardgym.envs.task.TaskEnv.require`
 turns it on for one env, after which every raw row carries ``"frame"``: ``(H, W, 3)``
 uint8, rendered off-screen with MuJoCo's own renderer (OSMesa on a headless CPU machine,
-EGL with a GPU; see ``rewardgym/__init__.py``). Rows stack to ``state.raw["frame"]``
+EGL with a GPU; see :func:`headless_gl_default`). Rows stack to ``raw_batch(state)["frame"]``
 ``(B, H, W, 3)``.
 
 Frames are meant for learned rewards, not for people: they render without shadows,
@@ -14,10 +14,32 @@ reflections or anti-aliasing, from a copy of the model with simplified meshes
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+
+def headless_gl_default() -> None:
+    """Choose MuJoCo's off-screen GL back-end before MuJoCo is first imported, unless the user did.
+
+    EGL where an NVIDIA driver exists, OSMesa (Debian's ``libosmesa6``) on CPU-only machines;
+    only when there is no display and neither ``MUJOCO_GL`` nor ``PYOPENGL_PLATFORM`` is set.
+    MuJoCo reads the variable when it is imported, so this is called where simulators are
+    built (:func:`rewardgym.wrappers.make.make_task_env`) and by the CLI; ``import rewardgym``
+    itself writes nothing to ``os.environ``.
+    """
+    if "mujoco" in sys.modules:
+        return  # too late to choose; the user's import decided
+    env = os.environ
+    if "MUJOCO_GL" not in env and not env.get("DISPLAY"):
+        env["MUJOCO_GL"] = "egl" if os.path.exists("/dev/nvidia0") else "osmesa"
+    if env.get("MUJOCO_GL") in ("osmesa", "egl"):
+        env.setdefault("PYOPENGL_PLATFORM", env["MUJOCO_GL"])
+    if env.get("MUJOCO_GL") == "osmesa":  # llvmpipe: frames are small; 1 thread (rewardgym.threads)
+        env.setdefault("LP_NUM_THREADS", "1")
 
 # A camera that sees the whole workspace, per family (MuJoCo camera names of the models).
 # Meta-World's corner cameras are mounted upside down, hence ``flip``.

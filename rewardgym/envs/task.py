@@ -148,9 +148,11 @@ class TaskEnv(gym.Wrapper):
         self._env_reward = 0.0
         self._terminated = False
         self._raw: dict[str, Any] | None = None
+        self._final_raw: dict[str, Any] | None = None
         self._obs: Any = None
         self._frames: Any = None  # FrameRenderer once a reward asks for frames
         self._keep_obs = False
+        self._continuous = isinstance(env.action_space, gym.spaces.Box)
 
     def require(self, frames: Any = None, obs: bool = False) -> "TaskEnv":
         """Add readings that some reward sources need to every raw row.
@@ -204,6 +206,8 @@ class TaskEnv(gym.Wrapper):
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
+        if self._continuous and not np.isfinite(action).all():  # NaN must not reach a simulator
+            raise ValueError(f"{self.task.id}: the action {np.asarray(action).tolist()} has non-finite values")
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._elapsed_steps += 1
         self._env_reward = float(reward)
@@ -211,6 +215,8 @@ class TaskEnv(gym.Wrapper):
         self.on_step(obs, action, info)
         self._obs = obs
         self._raw = None
+        if terminated or truncated:  # kept: a same-step autoreset replaces the state before it is read
+            self._final_raw = self.raw_state()
         if self.state_in_info:
             info["state"] = self.raw_state()
         return obs, reward, terminated, truncated, info
@@ -220,6 +226,12 @@ class TaskEnv(gym.Wrapper):
             self._frames.close()
             self._frames = None
         super().close()
+
+    def final_raw_state(self) -> dict[str, Any]:
+        """The raw row of the state the last episode ended in (for Gymnasium's same-step autoreset)."""
+        if self._final_raw is None:
+            raise RuntimeError(f"{self.task.id}: no episode has ended yet")
+        return self._final_raw
 
     def raw_state(self) -> dict[str, Any]:
         """The raw row of the current state (cached until the next step/reset)."""

@@ -239,6 +239,17 @@ def raw_batch(state: StateView) -> RawBatch:
     return state._raw
 
 
+def active_rows(state: StateView) -> Any:
+    """``(B,)`` bool: which rows of ``state`` are real transitions.
+
+    False on the autoreset step of Gymnasium's next-step mode: there the row's state and
+    previous state are both the reset state and whatever a source returns is discarded;
+    a stateful source must not count it. Every row is active outside vector envs."""
+    raw = state._raw
+    active = raw.get("active") if hasattr(raw, "get") else None
+    return np.ones(len(raw["env_reward"]), dtype=bool) if active is None else active
+
+
 def view_fields(state: StateView) -> dict[str, Any]:
     """Every field of ``state``, computed (for inspection and debugging; rewards read attributes)."""
     return {name: getattr(state, name) for name in state._spec.fields}

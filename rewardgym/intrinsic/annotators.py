@@ -1,7 +1,8 @@
 """Annotators: who labels the captions the agent sees.
 
-Two back-ends, same interface (``label(captions) -> [Label | None]``,
-``prefer(pairs) -> [Preference | None]``, ``config`` for the store's fingerprint):
+Two back-ends, same interface (``label(captions, attempt=0) -> [Label | None]``,
+``prefer(pairs, attempt=0) -> [Preference | None]``, ``config`` for the store's
+fingerprint; ``attempt`` counts earlier failed tries of these items):
 
 * :class:`LLMAnnotator` asks any OpenAI-compatible chat endpoint through
   :class:`rewardgym.llm_rewards.client.LLMClient` (retries with back-off, cache, JSONL
@@ -11,7 +12,10 @@ Two back-ends, same interface (``label(captions) -> [Label | None]``,
   asks for a preference between two captions). Replies are parsed leniently (lines,
   JSON, ``[n]``, ``yes/no/true/false/1/0``); a caption the reply does not label comes
   back as ``None`` and is asked again later; a reply with nothing usable raises
-  :class:`AnnotationParseError`.
+  :class:`AnnotationParseError`. A retry (``attempt`` k >= 1) is a new request, sent with
+  ``seed = k`` and temperature at least :data:`RETRY_TEMPERATURE`: labelling runs at
+  temperature 0, so the same request would be answered from the client's cache, or by a
+  deterministic server with the same unusable reply.
 * :class:`EmbeddingAnnotator` is the offline default, no server: it embeds captions with
   the packaged all-MiniLM-L6-v2 encoder and scores each by cosine similarity to a
   described goal (positive descriptions) against non-progress descriptions (negatives):
@@ -57,6 +61,10 @@ gaining levels are progress; failed moves and damage are not).
 
 Answer with exactly one line per pair, in order, in the form `<number>: 1` (the first message),
 `<number>: 2` (the second) or `<number>: tie`, and nothing else."""
+
+
+RETRY_TEMPERATURE = 0.7
+"""Lowest sampling temperature of a retried labelling request (see the module docstring)."""
 
 
 class AnnotationParseError(ValueError):
@@ -151,10 +159,10 @@ class Annotator:
         """What identifies this labeller's labels (the store's fingerprint is its hash)."""
         raise NotImplementedError
 
-    def label(self, captions: Sequence[str]) -> list[Label | None]:
+    def label(self, captions: Sequence[str], attempt: int = 0) -> list[Label | None]:
         raise NotImplementedError
 
-    def prefer(self, pairs: Sequence[tuple[str, str]]) -> list[Preference | None]:
+    def prefer(self, pairs: Sequence[tuple[str, str]], attempt: int = 0) -> list[Preference | None]:
         raise NotImplementedError
 
 
@@ -197,22 +205,23 @@ class LLMAnnotator(Annotator):
                 "label_prompt": self.label_prompt, "preference_prompt": self.preference_prompt,
                 "context": self.context, "temperature": self.temperature}
 
-    def _ask(self, user: str) -> str:
+    def _ask(self, user: str, attempt: int = 0) -> str:
+        retry = {"seed": attempt, "temperature": max(self.temperature, RETRY_TEMPERATURE)} if attempt else {}
         reply = self.client.complete([{"role": "system", "content": self.system_prompt},
                                       {"role": "user", "content": user}],
-                                     temperature=self.temperature, max_tokens=self.max_tokens)
+                                     **{"temperature": self.temperature, "max_tokens": self.max_tokens, **retry})
         return reply.text
 
-    def label(self, captions: Sequence[str]) -> list[Label | None]:
+    def label(self, captions: Sequence[str], attempt: int = 0) -> list[Label | None]:
         lines = "\n".join(f"{i}. {json.dumps(c, ensure_ascii=False)}" for i, c in enumerate(captions, 1))
-        text = self._ask(self.label_prompt.format(context=self.context, n=len(captions), captions=lines))
+        text = self._ask(self.label_prompt.format(context=self.context, n=len(captions), captions=lines), attempt)
         values = parse_reply(text, len(captions), "label")
         return [None if v is None else Label(c, v, v, text[:200]) for c, v in zip(captions, values)]
 
-    def prefer(self, pairs: Sequence[tuple[str, str]]) -> list[Preference | None]:
+    def prefer(self, pairs: Sequence[tuple[str, str]], attempt: int = 0) -> list[Preference | None]:
         lines = "\n".join(f"{i}. message 1: {json.dumps(a, ensure_ascii=False)} | message 2: "
                           f"{json.dumps(b, ensure_ascii=False)}" for i, (a, b) in enumerate(pairs, 1))
-        text = self._ask(self.preference_prompt.format(context=self.context, n=len(pairs), pairs=lines))
+        text = self._ask(self.preference_prompt.format(context=self.context, n=len(pairs), pairs=lines), attempt)
         values = parse_reply(text, len(pairs), "preference")
         return [None if v is None else Preference(a, b, v, text[:200]) for (a, b), v in zip(pairs, values)]
 
@@ -326,11 +335,11 @@ class EmbeddingAnnotator(Annotator):
         bounds = np.cumsum([0] + [len(parts) for parts in sentences])
         return np.maximum.reduceat(per_sentence, bounds[:-1]).astype(np.float64)
 
-    def label(self, captions: Sequence[str]) -> list[Label | None]:
-        s = self.scores(captions)
+    def label(self, captions: Sequence[str], attempt: int = 0) -> list[Label | None]:
+        s = self.scores(captions)  # deterministic: a retry cannot change the answer
         return [Label(c, float(v > self.margin), float(v), "") for c, v in zip(captions, s)]
 
-    def prefer(self, pairs: Sequence[tuple[str, str]]) -> list[Preference | None]:
+    def prefer(self, pairs: Sequence[tuple[str, str]], attempt: int = 0) -> list[Preference | None]:
         if not pairs:
             return []
         s = self.scores([c for pair in pairs for c in pair]).reshape(-1, 2)

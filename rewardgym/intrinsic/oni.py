@@ -26,10 +26,13 @@ Pieces (one :class:`OniSystem` per task and configuration, shared by every env o
   make it global or switch it off), ``alpha = count_exponent``. An empty message, or a
   caption not scored yet, gives 0: the learner never waits for a label.
 
-``reward="sparse + 0.1*oni"`` works once :mod:`rewardgym.intrinsic` is imported (it
-registers ``"oni"``); the factory uses the options set with :func:`configure` (or the
-:func:`oni_options` context manager). :class:`OniWrapper` adds the intrinsic reward to
-any single Gymnasium env whose observation has NLE's ``message`` (SB3, plain NLE).
+``reward="sparse + 0.1*oni"`` resolves to :class:`OniReward` (the reward kind ``"oni"``,
+registered by ``import rewardgym``); its options travel with the env:
+``gym.make(id, reward="sparse + oni", reward_kwargs={"oni": {"model": "ranking"}})``
+(:class:`OniOptions` fields), never through process-global state. Envs built with the
+same options and task share one :class:`OniSystem` (reference-counted: the last
+``env.close()`` stops its threads). :class:`OniWrapper` adds the intrinsic reward to any
+single Gymnasium env whose observation has NLE's ``message`` (SB3, plain NLE).
 """
 
 from __future__ import annotations
@@ -39,20 +42,21 @@ import json
 import logging
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 
-from rewardgym.intrinsic.annotators import NETHACK_NEGATIVES, EmbeddingAnnotator, LLMAnnotator, default_goal
+from rewardgym.intrinsic.annotators import (LABEL_PROMPT, NETHACK_NEGATIVES, PREFERENCE_PROMPT, SYSTEM_PROMPT,
+                                            EmbeddingAnnotator, LLMAnnotator, default_goal)
 from rewardgym.intrinsic.encoder import CaptionEncoder
 from rewardgym.intrinsic.models import MODELS, make_model
 from rewardgym.intrinsic.service import AnnotationService
 from rewardgym.intrinsic.store import LabelStore, caption_key, normalize_caption
-from rewardgym.rewards.source import RewardSource, Terms, register_source
+from rewardgym.envs.view import active_rows
+from rewardgym.rewards.source import RewardSource, Terms
 
 log = logging.getLogger("rewardgym.intrinsic")
 
@@ -193,13 +197,11 @@ class OniSystem:
             client = LLMClient(model=o.llm_model, base_url=o.base_url, api_key=o.api_key,
                                transcript_path=o.transcript_path, cache_dir=o.llm_cache_dir,
                                timeout_s=o.llm_timeout_s, max_retries=o.llm_retries, temperature=0.0)
-            from rewardgym.intrinsic import annotators as ann
-
             context = f"The player's goal: {o.goal}" if o.goal else ""
             self.annotator = LLMAnnotator(client, context=context, batch_size=o.batch_size or 16,
-                                          label_prompt=o.label_prompt or ann.LABEL_PROMPT,
-                                          preference_prompt=o.preference_prompt or ann.PREFERENCE_PROMPT,
-                                          system_prompt=o.system_prompt or ann.SYSTEM_PROMPT)
+                                          label_prompt=o.label_prompt or LABEL_PROMPT,
+                                          preference_prompt=o.preference_prompt or PREFERENCE_PROMPT,
+                                          system_prompt=o.system_prompt or SYSTEM_PROMPT)
         store_path = o.store_path if o.store_path is not None else str(DEFAULT_STORE.expanduser())
         self.store = LabelStore(store_path, {**self.annotator.config,
                                              "mode": "preferences" if o.model == "ranking" else "labels"})
@@ -213,6 +215,7 @@ class OniSystem:
             0.5 if o.model == "ranking" else None)
         # published by the trainer thread, read by the learner (dict swaps are atomic)
         self.scores: dict[str, float] = {}
+        self.labelled: frozenset[str] = self.service.labelled_keys()  # caption keys with a label
         self._raw: dict[str, float] = {}
         self._seen: dict[str, str] = {}
         self._new: dict[str, str] = {}
@@ -262,6 +265,8 @@ class OniSystem:
 
     def _refresh(self) -> None:
         version = self.service.version
+        if version != self._fitted_version:
+            self.labelled = self.service.labelled_keys()
         refit = False
         if version != self._fitted_version:
             wait = self.options.refit_every_s - (time.monotonic() - self._last_fit_time)
@@ -310,7 +315,8 @@ class OniSystem:
         out = {f"oni/{k}": v for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         out.update({"oni/fits": self.fits, "oni/fit_errors": self.fit_errors, "oni/scored_captions": len(self.scores),
                     "oni/message_steps": steps["message"],
-                    "oni/step_coverage": steps["scored"] / steps["message"] if steps["message"] else 0.0})
+                    # labels, not scores: a model fitted on nothing still scores every caption
+                    "oni/step_coverage": steps["labelled"] / steps["message"] if steps["message"] else 0.0})
         return out
 
     def wait_until_scored(self, timeout: float = 60.0) -> bool:
@@ -337,28 +343,39 @@ class OniSystem:
 
 
 # -- systems shared by the envs of a run ---------------------------------------------------------
-_SYSTEMS: dict[str, OniSystem] = {}
+_SYSTEMS: dict[str, tuple[OniSystem, int]] = {}  # key -> (system, number of sources using it)
 _SYSTEMS_LOCK = threading.Lock()
 
 
-def get_system(options: OniOptions, task_id: str | None = None) -> OniSystem:
-    """The :class:`OniSystem` of ``(options, task)``, created once per process."""
-    key = json.dumps({"task": task_id, **options.to_dict(), "api_key": options.api_key}, sort_keys=True, default=str)
+def _system_key(options: OniOptions, task_id: str | None) -> str:
+    return json.dumps({"task": task_id, **options.to_dict(), "api_key": options.api_key}, sort_keys=True, default=str)
+
+
+def acquire_system(options: OniOptions, task_id: str | None = None) -> OniSystem:
+    """The :class:`OniSystem` of ``(options, task)``, shared by every source that asks for the
+    same one (a vector env's, or SB3's per-env wrappers); pair with :func:`release_system`."""
+    key = _system_key(options, task_id)
     with _SYSTEMS_LOCK:
-        system = _SYSTEMS.get(key)
+        system, users = _SYSTEMS.get(key, (None, 0))
         if system is None or system._stop.is_set():
-            system = _SYSTEMS[key] = OniSystem(options, task_id)
+            system, users = OniSystem(options, task_id), 0
+        _SYSTEMS[key] = (system, users + 1)
         return system
 
 
-def metrics() -> dict[str, Any]:
-    """Stats of the live ONI systems of this process, flat ``oni/...`` numbers (training metrics rows)."""
+def release_system(system: OniSystem) -> None:
+    """One user fewer; the last one closes the system (threads stopped, final stats written)."""
+    key = _system_key(system.options, system.task_id)
     with _SYSTEMS_LOCK:
-        systems = list(_SYSTEMS.values())
-    out: dict[str, Any] = {}
-    for system in systems:
-        out.update(system.stats())
-    return out
+        held, users = _SYSTEMS.get(key, (None, 0))
+        last = held is not system or users <= 1
+        if held is system:
+            if last:
+                del _SYSTEMS[key]
+            else:
+                _SYSTEMS[key] = (system, users - 1)
+    if last:
+        system.close()
 
 
 def validate(options: OniOptions) -> None:
@@ -380,29 +397,24 @@ def validate(options: OniOptions) -> None:
                              "(pip install -e '.[oni]')")
 
 
-def close_all() -> None:
-    """Close every ONI system of this process (end of a training run)."""
-    with _SYSTEMS_LOCK:
-        systems = list(_SYSTEMS.values())
-        _SYSTEMS.clear()
-    for system in systems:
-        system.close()
-
-
 # -- the reward source -----------------------------------------------------------------------------
 class OniReward(RewardSource):
     """Intrinsic reward from the ONI reward model over ``state.message`` (term ``"oni"``).
 
+    Per-env state (the episode's caption counts) is kept by row: row ``i`` is env ``i``;
+    inactive rows (an autoreset step) are neither rewarded nor counted.
+
     Args:
         task: the task (a :class:`~rewardgym.envs.task.TaskSpec` or an id) whose view has
             ``message`` (NetHack, MiniHack), or None for a plain NLE env.
-        options: configuration (default: the one set with :func:`configure`).
-        system: share an existing :class:`OniSystem` (default: :func:`get_system`).
+        options: configuration, :class:`OniOptions` or a dict of its fields (default: defaults).
+        system: share an existing :class:`OniSystem` (default: :func:`acquire_system`).
     """
 
     name = "oni"
 
-    def __init__(self, task: Any = None, options: OniOptions | None = None, system: OniSystem | None = None):
+    def __init__(self, task: Any = None, options: OniOptions | dict[str, Any] | None = None,
+                 system: OniSystem | None = None):
         if isinstance(task, str):
             from rewardgym.envs.registry import get_task
 
@@ -412,9 +424,10 @@ class OniReward(RewardSource):
         if view is not None and "message" not in getattr(view, "fields", {"message": None}):
             raise ValueError(f"reward 'oni' needs state.message, which task {task_id}'s '{view.name}' view does not "
                              f"have (ONI works on NetHack and MiniHack tasks)")
-        self.options = options or current_options()
+        self.options = options if isinstance(options, OniOptions) else OniOptions.from_dict(dict(options or {}))
         self.task_id = task_id
         self._system = system  # created on first use: building a source (validation) starts no thread
+        self._owns_system = False
         o = self.options
         self.beta = float(o.beta)
         self.alpha = float(o.count_exponent) if o.count_scope != "none" else 0.0
@@ -426,24 +439,27 @@ class OniReward(RewardSource):
     @property
     def system(self) -> OniSystem:
         if self._system is None:
-            self._system = get_system(self.options, self.task_id)
+            self._system = acquire_system(self.options, self.task_id)
+            self._owns_system = True
         return self._system
 
-    def rewards_for(self, messages: Sequence[Any]) -> np.ndarray:
-        """``r_int`` ``(B,)`` for the messages of one batch step (see the module docstring)."""
+    def rewards_for(self, messages: Sequence[Any], active: np.ndarray | None = None) -> np.ndarray:
+        """``r_int`` ``(B,)`` for the messages of one batch step (see the module docstring);
+        rows where ``active`` is False get 0 and are not counted."""
         n = len(messages)
         out = np.zeros(n)
         system = self.system
         scores = system.scores
+        labelled = system.labelled
         cache = self._captions
         new: dict[str, str] = {}
-        full = n == len(self._episode_counts)
-        if not self._episode_counts or (self.scope == "episode" and n > len(self._episode_counts)):
+        if len(self._episode_counts) != n:  # the first step (or another batch size): one counter per env
             self._episode_counts = [collections.Counter() for _ in range(n)]
-            full = True
         counted = self.alpha > 0
-        msg_steps = scored = 0
+        msg_steps = labelled_steps = 0
         for i, m in enumerate(messages):
+            if active is not None and not active[i]:
+                continue
             try:
                 entry = cache.get(m)
             except TypeError:  # unhashable
@@ -463,34 +479,28 @@ class OniReward(RewardSource):
             if key is None:
                 continue
             msg_steps += 1
+            if key in labelled:
+                labelled_steps += 1
             s = scores.get(key)
             if s is None:
                 continue
-            scored += 1
             if s == 0.0:
                 continue
             if counted:
-                if self.scope == "global":
-                    self._global_counts[key] += 1
-                    count = self._global_counts[key]
-                elif full:
-                    counts = self._episode_counts[i]
-                    counts[key] += 1
-                    count = counts[key]
-                else:  # an autoreset step's sub-batch: rows are not env indices (see docs/ONI.md)
-                    count = 1
-                out[i] = s / count ** self.alpha
+                counts = self._global_counts if self.scope == "global" else self._episode_counts[i]
+                counts[key] += 1
+                out[i] = s / counts[key] ** self.alpha
             else:
                 out[i] = s
         if new:
             system.observe(new)
         c = system.step_counts
         c["message"] += msg_steps
-        c["scored"] += scored
+        c["labelled"] += labelled_steps
         return self.beta * out
 
     def compute(self, state: Any, action: Any) -> tuple[np.ndarray, Terms]:
-        reward = self.rewards_for(state.message)
+        reward = self.rewards_for(state.message, active_rows(state))
         return reward, {"oni": reward}
 
     def on_episode_start(self, env_indices: np.ndarray) -> None:
@@ -501,41 +511,23 @@ class OniReward(RewardSource):
     def stats(self) -> dict[str, Any]:
         return self.system.stats()
 
+    def close(self) -> None:
+        """Release the shared :class:`OniSystem` (the last user stops its threads)."""
+        if self._system is not None and self._owns_system:
+            release_system(self._system)
+            self._system = None
+            self._owns_system = False
+
     def __repr__(self) -> str:
         return f"OniReward(model={self.options.model}, annotator={self.options.annotator}, beta={self.beta:g})"
 
 
-# -- options used by the registered "oni" factory ---------------------------------------------------
-_CURRENT = OniOptions()
-
-
-def current_options() -> OniOptions:
-    return _CURRENT
-
-
-def configure(options: OniOptions | None = None, **changes: Any) -> OniOptions:
-    """Set the options that ``reward="... + oni"`` uses from now on; returns them."""
-    global _CURRENT
-    _CURRENT = replace(options or _CURRENT, **changes)
-    return _CURRENT
-
-
-@contextmanager
-def oni_options(options: OniOptions | None = None, **changes: Any) -> Iterator[OniOptions]:
-    """``with oni_options(model="ranking"): gym.make(..., reward="sparse + oni")``."""
-    global _CURRENT
-    previous = _CURRENT
-    try:
-        yield configure(options, **changes)
-    finally:
-        _CURRENT = previous
-
-
-def _factory(task: Any, **changes: Any) -> OniReward:
-    return OniReward(task, replace(_CURRENT, **changes) if changes else _CURRENT)
-
-
-register_source("oni", _factory)
+def resolve_oni(spec: str, task: Any, *, trusted: bool = False, options: dict[str, Any] | None = None
+                ) -> OniReward | None:
+    """``reward="oni"`` (the registered reward kind ``"oni"``); ``options``: :class:`OniOptions` fields."""
+    if spec != "oni":
+        return None
+    return OniReward(task, OniOptions.from_dict(dict(options or {})))
 
 
 # -- a wrapper for single envs (SB3, plain NLE) ------------------------------------------------------
@@ -549,10 +541,10 @@ class OniWrapper(gym.Wrapper):
 
     Args:
         env: the env.
-        options: ONI configuration (default: :func:`current_options`).
+        options: ONI configuration (:class:`OniOptions` or a dict of its fields; default: defaults).
     """
 
-    def __init__(self, env: gym.Env, options: OniOptions | None = None):
+    def __init__(self, env: gym.Env, options: OniOptions | dict[str, Any] | None = None):
         super().__init__(env)
         from rewardgym.wrappers.inject import RewardInjection
 
@@ -582,3 +574,9 @@ class OniWrapper(gym.Wrapper):
         r_int = float(self.oni.rewards_for([self._message(obs)])[0])
         info.setdefault("reward_terms", {})["oni"] = r_int
         return obs, float(reward) + r_int, terminated, truncated, info
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.oni.close()

@@ -18,7 +18,8 @@ the reward model it has.
 * Preference mode (Motif / ONI-ranking): each new caption is paired with up to
   ``pairs_per_caption`` random captions seen before; pairs are what gets annotated.
 * :meth:`stats` reports backlog, label counts, throughput (captions/s while labelling and
-  over the service's lifetime), coverage (labelled / seen unique captions) and error
+  over the service's lifetime), coverage (seen unique captions with a label, or in a stored
+  preference / seen unique captions; never counted from the queue) and error
   counts; with ``stats_path`` they are also written there as JSON every few seconds.
 """
 
@@ -98,6 +99,8 @@ class AnnotationService:
         else:
             self._done_pairs = set()
             self._done = set(store.labels())
+        # captions with a label (labels mode) or in a stored preference: what coverage counts
+        self._labelled: set[str] = set(self._done)
         self.labelled_at_start = len(self._done_pairs) if self.preferences else len(self._done)
         self.version = 0  # increments whenever labels are written
         self.counts: collections.Counter[str] = collections.Counter()
@@ -203,12 +206,13 @@ class AnnotationService:
                     break
                 continue
             items = [item for item, _ in batch]
+            attempt = max(att for _, att in batch)  # a retry is a new request (see annotators.py)
             t0 = time.monotonic()
             try:
                 if self.preferences:
-                    results = self.annotator.prefer(items)
+                    results = self.annotator.prefer(items, attempt=attempt)
                 else:
-                    results = self.annotator.label(items)
+                    results = self.annotator.label(items, attempt=attempt)
                 if len(results) != len(items):
                     raise AnnotationParseError(f"annotator returned {len(results)} results for {len(items)} items")
             except Exception as exc:  # noqa: BLE001 - the annotator must never take training down
@@ -234,10 +238,12 @@ class AnnotationService:
                     written = self.store.put_preferences(good)
                     for p in good:
                         self._done_pairs.add(pair_key(caption_key(p.caption_a), caption_key(p.caption_b)))
+                        self._labelled.update((caption_key(p.caption_a), caption_key(p.caption_b)))
                 else:
                     written = self.store.put_labels(good)
                     for lb in good:
                         self._done.add(caption_key(lb.caption))
+                        self._labelled.add(caption_key(lb.caption))
             except Exception as exc:  # noqa: BLE001 - a full disk must not stop training
                 self.errors_by_kind[f"store:{type(exc).__name__}"] += 1
                 self.counts["errors"] += 1
@@ -281,7 +287,7 @@ class AnnotationService:
         """Backlog, label counts, throughput, coverage, errors (JSON-able)."""
         with self._cond:  # the worker and the learner both change these sets
             seen = len(self._seen)
-            labelled_seen = sum(1 for k in self._seen if k in self._done)
+            labelled_seen = sum(1 for k in self._seen if k in self._labelled)
         elapsed = time.monotonic() - self._started
         labelled = self.counts["labelled"]
         return {
@@ -333,6 +339,11 @@ class AnnotationService:
             self._thread.join(timeout=timeout)
             self._thread = None
         self._maybe_write_stats(force=True)
+
+    def labelled_keys(self) -> frozenset[str]:
+        """Keys of the captions that have a label (or a stored preference)."""
+        with self._cond:
+            return frozenset(self._labelled)
 
     def seen_captions(self) -> dict[str, str]:
         """``{key: caption}`` of every caption submitted (a copy)."""

@@ -14,6 +14,7 @@ endpoint              ``base_url``                ``OPENAI_BASE_URL`` (e.g. ``ht
 key                   ``api_key``                 ``OPENAI_API_KEY``
 model                 ``model``                   ``REWARDGYM_LLM_MODEL``
 cache directory       ``cache_dir``               ``REWARDGYM_LLM_CACHE`` (default ``~/.cache/rewardgym/llm``)
+context window        ``context_size``            ``REWARDGYM_LLM_CONTEXT`` (tokens; else learnt, see below)
 ====================  ==========================  ==========================================
 
 With neither a base URL nor a key the client refuses to start (:class:`LLMConfigError`
@@ -34,7 +35,8 @@ Design decisions
   backoff_initial_s * 2**attempt)`` with "equal jitter" (uniformly in [d/2, d]), so
   parallel clients de-synchronise but never retry at once. Every failed attempt is
   recorded in the transcript entry of its request.
-* **No retry** for 401/403 (:class:`LLMAuthError`, naming the base URL and model), for a
+* **No retry** for a request the server calls invalid, even under a 5xx status (llama-cpp-python
+  answers a request validation error with HTTP 500), for 401/403 (:class:`LLMAuthError`, naming the base URL and model), for a
   refused model (404, or 400 whose message says the model is unknown:
   :class:`LLMModelError`, listing the models the server does serve when ``/models``
   answers), or any other 4xx (:class:`LLMRequestError`: retrying the same request cannot
@@ -52,16 +54,42 @@ Design decisions
   ``seed = seed + i`` and ``sample_index = i`` in the cache key: the K samples are K cache
   entries and differ on servers that honour ``seed`` (at ``temperature > 0`` they differ
   anyway). They run on up to ``max_workers`` threads.
+* **Bounded generations.** Every request carries ``max_tokens`` (default
+  :data:`DEFAULT_MAX_TOKENS`), so a reply that runs on cannot outlast the timeout forever.
+  A reply the server cut there (``finish_reason == "length"``) is a normal
+  :class:`Completion` with ``truncated`` set; callers say so ("the reply was cut at N
+  tokens"). A retried request is sent with a different ``seed`` (``seed + RETRY_SEED_STEP *
+  attempt``) so it is not the identical request again; the cache key stays that of the
+  request as asked. Time-outs are retried at most ``max_timeouts - 1`` times: a reply that
+  did not fit in ``timeout_s`` once will usually not fit the next time either, so the error
+  says which option to change, with the server's observed speed (tokens/s) when known.
+* **Context window.** ``context_size`` (tokens) comes from the argument, the environment,
+  or :meth:`LLMClient.context_window`, which asks ``GET /models`` for the fields servers use
+  (vLLM ``max_model_len``, llama.cpp ``meta.n_ctx``, LM Studio ``max_context_length``,
+  OpenRouter ``context_length``). A refusal because the prompt is too long is a
+  :class:`ContextLengthError` carrying the window and the prompt size when the message
+  gives them (the formats of OpenAI, vLLM, llama.cpp and llama-cpp-python are parsed); the
+  client records the window in ``context_size`` so the caller can fit its prompt and ask
+  again. :func:`estimate_tokens` is the conservative estimate used for fitting.
+* **Structured output.** :meth:`LLMClient.complete_json` asks for a JSON object that
+  follows a JSON schema, with the first form the server accepts: OpenAI's
+  ``response_format={"type": "json_schema", ...}`` (OpenAI, vLLM, llama.cpp, Ollama), then
+  ``{"type": "json_object", "schema": ...}`` (llama-cpp-python's grammar form), then none
+  (the schema is in the prompt and the reply is parsed leniently). The form that worked is
+  kept in ``structured_mode``.
 * **Budget** (:class:`Budget`): total tokens (prompt + completion, from ``usage``; a reply
   without ``usage`` is counted as ``ceil(chars / 4)``), number of requests sent (failed ones
-  included, retries and cache hits not) and wall time since the client was created. A request is
+  included, retries and cache hits not) and wall time (``wall_offset_s`` + seconds since
+  the client was created). A run that spans several processes starts its client from the
+  run's transcript (:func:`transcript_usage`), so its budget and cost are the run's. A request is
   refused with :class:`BudgetExceeded` *before* it is sent when a cap is already reached;
   each attempt's timeout and each back-off sleep are cut to the wall time left.
 * **Transcript.** One JSON line per request (cached or not) is appended to
   ``transcript_path`` (default ``run_dir/llm_transcript.jsonl``): ``time`` (UTC ISO),
   ``key``, ``model``, ``base_url``, ``messages``, ``params``, ``sample_index``, ``reply``,
   ``finish_reason``, ``usage`` (``prompt_tokens``, ``completion_tokens``,
-  ``total_tokens``), ``latency_s``, ``cached``, ``attempts``, ``retry_errors`` and
+  ``total_tokens``), ``latency_s`` (also for a failed request: the time it took),
+  ``cached``, ``attempts``, ``seeds`` (the seed of each attempt), ``retry_errors`` and
   ``error`` (null on success).
 """
 
@@ -73,6 +101,7 @@ import json
 import math
 import os
 import random
+import re
 import tempfile
 import threading
 import time
@@ -80,7 +109,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import openai
 
@@ -93,7 +122,12 @@ ENV_MODEL = "REWARDGYM_LLM_MODEL"
 ENV_CACHE = "REWARDGYM_LLM_CACHE"
 PLACEHOLDER_KEY = "EMPTY"
 DEFAULT_CACHE_DIR = Path("~/.cache/rewardgym/llm")
+ENV_CONTEXT = "REWARDGYM_LLM_CONTEXT"
 TRANSCRIPT_NAME = "llm_transcript.jsonl"
+DEFAULT_MAX_TOKENS = 2048
+"""Reply cap (``max_tokens``) of every request unless the caller gives another."""
+RETRY_SEED_STEP = 100_003
+"""A retry ``k`` is sent with ``seed + RETRY_SEED_STEP * k`` (0 for ``seed`` when none)."""
 
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _MODEL_REFUSED_WORDS = ("not found", "does not exist", "unknown model", "invalid model", "no such model",
@@ -121,12 +155,36 @@ class LLMRequestError(LLMError):
     """The server rejected the request (another 4xx, e.g. context too long). Not retried."""
 
 
+class ContextLengthError(LLMRequestError):
+    """The server refused the request as longer than its context window (not retried as is).
+
+    Attributes:
+        n_ctx: the window in tokens, when the server's message or body says it.
+        prompt_tokens: the prompt's size in tokens, when said.
+    """
+
+    def __init__(self, message: str, n_ctx: int | None = None, prompt_tokens: int | None = None):
+        super().__init__(message)
+        self.n_ctx = n_ctx
+        self.prompt_tokens = prompt_tokens
+
+
 class LLMUnavailableError(LLMError):
     """Retries exhausted on 429/5xx/connection errors/timeouts, or a Retry-After too long to wait."""
 
 
 class BudgetExceeded(LLMError):
-    """A budget cap (tokens, requests, wall time) is reached; the message says which."""
+    """A budget cap (tokens, requests, wall time) is reached; the message says which.
+
+    Attributes:
+        option: the command-line option of the cap (``--max-tokens`` ...).
+        limit: the cap's value.
+    """
+
+    def __init__(self, message: str, option: str = "", limit: float | None = None):
+        super().__init__(message)
+        self.option = option
+        self.limit = limit
 
 
 # -- configuration and results -----------------------------------------------------------------
@@ -177,6 +235,15 @@ class Completion:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def truncated(self) -> bool:
+        """The server stopped at ``max_tokens`` (``finish_reason == "length"``)."""
+        return self.finish_reason == "length"
+
+    def truncation_note(self) -> str:
+        """``"the reply was cut at N tokens"`` for a truncated reply, else ``""``."""
+        return f"the reply was cut at {self.completion_tokens} tokens (max_tokens)" if self.truncated else ""
 
 
 @dataclass
@@ -249,6 +316,75 @@ def _estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
+CHARS_PER_TOKEN = 3.0
+"""Characters per token assumed by :func:`estimate_tokens`: conservative for code and
+English under BPE vocabularies (typically 3.5-4.5), so a prompt estimated to fit does."""
+
+
+def estimate_tokens(messages: Sequence[Message] | str) -> int:
+    """Conservative token count of a prompt: ``ceil(chars / 3)`` + 8 per message (role, framing)."""
+    if isinstance(messages, str):
+        return math.ceil(len(messages) / CHARS_PER_TOKEN)
+    return sum(math.ceil(len(str(m["content"])) / CHARS_PER_TOKEN) + 8 for m in messages) + 8
+
+
+def transcript_usage(path: str | Path) -> tuple[Usage, float]:
+    """Usage recorded in a transcript (requests sent, tokens, errors) and the seconds spent
+    in requests (sum of ``latency_s``): what a run spent before this process."""
+    usage, seconds = Usage(), 0.0
+    path = Path(path)
+    if not path.is_file():
+        return usage, seconds
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a crash mid-write
+        if not isinstance(rec, dict):
+            continue
+        if rec.get("cached"):
+            usage.cache_hits += 1
+            continue
+        attempts = int(rec.get("attempts") or 0)
+        if attempts == 0:  # refused by the budget before sending
+            continue
+        usage.requests += 1
+        usage.attempts += attempts
+        if rec.get("error"):
+            usage.errors += 1
+        u = rec.get("usage") or {}
+        usage.prompt_tokens += int(u.get("prompt_tokens") or 0)
+        usage.completion_tokens += int(u.get("completion_tokens") or 0)
+        seconds += float(rec.get("latency_s") or 0.0)
+    return usage, seconds
+
+
+_CONTEXT_WORDS = ("context length", "context window", "context size", "maximum context", "context_length",
+                  "exceed_context", "too many tokens", "prompt is too long", "input is too long")
+_N_CTX_PATTERNS = (r"maximum context length is (\d+)", r"context window of (\d+)",
+                   r"available context size \((\d+)", r"context length of (?:only )?(\d+)",
+                   r"n_ctx[\"':= ]+(\d+)", r"context (?:window|length|size)[^0-9.]{0,24}(\d{3,})")
+_PROMPT_PATTERNS = (r"requested tokens \((\d+)\)", r"request \((\d+) tokens\)", r"resulted in (\d+) tokens",
+                    r"you requested (\d+) tokens", r"has (\d+) input tokens", r"n_prompt_tokens[\"':= ]+(\d+)",
+                    r"keep the first (\d+) tokens")
+
+
+def parse_context_refusal(text: str) -> tuple[bool, int | None, int | None]:
+    """``(is_context_refusal, n_ctx, prompt_tokens)`` from a server's error text (see the module docstring)."""
+    low = text.lower()
+    if not any(w in low for w in _CONTEXT_WORDS):
+        return False, None, None
+
+    def first(patterns: tuple[str, ...]) -> int | None:
+        for pattern in patterns:
+            m = re.search(pattern, low)
+            if m:
+                return int(m.group(1))
+        return None
+
+    return True, first(_N_CTX_PATTERNS), first(_PROMPT_PATTERNS)
+
+
 class LLMClient:
     """Chat completions from an OpenAI-compatible endpoint, cached, logged, retried, budgeted.
 
@@ -267,7 +403,13 @@ class LLMClient:
         backoff_initial_s, backoff_max_s: exponential back-off, seconds.
         max_retry_after_s: longest ``Retry-After`` the client waits; longer fails at once.
         budget: caps (:class:`Budget`).
-        temperature, max_tokens: default sampling parameters (per-call arguments win).
+        temperature, max_tokens: default sampling parameters (per-call arguments win);
+            ``max_tokens`` caps every reply (default :data:`DEFAULT_MAX_TOKENS`).
+        max_timeouts: attempts of one request that may time out before it fails.
+        context_size: the model's context window in tokens (default ``$REWARDGYM_LLM_CONTEXT``;
+            None: unknown until :meth:`context_window` or a refusal tells).
+        wall_offset_s: seconds a run already spent before this client (wall-time budget).
+        on_retry: ``on_retry(message)`` for each failed attempt that will be retried.
 
     Raises:
         LLMConfigError: no model, or neither a base URL nor a key.
@@ -277,7 +419,10 @@ class LLMClient:
                  run_dir: str | Path | None = None, transcript_path: str | Path | None = None,
                  cache_dir: str | Path | bool | None = None, timeout_s: float = 120.0, max_retries: int = 4,
                  backoff_initial_s: float = 1.0, backoff_max_s: float = 30.0, max_retry_after_s: float = 120.0,
-                 budget: Budget | None = None, temperature: float | None = 1.0, max_tokens: int | None = None):
+                 budget: Budget | None = None, temperature: float | None = 1.0,
+                 max_tokens: int | None = DEFAULT_MAX_TOKENS, max_timeouts: int = 2,
+                 context_size: int | None = None, wall_offset_s: float = 0.0,
+                 on_retry: Callable[[str], None] | None = None):
         model = model or os.environ.get(ENV_MODEL) or None
         base_url = base_url or os.environ.get(ENV_BASE_URL) or None
         api_key = api_key or os.environ.get(ENV_API_KEY) or None
@@ -292,6 +437,18 @@ class LLMClient:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        if max_timeouts < 1:
+            raise ValueError(f"max_timeouts must be >= 1, got {max_timeouts}")
+        env_context = os.environ.get(ENV_CONTEXT)
+        if context_size is None and env_context:
+            try:
+                context_size = int(env_context)
+            except ValueError:
+                raise LLMConfigError(f"{ENV_CONTEXT}={env_context!r} is not a number of tokens") from None
+        if context_size is not None and context_size < 256:
+            raise ValueError(f"context_size must be at least 256 tokens, got {context_size}")
         self.model = model
         self.api_key_given = api_key is not None
         self.timeout_s = float(timeout_s)
@@ -301,6 +458,13 @@ class LLMClient:
         self.max_retry_after_s = float(max_retry_after_s)
         self.budget = budget or Budget()
         self.defaults = {"temperature": temperature, "max_tokens": max_tokens}
+        self.max_timeouts = int(max_timeouts)
+        self.context_size: int | None = context_size
+        self.context_source = "given" if context_size is not None else None
+        self.structured_mode: str | None = None  # json_schema | json_object | none, once known
+        self.on_retry = on_retry
+        self.wall_offset_s = float(wall_offset_s)
+        self._speed: tuple[int, float] = (0, 0.0)  # completion tokens, seconds of successful replies
         self._openai = openai.OpenAI(base_url=base_url, api_key=api_key or PLACEHOLDER_KEY, max_retries=0,
                                      timeout=openai.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
         self.base_url = str(self._openai.base_url).rstrip("/")
@@ -356,9 +520,9 @@ class LLMClient:
                                 completion_tokens=int(usage.get("completion_tokens", 0)), latency_s=0.0,
                                 cached=True, key=key, finish_reason=cached.get("finish_reason"),
                                 model=cached.get("model", self.model), attempts=0, sample_index=sample_index)
-            self._log(record, result, {"attempts": 0, "retry_errors": []}, None)
+            self._log(record, result, {"attempts": 0, "retry_errors": [], "seeds": []}, None)
             return result
-        trace: dict[str, Any] = {"attempts": 0, "retry_errors": []}
+        trace: dict[str, Any] = {"attempts": 0, "retry_errors": [], "seeds": [], "start": time.monotonic()}
         try:
             self._admit()
             try:
@@ -370,6 +534,9 @@ class LLMClient:
         except LLMError as exc:
             with self._lock:
                 self.usage.errors += 1
+            self._log(record, None, trace, exc)
+            raise
+        except BaseException as exc:  # Ctrl-C during a request: the transcript still says so
             self._log(record, None, trace, exc)
             raise
         self._cache_put(key, record, result)
@@ -392,6 +559,81 @@ class LLMClient:
                        for i in range(k)]
             return [f.result() for f in futures]
 
+    def complete_json(self, messages: Sequence[Message], schema: Mapping[str, Any], *, name: str = "answer",
+                      **kwargs: Any) -> Completion:
+        """A reply constrained to a JSON object following ``schema``, in the first form the server
+        accepts (see the module docstring, "Structured output"); the caller parses ``text``.
+
+        A server that refuses one form (HTTP 400/422 naming ``response_format``, ``json_schema``
+        or ``schema``) is asked with the next; the form that worked is kept in
+        :attr:`structured_mode` for later calls.
+        """
+        forms = {"json_schema": {"type": "json_schema", "json_schema": {"name": name, "schema": dict(schema),
+                                                                         "strict": True}},
+                 "json_object": {"type": "json_object", "schema": dict(schema)},
+                 "none": None}
+        order = [self.structured_mode] if self.structured_mode else list(forms)
+        for i, mode in enumerate(order):
+            extra = {"response_format": forms[mode]} if forms[mode] is not None else {}
+            try:
+                result = self.complete(messages, **extra, **kwargs)
+            except ContextLengthError:
+                raise
+            except LLMRequestError as exc:
+                text = str(exc).lower()
+                if i + 1 < len(order) and any(w in text for w in ("response_format", "json_schema", "schema",
+                                                                   "grammar", "json_object")):
+                    continue
+                raise
+            self.structured_mode = mode
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def context_window(self) -> int | None:
+        """The context window in tokens: :attr:`context_size` if known, else what ``GET /models``
+        says for this model (see the module docstring), else None. Never raises."""
+        if self.context_size is not None:
+            return self.context_size
+        try:
+            data = self._openai.models.list().data
+        except (openai.APIError, ValueError, TypeError):
+            return None
+        entries = [m for m in data if getattr(m, "id", None) == self.model] or (list(data) if len(data) == 1 else [])
+        for m in entries:
+            extra = m.model_dump() if hasattr(m, "model_dump") else dict(m)
+            meta = extra.get("meta") if isinstance(extra.get("meta"), dict) else {}
+            for value in (extra.get("max_model_len"), meta.get("n_ctx"), extra.get("max_context_length"),
+                          extra.get("context_length"), extra.get("context_window")):
+                if isinstance(value, (int, float)) and value >= 256:
+                    self.context_size, self.context_source = int(value), "server"
+                    return self.context_size
+        return None
+
+    def learn_context(self, refusal: "ContextLengthError", prompt_estimate: int) -> int:
+        """Record the window a :class:`ContextLengthError` implies and return it: the window the
+        server named, else 3/4 of the refused prompt (the server's count, or ``prompt_estimate``)."""
+        if refusal.n_ctx:
+            n = refusal.n_ctx
+        else:
+            n = max(256, int(0.75 * (refusal.prompt_tokens or prompt_estimate)))
+            if self.context_size is not None:
+                n = min(n, int(0.75 * self.context_size))
+        self.context_size, self.context_source = n, "refusal"
+        return n
+
+    def resume_from_transcript(self, path: str | Path | None = None) -> None:
+        """Start the usage (budget, cost) from the records of a run's transcript (default: this
+        client's), so a run continued by another process keeps one budget."""
+        path = Path(path) if path is not None else self.transcript_path
+        if path is not None:
+            self.usage, _ = transcript_usage(path)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Completion tokens per second over this client's successful replies (None: none yet)."""
+        tokens, seconds = self._speed
+        return tokens / seconds if tokens and seconds > 0 else None
+
     def list_models(self) -> list[str]:
         """Model ids the server lists at ``GET /models`` (raises the client's errors)."""
         try:
@@ -403,14 +645,16 @@ class LLMClient:
 
     @property
     def elapsed_s(self) -> float:
-        """Seconds since the client was created (the wall-time budget's clock)."""
-        return time.monotonic() - self._started
+        """``wall_offset_s`` + seconds since the client was created (the wall-time budget's clock)."""
+        return self.wall_offset_s + time.monotonic() - self._started
 
     def summary(self) -> dict[str, Any]:
         """Usage totals and caps, for run reports."""
         return {"model": self.model, "base_url": self.base_url, **asdict(self.usage),
                 "total_tokens": self.usage.total_tokens, "elapsed_s": round(self.elapsed_s, 3),
-                "budget": asdict(self.budget)}
+                "budget": asdict(self.budget), "context_size": self.context_size,
+                "context_source": self.context_source, "structured_mode": self.structured_mode,
+                "tokens_per_s": self.tokens_per_s}
 
     # -- budget -----------------------------------------------------------------------------
     def _wall_left(self) -> float | None:
@@ -424,37 +668,44 @@ class LLMClient:
             sent = self.usage.requests + self._reserved
             if b.max_requests is not None and sent >= b.max_requests:
                 raise BudgetExceeded(f"LLM budget exceeded: {sent} of max {b.max_requests} requests already "
-                                     f"sent (raise --max-requests)")
+                                     f"sent (raise --max-requests)", "--max-requests", b.max_requests)
             if b.max_total_tokens is not None and self.usage.total_tokens >= b.max_total_tokens:
                 raise BudgetExceeded(f"LLM budget exceeded: {self.usage.total_tokens} tokens used of max "
-                                     f"{b.max_total_tokens} (raise --max-tokens)")
+                                     f"{b.max_total_tokens} (raise --max-tokens)", "--max-tokens", b.max_total_tokens)
             left = self._wall_left()
             if left is not None and left <= 0:
                 raise BudgetExceeded(f"LLM budget exceeded: {self.elapsed_s:.1f} s elapsed of max "
-                                     f"{b.max_wall_s:g} s wall time (raise --max-wall-time)")
+                                     f"{b.max_wall_s:g} s wall time (raise --max-wall-time)", "--max-wall-time",
+                                     b.max_wall_s)
             self._reserved += 1
 
     # -- sending ------------------------------------------------------------------------------
     def _send(self, messages: list[dict], params: dict[str, Any], key: str, sample_index: int,
               trace: dict[str, Any]) -> Completion:
-        """Send with retries; ``trace`` collects ``attempts`` and ``retry_errors``."""
+        """Send with retries; ``trace`` collects ``attempts``, ``seeds`` and ``retry_errors``."""
         retry_errors: list[str] = trace["retry_errors"]
         start = time.monotonic()
         attempt = 0
+        timeouts = 0
         while True:
             timeout = self.timeout_s
             left = self._wall_left()
             if left is not None:
                 if left <= 0:
                     raise BudgetExceeded(f"LLM budget exceeded: max wall time of {self.budget.max_wall_s:g} s "
-                                         f"reached while retrying ({'; '.join(retry_errors[-1:])})")
+                                         f"reached while retrying ({'; '.join(retry_errors[-1:])})",
+                                         "--max-wall-time", self.budget.max_wall_s)
                 timeout = min(timeout, left)
             with self._lock:
                 self.usage.attempts += 1
             trace["attempts"] += 1
+            sent = dict(params)
+            if attempt:  # never the identical request again (see the module docstring)
+                sent["seed"] = int(params.get("seed") or 0) + RETRY_SEED_STEP * attempt
+            trace["seeds"].append(sent.get("seed"))
             try:
                 response = self._openai.chat.completions.create(
-                    model=self.model, messages=messages, timeout=timeout, **params)
+                    model=self.model, messages=messages, timeout=timeout, **sent)
             except openai.AuthenticationError as exc:
                 raise self._auth_error(exc) from None
             except openai.PermissionDeniedError as exc:
@@ -463,14 +714,27 @@ class LLMClient:
                 status = exc.status_code
                 if self._model_refused(exc):
                     raise self._model_error(exc) from None
-                if status in _RETRY_STATUSES or status >= 500:
-                    retry_errors.append(f"HTTP {status}: {_short(exc.message)}")
+                server_text = _server_text(exc)
+                invalid = status >= 500 and "validation error" in server_text.lower()  # llama-cpp-python's 500
+                if (status in _RETRY_STATUSES or status >= 500) and not invalid:
+                    retry_errors.append(f"HTTP {status}: {_short(server_text)}")
                     delay = self._delay(attempt, exc.response.headers, retry_errors)
                 else:
-                    raise LLMRequestError(f"{self.base_url} refused the request for model {self.model!r} "
-                                          f"(HTTP {status}, not retried): {_short(exc.message, 300)}") from None
+                    is_context, n_ctx, prompt_tokens = parse_context_refusal(f"{exc.code or ''} {server_text}")
+                    body = exc.body if isinstance(exc.body, dict) else {}
+                    body = body.get("error", body) if isinstance(body.get("error", body), dict) else body
+                    n_ctx = n_ctx or _int_or_none(body.get("n_ctx"))
+                    prompt_tokens = prompt_tokens or _int_or_none(body.get("n_prompt_tokens"))
+                    message = (f"{self.base_url} refused the request for model {self.model!r} (HTTP {status}, "
+                               f"not retried): {_short(server_text, 300)}")
+                    if is_context:
+                        raise ContextLengthError(message, n_ctx, prompt_tokens) from None
+                    raise LLMRequestError(message) from None
             except openai.APITimeoutError:
+                timeouts += 1
                 retry_errors.append(f"timeout after {timeout:.3g} s")
+                if timeouts >= self.max_timeouts:
+                    raise LLMUnavailableError(self._timeout_message(timeout, timeouts, params)) from None
                 delay = self._delay(attempt, None, retry_errors)
             except openai.APIConnectionError as exc:
                 cause = exc.__cause__ or exc
@@ -482,8 +746,20 @@ class LLMClient:
             left = self._wall_left()
             if left is not None and delay >= left:
                 raise BudgetExceeded(f"LLM budget exceeded: max wall time of {self.budget.max_wall_s:g} s would "
-                                     f"pass during the retry back-off (last error: {retry_errors[-1]})")
+                                     f"pass during the retry back-off (last error: {retry_errors[-1]})",
+                                     "--max-wall-time", self.budget.max_wall_s)
+            if self.on_retry is not None:
+                self.on_retry(f"LLM request failed ({retry_errors[-1]}); retry {attempt} of {self.max_retries} "
+                              f"in {delay:.1f} s")
             time.sleep(delay)
+
+    def _timeout_message(self, timeout: float, timeouts: int, params: Mapping[str, Any]) -> str:
+        cap = params.get("max_tokens")
+        speed = self.tokens_per_s
+        need = (f"; at the {speed:.0f} tokens/s this server managed so far, a reply of up to {cap} tokens "
+                f"takes up to {cap / speed:.0f} s" if speed and cap else "")
+        return (f"{self.base_url} (model {self.model!r}) sent no reply within {timeout:.3g} s in {timeouts} "
+                f"attempt(s){need}: raise --llm-timeout, or lower --max-reply-tokens (now {cap})")
 
     def _delay(self, attempt: int, headers: Any, retry_errors: list[str]) -> float:
         """Back-off before the next attempt, or raise when retries are exhausted."""
@@ -512,11 +788,14 @@ class LLMClient:
         else:
             prompt_tokens = int(usage.prompt_tokens or 0)
             completion_tokens = int(usage.completion_tokens or 0)
+        latency = time.monotonic() - start
         with self._lock:
             self.usage.prompt_tokens += prompt_tokens
             self.usage.completion_tokens += completion_tokens
+            if completion_tokens and attempts == 1:
+                self._speed = (self._speed[0] + completion_tokens, self._speed[1] + latency)
         return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          latency_s=time.monotonic() - start, cached=False, key=key,
+                          latency_s=latency, cached=False, key=key,
                           finish_reason=getattr(choice, "finish_reason", None), model=response.model or self.model,
                           attempts=attempts, sample_index=sample_index, usage_estimated=estimated)
 
@@ -534,7 +813,7 @@ class LLMClient:
         hint = ("check OPENAI_API_KEY (or --api-key)" if self.api_key_given else
                 "no key was given (sent the placeholder 'EMPTY'): set OPENAI_API_KEY (or pass --api-key)")
         return LLMAuthError(f"{self.base_url} refused the API key for model {self.model!r} "
-                            f"(HTTP {exc.status_code}: {_short(exc.message)}); {hint}")
+                            f"(HTTP {exc.status_code}: {_short(_server_text(exc), 300)}); {hint}")
 
     def _model_error(self, exc: openai.APIStatusError) -> LLMModelError:
         served = ""
@@ -544,7 +823,8 @@ class LLMClient:
         except LLMError:
             pass
         return LLMModelError(
-            f"{self.base_url} does not serve model {self.model!r} (HTTP {exc.status_code}: {_short(exc.message)}); "
+            f"{self.base_url} does not serve model {self.model!r} (HTTP {exc.status_code}: "
+            f"{_short(_server_text(exc))}); "
             f"choose another with --model / {ENV_MODEL}, or check that the base URL is the API root "
             f"(e.g. http://host:8000/v1){served}")
 
@@ -584,9 +864,11 @@ class LLMClient:
             "usage": ({"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                        "total_tokens": result.total_tokens, "estimated": result.usage_estimated}
                       if result else None),
-            "latency_s": round(result.latency_s, 4) if result else None,
+            "latency_s": (round(result.latency_s, 4) if result else
+                          round(time.monotonic() - trace["start"], 4) if "start" in trace else None),
             "cached": bool(result and result.cached),
             "attempts": trace["attempts"],
+            "seeds": list(trace.get("seeds", [])),
             "retry_errors": list(trace["retry_errors"]),
             "error": f"{type(error).__name__}: {error}" if error else None,
         })
@@ -598,6 +880,33 @@ class LLMClient:
 
     def __repr__(self) -> str:
         return f"LLMClient(model={self.model!r}, base_url={self.base_url!r})"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _server_text(exc: openai.APIStatusError) -> str:
+    """The server's own error text: ``error.message`` (OpenAI form), ``detail`` (FastAPI
+    servers such as llama-cpp-python), ``message``, else the raw body; else the SDK's message."""
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            for key in ("message", "detail", "msg"):
+                if inner.get(key):
+                    return str(inner[key])
+        elif isinstance(inner, str) and inner:
+            return inner
+        if body.get("detail"):
+            return str(body["detail"])
+    elif isinstance(body, str) and body.strip():
+        return body
+    try:
+        raw = exc.response.text
+    except Exception:  # noqa: BLE001 - a streamed or closed response
+        raw = ""
+    return raw.strip() or exc.message
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -14,32 +14,46 @@ One round:
    statistics over training, how episodes end, success over training; this summary,
    the best program so far and optional human feedback make the next round's prompt.
 
+**Edit mode** (for weak models, :mod:`rewardgym.llm_rewards.edit`): instead of whole
+programs the round asks ``samples`` times for one JSON edit (new values for the named
+numbers, terms removed or added) of a base program that works: the best so far, else the
+library program closest to the instruction for this task's state view. ``mode="edit"``
+uses it from the first round; ``mode="auto"`` (default) switches to it once ``edit_after``
+rounds in a row produced no valid candidate, and stays there.
+
+Requests are fitted to the model's context window (``context_size``; else what the server
+says or what its refusal said), with the cuts recorded per round; every reply is capped at
+``max_reply_tokens`` and a cut reply is reported.
+
 The best program (by success rate, ties by env return) is written as a standalone reward
 program, ``best_reward.py``, with ``report.md`` and ``report.png``.
 
 Everything is recorded in the run directory, and ``state.json`` is rewritten atomically
-after every step, so an interrupted run resumes (``--resume RUN``) without repeating
-finished LLM calls (they are also answered from the client's content-addressed cache) or
-finished training (a candidate with an evaluation is kept; a half-trained one resumes
-from its checkpoint).
+after every step, so any stop (a budget, Ctrl-C, the server down, a crash) leaves
+``report.md`` with the reason and the resume command, and ``--resume RUN`` continues at
+the same step: finished LLM calls are not repeated (and are answered from the client's
+content-addressed cache), a received program is validated once, a request that got no
+reply is sent again, finished training is kept (a half-trained candidate resumes from its
+checkpoint). Budgets and the cost line count the whole run, every process (from the
+transcript).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from rewardgym.agents.runs import RunDir, atomic_write_text, slug
 from rewardgym.envs.registry import get_task
-from rewardgym.llm_rewards.client import LLMRequestError, LLMUnavailableError
 from rewardgym.llm_rewards.extract import NoCodeFound, extract_programs
 
 SYNTH_FORMAT = 1
@@ -47,7 +61,14 @@ SYNTH_FORMAT = 1
 
 @dataclass
 class SynthesisSpec:
-    """Settings of a synthesis run (written to ``config.json``)."""
+    """Settings of a synthesis run (written to ``config.json``).
+
+    LLM settings: ``max_tokens``, ``max_requests``, ``max_wall_s`` are the run's budgets
+    (total tokens, requests, wall seconds over every process); ``max_reply_tokens`` caps
+    each reply; ``context_size`` is the model's window in tokens (None: learnt);
+    ``mode`` is ``auto``, ``whole`` or ``edit`` (module docstring), ``edit_after`` the
+    rounds without a valid candidate after which ``auto`` switches to edits.
+    """
 
     task: str
     instruction: str | None = None
@@ -78,6 +99,10 @@ class SynthesisSpec:
     llm_timeout_s: float = 120.0
     llm_retries: int = 4
     temperature: float = 1.0
+    max_reply_tokens: int = 2048
+    context_size: int | None = None
+    mode: str = "auto"
+    edit_after: int = 1
 
 
 def _save_state(run: Path, state: dict[str, Any]) -> None:
@@ -203,7 +228,8 @@ class Synthesizer:
     Args:
         spec: settings.
         run_dir: the run directory (created for a new run).
-        client: an :class:`~rewardgym.llm_rewards.client.LLMClient`.
+        client: an :class:`~rewardgym.llm_rewards.client.LLMClient` (its transcript is the
+            run's; its usage and wall clock are started from the run's earlier processes).
         log: ``log(message)`` for progress lines (the CLI prints them).
         ask_feedback: ``ask_feedback(round_summary_text, plot_path) -> str`` for interactive feedback.
     """
@@ -220,106 +246,328 @@ class Synthesizer:
         self.state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {
             "format": SYNTH_FORMAT, "rounds": [], "best": None, "done": False, "timings": {}}
         self.timings: dict[str, float] = self.state.setdefault("timings", {})
+        self._wall_before = float(self.state.get("wall_s", 0.0))
+        self._process_start = time.monotonic()
+        if getattr(client, "transcript_path", None) is not None:
+            client.resume_from_transcript()  # budgets and cost are the run's, not this process's
+        client.wall_offset_s = self._wall_before
+        if client.context_size is None and (self.state.get("context") or {}).get("size"):
+            client.context_size = int(self.state["context"]["size"])  # learnt earlier: same prompts, cache hits
+            client.context_source = self.state["context"].get("source", "learnt")
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _time(self, key: str, seconds: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + seconds
 
     def _save(self) -> None:
+        self.state["wall_s"] = self._wall_before + time.monotonic() - self._process_start
         _save_state(self.run, self.state)
 
     def _candidates(self) -> list[dict[str, Any]]:
         return [c for r in self.state["rounds"] for c in r["candidates"]]
 
+    # -- LLM requests: fitted to the context window, truncation reported ---------------------
+    def _fit(self, build: Callable[[int, str], list], examples: Sequence[str]) -> tuple[Any, int]:
+        """The prompt fitted to the context window (``prompts.fit_prompt``) and the reply cap.
+
+        The cap is ``--max-reply-tokens``; only when even the smallest prompt leaves less than
+        that is the cap lowered (to at least :data:`MIN_REPLY_TOKENS`), and the report says so.
+        """
+        from rewardgym.llm_rewards.client import estimate_tokens
+        from rewardgym.llm_rewards.prompts import FittedPrompt, PromptTooLong, fit_prompt
+
+        cap = self.spec.max_reply_tokens
+        n_ctx = self.client.context_size
+        if n_ctx is None:
+            return fit_prompt(build, None, examples), cap
+        try:
+            return fit_prompt(build, n_ctx - cap - CONTEXT_MARGIN, examples), cap
+        except PromptTooLong:
+            messages = build(0, "none")
+            tokens = estimate_tokens(messages)
+            reply = n_ctx - tokens - CONTEXT_MARGIN
+            if reply < MIN_REPLY_TOKENS:
+                raise PromptTooLong(
+                    f"the prompt needs about {tokens} tokens even without few-shot examples and helper "
+                    f"documentation, plus at least {MIN_REPLY_TOKENS} for the reply: more than the {n_ctx}-token "
+                    f"context window") from None
+            cuts = [f"few-shot example {e}" for e in examples] + ["helper documentation",
+                                                                   f"reply cap lowered to {reply} tokens"]
+            return FittedPrompt(messages, tokens, cuts), reply
+
+    def _ask(self, build: Callable[[int, str], list], record: dict[str, Any], *, seed: int,
+             examples: Sequence[str] = (), sample_index: int = 0, schema: dict | None = None):
+        """Send the request ``build`` makes, fitted; a context refusal is learnt from and asked
+        again once with a prompt fitted to it. ``record`` gets the prompt's size and cuts."""
+        from rewardgym.llm_rewards.client import ContextLengthError
+        from rewardgym.llm_rewards.prompts import PromptTooLong
+
+        for attempt in (0, 1):
+            try:
+                fitted, cap = self._fit(build, examples)
+            except PromptTooLong as exc:
+                raise PromptTooLong(
+                    f"{exc} (context window {self.client.context_size} tokens, from "
+                    f"{self.client.context_source or 'the option'}): serve the model with a larger context "
+                    f"(llama.cpp: --ctx-size / n_ctx) or pass --context-size if that number is wrong") from None
+            record["prompt"] = {"tokens": fitted.tokens, "cuts": fitted.cuts, "reply_cap": cap,
+                                "context": self.client.context_size}
+            if fitted.cuts:
+                self.log(f"  prompt fitted to the {self.client.context_size}-token context: cut "
+                         + ", ".join(fitted.cuts))
+            start = time.perf_counter()
+            try:
+                kwargs = dict(seed=seed, sample_index=sample_index, max_tokens=cap)
+                reply = (self.client.complete_json(fitted.messages, schema, **kwargs) if schema is not None
+                         else self.client.complete(fitted.messages, **kwargs))
+            except ContextLengthError as exc:
+                if attempt:
+                    raise
+                n = self.client.learn_context(exc, fitted.tokens)
+                self.state["context"] = {"size": n, "source": "refusal"}
+                self.log(f"  the server refused the prompt (about {fitted.tokens} tokens) as too long for its "
+                         f"context; fitting the prompt to {n} tokens and asking again")
+                continue
+            finally:
+                self._time("llm", time.perf_counter() - start)
+            if reply.truncated:
+                record["truncated"] = reply.truncation_note()
+                self.log(f"  {reply.truncation_note()}: raise --max-reply-tokens (now {cap}) for longer replies")
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # -- one candidate through the critic (with repairs) -----------------------------------
-    def _criticise(self, cand: dict[str, Any], source: str, round_dir: Path) -> None:
+    def _criticise(self, cand: dict[str, Any], round_dir: Path) -> None:
+        """Validate the candidate's program; ask for repairs while it fails and repairs are left.
+
+        The candidate's state is saved after every step, so a stop anywhere resumes at the
+        same step: ``todo`` holds a received program not yet validated (never re-validated
+        once it has been), and a repair request that got no reply is sent again on resume.
+        """
+        from rewardgym.llm_rewards.client import ContextLengthError, LLMRequestError
         from rewardgym.llm_rewards.critic import critique
-        from rewardgym.llm_rewards.prompts import repair_messages
+        from rewardgym.llm_rewards.prompts import PromptTooLong, format_failure, repair_messages
 
         s = self.spec
         attempts = cand.setdefault("attempts", [])
-        for attempt in range(len(attempts), s.max_repairs + 1):
-            start = time.perf_counter()
-            result = critique(source, self.task.id, round_dir / cand["id"], steps=s.check_steps,
-                              num_envs=s.check_envs, timeout_s=s.check_timeout_s, memory_mb=s.check_memory_mb,
-                              seed=s.seed, name=f"attempt{attempt}.py")
-            self._time("validation", time.perf_counter() - start)
-            attempts.append({"stage": result.stage, "reason": result.reason, "line": result.line,
-                             "term": result.term, "warnings": result.warnings})
-            self.log(f"  {cand['id']} attempt {attempt}: {result.summary()}")
-            if result.ok:
-                program = round_dir / cand["id"] / "program.py"
-                atomic_write_text(program, source if source.endswith("\n") else source + "\n")
-                cand.update(status="valid", program=str(program))
+        while True:
+            n = len(attempts)
+            if cand.get("todo") is not None:  # a program waiting for the critic
+                start = time.perf_counter()
+                result = critique(cand["todo"], self.task.id, round_dir / cand["id"], steps=s.check_steps,
+                                  num_envs=s.check_envs, timeout_s=s.check_timeout_s, memory_mb=s.check_memory_mb,
+                                  seed=s.seed, name=f"attempt{n}.py")
+                self._time("validation", time.perf_counter() - start)
+                attempts.append({"stage": result.stage, "reason": result.reason, "line": result.line,
+                                 "term": result.term, "warnings": result.warnings, "file": f"attempt{n}.py"})
+                cand["todo"] = None
+                self.log(f"  {cand['id']} attempt {n}: {result.summary()}")
+                if result.ok:
+                    program = round_dir / cand["id"] / "program.py"
+                    text = (round_dir / cand["id"] / f"attempt{n}.py").read_text()
+                    atomic_write_text(program, text)
+                    cand.update(status="valid", program=str(program))
+                    self._save()
+                    return
+                self._save()
+                continue
+            if n > s.max_repairs:  # every repair used
+                last = attempts[-1]
+                cand.update(status="rejected", reason=last["reason"], stage=last["stage"])
+                self._save()
+                return
+            record: dict[str, Any] = {}
+            try:
+                if cand.get("mode") == "edit":
+                    self._repair_edit(cand, round_dir, record)
+                else:
+                    tried = next(a for a in reversed(attempts) if a.get("file"))
+                    source = (round_dir / cand["id"] / tried["file"]).read_text()
+                    failure = format_failure(tried)
+                    reply = self._ask(lambda k, prelude: repair_messages(
+                        self.task, source, failure, instruction=s.instruction, attempt=n, max_attempts=s.max_repairs,
+                        prelude=prelude), record, seed=s.seed + n - 1)
+                    self._take_program(cand, reply.text, record)
+            except (ContextLengthError, PromptTooLong) as exc:  # this program's repair cannot be asked
+                attempts.append({"stage": "llm", "reason": f"the repair prompt does not fit the model: {exc}"})
+                cand.update(status="rejected", reason=attempts[-1]["reason"], stage="llm")
+                self._save()
+                return
+            except LLMRequestError as exc:  # refused for good (not an outage): the candidate fails
+                attempts.append({"stage": "llm", "reason": f"repair request refused: {exc}"})
+                cand.update(status="rejected", reason=attempts[-1]["reason"], stage="llm")
                 self._save()
                 return
             self._save()
-            if attempt == s.max_repairs:
-                break
-            messages = repair_messages(self.task, source, result, instruction=s.instruction,
-                                       attempt=attempt + 1, max_attempts=s.max_repairs)
-            start = time.perf_counter()
-            try:
-                reply = self.client.complete(messages, seed=s.seed + attempt)
-            except (LLMUnavailableError, LLMRequestError) as exc:  # this candidate fails; the loop goes on
-                attempts.append({"stage": "llm", "reason": f"repair request failed: {exc}"})
-                break
-            finally:
-                self._time("llm", time.perf_counter() - start)
-            try:
-                programs = extract_programs(reply.text)
-            except NoCodeFound as exc:
-                attempts.append({"stage": "extract", "reason": exc.reason})
-                break
-            source = programs[0].source
-        cand.update(status="rejected", reason=attempts[-1]["reason"], stage=attempts[-1]["stage"])
-        self._save()
+
+    def _take_program(self, cand: dict[str, Any], text: str, record: dict[str, Any]) -> None:
+        """A whole-program reply: its first program becomes ``todo``; none is a failed attempt."""
+        try:
+            cand["todo"] = extract_programs(text)[0].source
+        except NoCodeFound as exc:
+            reason = exc.reason + (f" ({record['truncated']})" if record.get("truncated") else "")
+            cand["attempts"].append({"stage": "extract", "reason": reason})
+            self.log(f"  {cand['id']} attempt {len(cand['attempts']) - 1}: extract: {reason}")
+
+    # -- edit mode -------------------------------------------------------------------------
+    def _base(self) -> Any:
+        """The program edit mode starts from: the best so far, else the closest library
+        program written for this task's state view (this task's own expert excluded)."""
+        from rewardgym.llm_rewards.edit import parameterize
+
+        best = self.state["best"]
+        if best is not None:
+            return parameterize(Path(best["program"]).read_text(), best["id"])
+        from rewardgym.llm_rewards.library import rank
+
+        for scored in rank(self.spec.instruction or self.task.instruction, self.task):
+            if scored.entry.view == self.task.view.name:
+                return parameterize(scored.entry.source(), scored.entry.name)
+        return None
+
+    def _edit_request(self, base: Any, record: dict[str, Any], seed: int, sample_index: int = 0,
+                      previous: str | None = None, failure: Any = None):
+        from rewardgym.llm_rewards.edit import edit_schema
+        from rewardgym.llm_rewards.prompts import edit_messages
+
+        best = self.state["best"]
+        summary = format_analysis(best) if best is not None and best["id"] == base.name else None
+        return self._ask(lambda k, prelude: edit_messages(
+            self.task, base, instruction=self.spec.instruction, training_summary=summary, previous_edit=previous,
+            failure=failure, prelude=prelude), record, seed=seed, sample_index=sample_index, schema=edit_schema(base))
+
+    def _take_edit(self, cand: dict[str, Any], base: Any, text: str, record: dict[str, Any]) -> None:
+        from rewardgym.llm_rewards.edit import EditError, apply_edit, parse_edit
+
+        cand["edit"] = text.strip()[:4000]
+        try:
+            edit = parse_edit(text, base)
+        except EditError as exc:
+            reason = exc.reason + (f" ({record['truncated']})" if record.get("truncated") else "")
+            cand["attempts"].append({"stage": "edit", "reason": reason})
+            self.log(f"  {cand['id']} attempt {len(cand['attempts']) - 1}: edit: {reason}")
+            return
+        cand["edit_summary"] = edit.summary()
+        cand["todo"] = apply_edit(base, edit)
+
+    def _repair_edit(self, cand: dict[str, Any], round_dir: Path, record: dict[str, Any]) -> None:
+        from rewardgym.llm_rewards.edit import parameterize
+        from rewardgym.llm_rewards.prompts import format_failure
+
+        base = parameterize((round_dir / cand["id"] / "base.py").read_text(), cand["base"])
+        last = cand["attempts"][-1]
+        reply = self._edit_request(base, record, seed=self.spec.seed + len(cand["attempts"]) - 1,
+                                   previous=cand.get("edit", ""), failure=format_failure(last))
+        self._take_edit(cand, base, reply.text, record)
+
+    def _design_edits(self, rnd: dict[str, Any], index: int, round_dir: Path) -> None:
+        base = self._base()
+        if base is None:
+            rnd["note"] = (f"edit mode needs a base program: no best program yet and no library program for the "
+                           f"'{self.task.view.name}' state view; asked for whole programs instead")
+            rnd["mode"] = "whole"
+            self.log(f"  {rnd['note']}")
+            return self._design_programs(rnd, index)
+        rnd["base"] = base.name
+        s = self.spec
+        done = {c["id"] for c in rnd["candidates"]}
+        self.log(f"round {index}: asking {self.client.model} for {s.samples} edit(s) of {base.name}")
+        for i in range(self._samples_left(s.samples, rnd)):
+            cid = f"r{index}c{i}"
+            if cid in done:
+                continue
+            cand = {"id": cid, "status": "pending", "mode": "edit", "base": base.name, "attempts": [],
+                    "todo": None}
+            atomic_write_text(round_dir / cid / "base.py", base.original)  # edits are re-read against it
+            record: dict[str, Any] = {}
+            reply = self._edit_request(base, record, seed=s.seed + 1000 * index + i, sample_index=i)
+            cand["source"] = ""
+            self._take_edit(cand, base, reply.text, record)
+            cand["source"] = cand.get("todo") or ""
+            rnd.setdefault("prompt", record.get("prompt"))
+            rnd["candidates"].append(cand)
+            self._save()
 
     # -- a round ---------------------------------------------------------------------------
-    def _messages(self, index: int) -> list[dict[str, Any]]:
+    def _samples_left(self, k: int, rnd: dict[str, Any]) -> int:
+        """Candidates round ``rnd`` may hold: ``k``, or fewer where ``--max-candidates`` runs out."""
+        s = self.spec
+        before = len(self._candidates()) - len(rnd["candidates"])
+        return k if not s.max_candidates else max(0, min(k, s.max_candidates - before))
+
+    def _round_mode(self, index: int) -> str:
+        """``whole`` or ``edit`` for a new round (``--mode``; auto: see the module docstring)."""
+        s = self.spec
+        if s.mode in ("whole", "edit"):
+            return s.mode
+        if s.edit_after == 0:
+            return "edit"
+        rounds = self.state["rounds"][:index]
+        if any(r.get("mode") == "edit" for r in rounds):
+            return "edit"
+        recent = rounds[-s.edit_after:]
+        if len(recent) == s.edit_after and not any(c["status"] in VALID_STATUSES
+                                                   for r in recent for c in r["candidates"]):
+            return "edit"
+        return "whole"
+
+    def _design_programs(self, rnd: dict[str, Any], index: int) -> None:
         from rewardgym.llm_rewards.prompts import designer_messages, reflection_messages
 
         s = self.spec
         best = self.state["best"]
-        if index == 0 or best is None:
+        self.log(f"round {index}: asking {self.client.model} for {s.samples} programs")
+        record: dict[str, Any] = {}
+        if best is None:
             examples = []
             if not s.zero_shot and s.few_shot > 0:
                 from rewardgym.llm_rewards.library import retrieve
 
                 examples = retrieve(s.instruction or self.task.instruction, self.task, k=s.few_shot)
-            return designer_messages(self.task, s.instruction, examples, k=s.samples)
-        feedback = self.state["rounds"][index - 1].get("feedback") or None
-        best_source = Path(best["program"]).read_text()
-        return reflection_messages(self.task, best_source, format_analysis(best), instruction=s.instruction,
-                                   human_feedback=feedback, k=s.samples)
+            reply = self._ask(lambda k, prelude: designer_messages(self.task, s.instruction, examples[:k],
+                                                                   k=s.samples, prelude=prelude),
+                              record, seed=s.seed + 1000 * index, examples=[e.name for e in examples])
+        else:
+            feedback = self.state["rounds"][index - 1].get("feedback") or None if index else None
+            best_source = Path(best["program"]).read_text()
+            reply = self._ask(lambda k, prelude: reflection_messages(
+                self.task, best_source, format_analysis(best), instruction=s.instruction,
+                human_feedback=feedback, k=s.samples, prelude=prelude), record, seed=s.seed + 1000 * index)
+        rnd["prompt"] = record.get("prompt")
+        try:
+            programs = extract_programs(reply.text)
+        except NoCodeFound as exc:
+            programs = []
+            rnd["note"] = f"the reply held no program: {exc.reason}" + (
+                f" ({record['truncated']})" if record.get("truncated") else "")
+            self.log(f"  {rnd['note']}")
+        if record.get("truncated") and programs:
+            rnd["note"] = record["truncated"] + "; the last program may be incomplete"
+        for i, program in enumerate(programs[: self._samples_left(s.samples, rnd)]):
+            rnd["candidates"].append({"id": f"r{index}c{i}", "status": "pending", "mode": "whole",
+                                      "source": program.source, "todo": program.source})
 
     def _round(self, index: int) -> None:
         s = self.spec
         rounds = self.state["rounds"]
         if len(rounds) <= index:
-            rounds.append({"round": index, "candidates": [], "designed": False})
+            rounds.append({"round": index, "candidates": [], "designed": False, "mode": self._round_mode(index)})
+            self._save()
         rnd = rounds[index]
+        rnd.setdefault("mode", "whole")  # runs from before edit mode
         round_dir = self.run / f"round_{index}"
         if not rnd["designed"]:
-            self.log(f"round {index}: asking {self.client.model} for {s.samples} programs")
-            start = time.perf_counter()
-            reply = self.client.complete(self._messages(index), seed=s.seed + 1000 * index)
-            self._time("llm", time.perf_counter() - start)
-            try:
-                programs = extract_programs(reply.text)
-            except NoCodeFound as exc:
-                programs = []
-                rnd["note"] = f"the reply held no program: {exc.reason}"
-                self.log(f"  {rnd['note']}")
-            limit = s.max_candidates - len(self._candidates()) if s.max_candidates else None
-            for i, program in enumerate(programs[: s.samples if limit is None else max(0, min(limit, s.samples))]):
-                cand = {"id": f"r{index}c{i}", "status": "pending", "source": program.source}
-                rnd["candidates"].append(cand)
+            if rnd["mode"] == "edit":
+                self._design_edits(rnd, index, round_dir)
+            else:
+                self._design_programs(rnd, index)
             rnd["designed"] = True
             self._save()
         for cand in rnd["candidates"]:
             if cand["status"] == "pending":
-                self._criticise(cand, cand["source"], round_dir)
+                if "todo" not in cand:  # a run from before repairs were resumable: validate it again
+                    cand.update(attempts=[], todo=cand["source"])
+                self._criticise(cand, round_dir)
         valid = [c for c in rnd["candidates"] if c["status"] == "valid"]
         if valid:
             self._train(valid, round_dir)
@@ -329,6 +577,8 @@ class Synthesizer:
             rnd["best"] = best_here["id"]
             if self.state["best"] is None or _score(best_here) > _score(self.state["best"]):
                 self.state["best"] = best_here
+        if not rnd["candidates"] and not rnd.get("note"):
+            rnd["note"] = "no candidate: the --max-candidates budget was used up"
         self._save()
         self.write_report()
         if index < s.rounds - 1 and "feedback" not in rnd:
@@ -367,14 +617,35 @@ class Synthesizer:
 
     # -- driver ----------------------------------------------------------------------------
     def run_loop(self) -> dict[str, Any] | None:
-        """Run (or finish) every round; returns the best candidate (None if none trained)."""
+        """Run (or finish) every round; returns the best candidate (None if none trained).
+
+        Any stop (a budget, Ctrl-C, the server unreachable, a prompt that cannot fit, a
+        crash) is recorded in ``state.json`` (``stop``: kind, reason, resume command) and
+        in ``report.md`` before the exception propagates.
+        """
         start = time.perf_counter()
-        for index in range(self.spec.rounds):
-            if self.spec.max_candidates and len(self._candidates()) >= self.spec.max_candidates and \
-                    index >= len(self.state["rounds"]):
-                self.log(f"stopping: reached --max-candidates {self.spec.max_candidates}")
-                break
-            self._round(index)
+        self.state["stop"] = None
+        self.state["done"] = False
+        try:
+            if self.client.context_size is None:
+                self.client.context_window()  # what the server says, if it says
+            if self.client.context_size is not None:
+                self.state["context"] = {"size": self.client.context_size, "source": self.client.context_source}
+            for index in range(self.spec.rounds):
+                if self.spec.max_candidates and len(self._candidates()) >= self.spec.max_candidates and \
+                        index >= len(self.state["rounds"]):
+                    self.log(f"stopping: reached --max-candidates {self.spec.max_candidates}")
+                    break
+                self._round(index)
+        except BaseException as exc:
+            self._time("total", time.perf_counter() - start)
+            self.state["stop"] = describe_stop(exc, self.run)
+            self._save()
+            try:
+                self.write_report()
+            except Exception as report_error:  # noqa: BLE001 - never mask the reason for the stop
+                self.log(f"could not write report.md: {type(report_error).__name__}: {report_error}")
+            raise
         self.state["done"] = True
         self._time("total", time.perf_counter() - start)
         self._save()
@@ -403,7 +674,9 @@ class Synthesizer:
         return out
 
     def round_table(self, index: int | None = None) -> str:
-        lines = ["| round | candidate | status | success | env return | note |", "|---|---|---|---|---|---|"]
+        """Markdown table of the candidates (of round ``index``, or all)."""
+        lines = ["| round | mode | candidate | status | success | env return | note |",
+                 "|---|---|---|---|---|---|---|"]
         for rnd in self.state["rounds"]:
             if index is not None and rnd["round"] != index:
                 continue
@@ -411,28 +684,61 @@ class Synthesizer:
                 ev = c.get("eval")
                 success = f"{ev['success_rate']:.2f}" if ev else ""
                 env_ret = f"{ev['env_return']['mean']:.4g}" if ev else ""
-                note = (c.get("reason") or "").splitlines()[0][:100] if c["status"] != "trained" else \
-                    f"{len(c.get('attempts', [])) - 1} repair(s)"
-                lines.append(f"| {rnd['round']} | {c['id']} | {c['status']} | {success} | {env_ret} | {note} |")
+                lines.append(f"| {rnd['round']} | {rnd.get('mode', 'whole')} | {c['id']} | {c['status']} | "
+                             f"{success} | {env_ret} | {_md_cell(_candidate_note(c))} |")
         return "\n".join(lines)
 
     def write_report(self) -> None:
+        """``report.md`` (and ``report.png``): status and how to resume, rounds with the reason
+        each candidate failed or what became of it, prompt fitting, the best program, cost."""
         s = self.spec
         best = self.state["best"]
         t = self.timings
+        stop = self.state.get("stop")
+        if self.state.get("done"):
+            status = "complete."
+        elif stop:
+            status = f"**stopped** ({stop['kind']}): {stop['reason']}\n\nResume with: `{stop['resume']}`"
+        else:
+            status = f"in progress (resume with `{resume_command(self.run)}` if this process is gone)."
         parts = [f"# Reward synthesis: {self.task.id}", "",
                  f"Instruction: {s.instruction or self.task.instruction}", "",
                  f"Model `{self.client.model}` at {self.client.base_url}; {s.rounds} round(s) x {s.samples} "
-                 f"sample(s); {s.steps} training steps per candidate ({s.algo}).", "",
-                 "## Candidates", "", self.round_table(), ""]
+                 f"sample(s); {s.steps} training steps per candidate ({s.algo}); mode {s.mode}.", "",
+                 f"Status: {status}", ""]
+        resumes = self.state.get("resumes") or []
+        if resumes:
+            parts += ["Settings changed on resume:", ""]
+            parts += [f"- {r['time']}: " + ", ".join(f"{k} {v['old']!r} -> {v['new']!r}"
+                                                       for k, v in r["changed"].items()) for r in resumes]
+            parts.append("")
+        parts += ["## Rounds", ""]
+        for rnd in self.state["rounds"]:
+            head = f"- round {rnd['round']} ({rnd.get('mode', 'whole')}"
+            head += f", edits of `{rnd['base']}`)" if rnd.get("base") else ")"
+            valid = sum(c["status"] in VALID_STATUSES for c in rnd["candidates"])
+            head += f": {len(rnd['candidates'])} candidate(s), {valid} valid"
+            if rnd.get("note"):
+                head += f"; {rnd['note']}"
+            prompt = rnd.get("prompt") or {}
+            if prompt.get("cuts"):
+                head += (f"; prompt fitted to a {prompt.get('context')}-token context (about {prompt['tokens']} "
+                         f"tokens): cut {', '.join(prompt['cuts'])}")
+            parts.append(head)
+        context = self.state.get("context") or {}
+        if context:
+            parts += ["", f"Context window: {context['size']} tokens ({context.get('source', '?')})."]
+        parts += ["", "## Candidates", "", self.round_table(), ""]
         if best is not None:
             parts += ["## Best program", "", f"`{best['id']}` (success rate {best['eval']['success_rate']:.2f}), "
                       "written to `best_reward.py`:", "", "```python", Path(best["program"]).read_text().rstrip(),
                       "```", "", "### Training summary", "", "```", format_analysis(best), "```", ""]
         usage = self.client.summary()
-        parts += ["## Cost", "", f"LLM: {usage.get('requests', 0)} request(s), {usage.get('cache_hits', 0)} cache "
-                  f"hit(s), {usage.get('total_tokens', 0)} tokens.",
-                  "Wall time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(t.items())), ""]
+        parts += ["## Cost", "", f"LLM (whole run, every process): {usage.get('requests', 0)} request(s), "
+                  f"{usage.get('cache_hits', 0)} cache hit(s), {usage.get('total_tokens', 0)} tokens "
+                  f"({usage.get('prompt_tokens', 0)} prompt, {usage.get('completion_tokens', 0)} completion).",
+                  f"Wall time (every process): {self.state.get('wall_s', 0.0):.1f} s; in the loop: "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(t.items())), ""]
         atomic_write_text(self.run / "report.md", "\n".join(parts))
         self._plot()
 
@@ -472,6 +778,70 @@ class Synthesizer:
         fig.savefig(tmp, dpi=100)
         plt.close(fig)
         os.replace(tmp, self.run / "report.png")
+
+
+VALID_STATUSES = ("valid", "trained", "failed")
+"""Candidate statuses of a program that passed the critic (``failed``: its training failed)."""
+CONTEXT_MARGIN = 32
+"""Tokens kept free in the context window besides the prompt estimate and the reply cap."""
+MIN_REPLY_TOKENS = 512
+"""Smallest reply cap a prompt may leave (a short program needs about 300-500 tokens)."""
+
+
+def _candidate_note(c: dict[str, Any]) -> str:
+    """One line for the report: why a candidate failed, what it is waiting for, or its repairs."""
+    attempts = c.get("attempts") or []
+    if c["status"] == "pending":
+        if c.get("todo") is not None:
+            return "pending: a received program waits for the critic"
+        last = attempts[-1]["reason"].splitlines()[0] if attempts and attempts[-1].get("reason") else ""
+        return "pending: waiting for a repair reply" + (f" (last failure: {last})" if last else "")
+    repairs = f"{max(0, len(attempts) - 1)} repair(s)"
+    edit = f"; edit: {c['edit_summary']}" if c.get("edit_summary") else ""
+    if c["status"] in ("trained", "valid"):
+        return repairs + edit
+    reason = (c.get("reason") or "").strip()
+    first = reason.splitlines()[0] if reason else "(no reason recorded)"
+    return f"{c.get('stage', '')}: {first}"[:160] + f" ({repairs})"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def resume_command(run: Path, option: str = "", value: Any = None) -> str:
+    """The command that continues ``run`` (with ``option value`` when a cap must be raised)."""
+    extra = f" {option} {value}" if option else ""
+    return f"rewardgym synthesize --resume {shlex.quote(str(run))}{extra}"
+
+
+def describe_stop(exc: BaseException, run: Path) -> dict[str, Any]:
+    """``{"kind", "reason", "resume", "time"}`` for the exception that stopped a run."""
+    from rewardgym.llm_rewards.client import BudgetExceeded, LLMError, LLMUnavailableError
+    from rewardgym.llm_rewards.prompts import PromptTooLong
+
+    option, value = "", None
+    if isinstance(exc, KeyboardInterrupt):
+        kind, reason = "interrupted", "interrupted (Ctrl-C)"
+    elif isinstance(exc, BudgetExceeded):
+        kind, reason = "budget", str(exc)
+        if exc.option and exc.limit:
+            option, value = exc.option, _raised(exc.limit)
+    elif isinstance(exc, LLMUnavailableError):
+        kind, reason = "server", f"the LLM server is unavailable: {exc}"
+    elif isinstance(exc, PromptTooLong):
+        kind, reason = "context", str(exc)
+    elif isinstance(exc, LLMError):
+        kind, reason = "llm", str(exc)
+    else:
+        kind, reason = "crash", f"{type(exc).__name__}: {exc}"
+    return {"kind": kind, "reason": reason, "resume": resume_command(run, option, value),
+            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _raised(limit: float) -> str:
+    value = 2 * limit
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _run_jobs(jobs: list[tuple], workers: int, executor: str) -> list[Any]:
@@ -527,7 +897,7 @@ def new_run_dir(spec: SynthesisSpec, root: str | Path = "runs", name: str | None
     name = name or slug(f"synth-{get_task(spec.task).short_name}-{time.strftime('%Y%m%d-%H%M%S')}")
     path = root / name
     path.mkdir(parents=True, exist_ok=False)
-    atomic_write_text(path / "config.json", json.dumps({"format": SYNTH_FORMAT, **asdict(spec)}, indent=2) + "\n")
+    save_spec(path, spec)
     return path
 
 
@@ -538,4 +908,13 @@ def load_spec(run_dir: str | Path) -> SynthesisSpec:
     data = json.loads(path.read_text())
     if data.pop("format", None) != SYNTH_FORMAT:
         raise ValueError(f"{path}: synthesis run format not supported by this rewardgym")
+    unknown = sorted(set(data) - set(SynthesisSpec.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)} (written by a newer rewardgym?)")
     return SynthesisSpec(**data)
+
+
+def save_spec(run_dir: str | Path, spec: SynthesisSpec) -> None:
+    """Rewrite ``config.json`` (settings changed on resume stay changed for later resumes)."""
+    atomic_write_text(Path(run_dir) / "config.json",
+                      json.dumps({"format": SYNTH_FORMAT, **asdict(spec)}, indent=2) + "\n")

@@ -47,7 +47,7 @@ class PerceptualReward(RewardSource):
         """Φ(s) = progress of the state's frame, ``(B,)``."""
         frames = raw_batch(state).get("frame")
         if frames is None:
-            raise ValueError("the perceptual reward needs camera frames in state.raw['frame']: make the env with "
+            raise ValueError("the perceptual reward needs camera frames in the raw batch: make the env with "
                              "gym.make/make_vec (they render frames for sources that require them)")
         return self.model.progress(np.asarray(frames))
 
@@ -57,3 +57,27 @@ class PerceptualReward(RewardSource):
 
     def __repr__(self) -> str:
         return f"PerceptualReward({self.path or self.model.task}, K={self.model.num_steps})"
+
+
+def resolve_perceptual(spec: str, task: "TaskSpec", *, trusted: bool = False,
+                       options: dict[str, Any] | None = None) -> PerceptualReward | None:
+    """``reward="model.pt"``: a perceptual model file (registered reward kind ``"perceptual"``)."""
+    from rewardgym.perceptual.model import is_perceptual_model
+
+    if not spec.endswith(".pt"):
+        return None
+    if not Path(spec).is_file():
+        raise FileNotFoundError(f"perceptual reward model not found: {spec}")
+    if not is_perceptual_model(spec):
+        raise ValueError(f"{spec}: not a rewardgym perceptual reward model (fit one with `rewardgym demos fit`)")
+    return PerceptualReward(spec, task, trusted)
+
+
+def resolve_perceptual_potential(spec: str, task: "TaskSpec", *, trusted: bool = False,
+                                 options: dict[str, Any] | None = None) -> Any:
+    """``shaping="model.pt"``: Φ = the model's progress (registered potential kind ``"perceptual"``)."""
+    from rewardgym.perceptual.model import is_perceptual_model
+
+    if spec.endswith(".pt") and is_perceptual_model(spec):
+        return PerceptualReward(spec, task, trusted).potential
+    return None

@@ -88,9 +88,7 @@ def _warnings(terms: list[TermStats]) -> list[str]:
 def _rollout(program_path: str, task_id: str, steps: int, num_envs: int, seed: int,
              trusted: bool, limits: dict[str, Any]) -> dict[str, Any]:
     """Child-process body: random-action rollouts with the program injected."""
-    import gymnasium as gym
-
-    import rewardgym  # noqa: F401  (registers ids in the child)
+    import gymnasium as gym  # the ids are registered: importing any rewardgym module ran rewardgym/__init__
 
     from rewardgym.rewards.program import RewardProgramError
 
@@ -117,6 +115,8 @@ def _rollout_loop(env, steps: int, seed: int) -> dict[str, Any]:
         _, reward, _, _, info = env.step(env.action_space.sample())
         rewards.append(np.asarray(reward, dtype=np.float64))
         for name, value in info["reward_terms"].items():
+            if name.startswith("_"):  # Gymnasium's masks
+                continue
             terms.setdefault(name, []).append(np.asarray(value, dtype=np.float64))
         if "episode_stats" in info:
             mask = info["_episode_stats"]

@@ -47,6 +47,8 @@ import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable
 
+from rewardgym.rewards.worker import address_space_bytes, caused_by
+
 
 class LimitExceeded(RuntimeError):
     """The child ran past a limit. ``what`` names the work, ``limit`` is seconds or MiB."""
@@ -92,21 +94,10 @@ def default_start_method() -> str:
     return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
-def _address_space_bytes() -> int | None:
-    """This process's current virtual size (VmSize) in bytes, or None if unknown."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 def _child_main(conn: Connection, fn: Callable[..., Any], args: tuple, kwargs: dict,
                 memory_mb: int | None) -> None:
     """Child entry: own process group, limits, run ``fn``, send ``(status, payload)``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle: it stops this child
     try:
         os.setsid()
     except OSError:
@@ -116,7 +107,7 @@ def _child_main(conn: Connection, fn: Callable[..., Any], args: tuple, kwargs: d
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash must not write a core file
         if memory_mb is not None and sys.platform.startswith("linux"):
-            base = _address_space_bytes() or 0
+            base = address_space_bytes() or 0
             limit = base + int(memory_mb) * 2**20
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
             if hard != resource.RLIM_INFINITY:
@@ -130,23 +121,12 @@ def _child_main(conn: Connection, fn: Callable[..., Any], args: tuple, kwargs: d
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
-        if memory_mb is not None and _caused_by_memory_error(exc):  # also when wrapped (raise ... from)
+        if memory_mb is not None and caused_by(exc, MemoryError):  # also when wrapped (raise ... from)
             _send(conn, ("memory", f"{type(exc).__name__}: {exc}"))
         else:
             _send(conn, ("error", (type(exc).__name__, str(exc), traceback.format_exc())))
         return
     _send(conn, ("ok", result))
-
-
-def _caused_by_memory_error(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, MemoryError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _send(conn: Connection, message: tuple[str, Any]) -> None:

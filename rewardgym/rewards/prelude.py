@@ -1056,19 +1056,22 @@ Shapes  batch-first: state fields are (B,) or (B, k); reductions act on the last
 Helpers:"""
 
 
-def describe_prelude() -> str:
+def describe_prelude(brief: bool = False) -> str:
     """Documentation of the prelude shown to reward writers (and LLMs).
 
     Generated from :data:`NUMPY_SUBSET` and each helper's signature and first docstring
-    paragraph, so it cannot drift from the code.
+    paragraph, so it cannot drift from the code. ``brief``: signatures only (about a third
+    of the length; what a prompt keeps when it must fit a small context window).
     """
     subset = ", ".join(NUMPY_SUBSET)
     lines = [_HEADER.format(subset="\n        ".join(textwrap.wrap(subset, 80)))]
     for name, fn in HELPERS.items():
         sig = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}"
                         for p in inspect.signature(fn).parameters.values())
-        first = inspect.getdoc(fn).split("\n\n")[0].replace("\n", " ").replace("``", "`")
         lines.append(f"  {name}({sig})")
+        if brief:
+            continue
+        first = inspect.getdoc(fn).split("\n\n")[0].replace("\n", " ").replace("``", "`")
         lines.append(textwrap.fill(first, 94, initial_indent=" " * 6, subsequent_indent=" " * 6,
                                    break_on_hyphens=False))
     return "\n".join(lines)

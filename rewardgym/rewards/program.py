@@ -169,8 +169,7 @@ class RewardProgram(RewardSource):
         outputs = batch * 65
         spec = view_spec(state)
         worker = self._worker
-        if worker is None or not worker.alive or worker is not None and (
-                not worker.fits(nbytes, outputs) or self._worker_spec is not spec):
+        if worker is None or not worker.alive or not worker.fits(nbytes, outputs) or self._worker_spec is not spec:
             self.close()
             warm_up()  # the prelude's kernels compile here, once: the worker cannot write numba's cache
             executor = self._executor
@@ -332,8 +331,9 @@ class _Executor:
         checked: Terms = {}
         # Terms first: a NaN in a term then names that term, not the total it spoiled.
         for key, value in terms.items():
-            if not isinstance(key, str):
-                raise RewardProgramError(f"{self.filename}:{line}: term names must be strings, got {key!r}",
+            if not isinstance(key, str) or not key or key.startswith("_") or len(key) > 100:
+                raise RewardProgramError(f"{self.filename}:{line}: term names must be strings of 1-100 characters not "
+                                         f"starting with '_' (Gymnasium's info masks use those), got {key!r}",
                                          self.filename, line)
             checked[key] = self.check_array(value, key, batch, "compute_reward")
         return self.check_array(reward, "reward", batch, "compute_reward"), checked

@@ -13,24 +13,20 @@ MDP unchanged, for any potential Φ, provided that
 Φ comes from a reward program's ``compute_potential(state)`` (``shaping="expert"`` for
 the task's expert program, or a program path), a perceptual model's progress
 (``shaping="model.pt"``, :mod:`rewardgym.perceptual`), the value function of a trained
-PPO run (``shaping="runs/NAME"``, :class:`ValuePotential`), or any callable
-``StateView -> (B,)``.
+PPO run (``shaping="runs/NAME"``, :mod:`rewardgym.agents.potential`), or any callable
+``StateView -> (B,)``: :func:`rewardgym.rewards.resolve.resolve_potential`.
 ``tests/test_shaping.py`` checks the invariance on tabular MDPs with value iteration,
 and shows that ignoring termination or using another γ changes the optimal policy.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from rewardgym.envs.view import StateView, raw_batch
+from rewardgym.envs.view import StateView
 from rewardgym.rewards.source import RewardSource, Terms
-
-if TYPE_CHECKING:
-    from rewardgym.envs.task import TaskSpec
 
 
 def shaping_term(phi: Any, phi_next: Any, gamma: float, terminated: Any) -> Any:
@@ -77,108 +73,6 @@ class PotentialShaping(RewardSource):
         close = getattr(owner, "close", None)
         if callable(close):
             close()
-
-
-def resolve_potential(spec: Any, task: "TaskSpec", trusted: bool = False,
-                      limits: Any = None) -> Callable[[StateView], Any]:
-    """Φ for ``shaping=``: ``"expert"``, a program path with ``compute_potential``, a program, or a callable.
-
-    ``trusted`` and ``limits`` (:class:`~rewardgym.rewards.worker.ProgramLimits`) apply to program files."""
-    from rewardgym.rewards.program import RewardProgram
-
-    if isinstance(spec, RewardProgram):
-        program = spec
-    elif callable(spec):
-        return spec
-    elif isinstance(spec, (str, Path)) and str(spec).endswith(".pt") and _is_perceptual_model(spec):
-        from rewardgym.perceptual.reward import PerceptualReward
-
-        return PerceptualReward(spec, task, trusted).potential
-    elif isinstance(spec, (str, Path)) and (Path(spec).is_dir() or str(spec).endswith(".pt")):
-        return ValuePotential(spec, task)
-    elif spec == "expert":
-        if task.expert_path is None:
-            raise ValueError(f"task {task.id} has no expert program to take a potential from")
-        program = RewardProgram.from_file(task.expert_path, view=task.view, name="expert", limits=limits)
-    elif isinstance(spec, str) and spec.endswith(".py"):
-        program = RewardProgram.from_file(spec, view=task.view, trusted=trusted, limits=limits)
-    else:
-        raise ValueError(f"shaping= takes 'expert', a reward program path (.py) defining compute_potential(state), "
-                         f"a perceptual model (.pt), a trained run directory (its value function), a RewardProgram "
-                         f"or a callable; got {spec!r}")
-    if not program.has_potential:
-        raise ValueError(f"{program.filename} defines no compute_potential(state), so it cannot be used for shaping")
-    return program.compute_potential
-
-
-def _is_perceptual_model(path: Any) -> bool:
-    from rewardgym.perceptual.model import is_perceptual_model  # torch-heavy: imported on use
-
-    return is_perceptual_model(path)
-
-
-class ValuePotential:
-    """Φ(s) = V(s): the value function of a trained rewardgym PPO run, on the agent's observation.
-
-    Ng et al. (1999) show that Φ = V* makes shaping most helpful; a trained agent's value
-    estimate approximates it. The env must report observations (``requires``), which
-    ``gym.make``/``make_vec`` arrange. Observations are normalised with the run's frozen
-    statistics; Φ is in the units of the run's (possibly normalised) return.
-
-    Args:
-        run: a ``rewardgym train`` run directory (algo ``ppo``) or one of its checkpoints.
-        task: the task the env runs; must be the run's task.
-    """
-
-    def __init__(self, run: Any, task: "TaskSpec"):
-        import gymnasium as gym
-        import torch
-
-        from rewardgym.agents.evaluate import RunPolicy
-        from rewardgym.agents.runs import RunDir
-
-        path = Path(run)
-        run_dir = RunDir.open(path.parent.parent if path.is_file() else path)
-        config = run_dir.config()
-        if config.get("algo") != "ppo":
-            raise ValueError(f"{run_dir.path}: a value potential needs a rewardgym PPO run, not algo {config.get('algo')!r}")
-        if config["task"] != task.id:
-            raise ValueError(f"{run_dir.path}: the run trained {config['task']}, not {task.id}; its value "
-                             f"function is no potential for this task")
-        env = gym.make_vec(task.id, num_envs=1)
-        try:
-            self._agent = RunPolicy(run_dir, env).agent
-        finally:
-            env.close()
-        if getattr(self._agent, "_dict_obs", False):
-            raise ValueError(f"{run_dir.path}: value potentials support Box observations only")
-        self._torch = torch
-        self.run = str(run_dir.path)
-
-    def requires(self) -> dict[str, Any]:
-        return {"obs": True}
-
-    def __call__(self, state: StateView) -> np.ndarray:
-        obs = raw_batch(state).get("obs")
-        if obs is None:
-            raise ValueError("a value potential needs the observation in state.raw['obs']: make the env with "
-                             "gym.make/make_vec (they add it for sources that require it)")
-        with self._torch.no_grad():
-            x = self._agent._obs_to_tensor(np.asarray(obs, dtype=np.float32), update_stats=False)
-            return self._agent.policy.value(x).reshape(-1).cpu().numpy().astype(np.float64)
-
-
-def with_shaping(source: RewardSource, shaping: Any, gamma: float | None, task: "TaskSpec",
-                 trusted: bool = False, limits: Any = None) -> RewardSource:
-    """``source + PotentialShaping(Φ, γ)``; ``gamma`` is required (it must be the agent's)."""
-    if shaping is None:
-        if gamma is not None:
-            raise ValueError("gamma= is only used with shaping=; pass both or neither")
-        return source
-    if gamma is None:
-        raise ValueError("shaping= needs gamma=: the discount of the agent that trains on this env "
-                         "(rewardgym train passes it for you)")
-    return source + PotentialShaping(resolve_potential(shaping, task, trusted, limits), gamma)
 
 
 def shaping_gammas(source: RewardSource) -> list[float]:

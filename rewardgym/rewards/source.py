@@ -3,36 +3,28 @@
 A :class:`RewardSource` turns a batch of states (and the actions taken) into a reward
 ``(B,)`` and named terms ``{name: (B,)}``. Sources compose: ``0.1 * a + b`` is a
 :class:`WeightedSum`, itself a source. What ``reward=`` accepts is resolved by
-:func:`resolve_reward`:
-
-=====================  ==========================================================
-``"env"``              the base environment's own reward
-``"sparse"``           1.0 on steps where the task's success test holds, else 0.0
-``"expert"``           the task's expert program from the reward library
-``"path/to/r.py"``     a reward program (validated as untrusted unless ``trusted=True``)
-``"path/to/m.pt"``     a perceptual reward model (``rewardgym demos fit``; reads camera frames)
-``"sparse + 0.1*r.py"``  a weighted sum of any of the above (``+``, ``-``, ``w*``)
-a RewardSource         used as is (e.g. ``RewardProgram``, ``WeightedSum``)
-``[(w, src), ...]``    a weighted sum
-=====================  ==========================================================
+:func:`rewardgym.rewards.resolve.resolve_reward`.
 
 Terms of a composition are the weighted contributions of its parts, named
 ``<source>/<term>``, so they add up to the reward whenever each part's terms do.
+
+The batch contract: a source always receives all ``B`` rows of a vector env, row ``i``
+being env ``i``. On the autoreset step of Gymnasium's next-step mode a row is *inactive*
+(:func:`rewardgym.envs.view.active_rows`): its state and previous state are both the reset
+state, the wrapper discards what the source returns for it, and a stateful source must
+not count it (ONI's per-episode counts, running statistics). :meth:`RewardSource.on_episode_start`
+names the rows whose episode starts.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from rewardgym.envs.view import StateView
-
-if TYPE_CHECKING:
-    from rewardgym.envs.task import TaskSpec
 
 Terms = dict[str, Any]
 
@@ -41,10 +33,13 @@ class RewardSource:
     """Base class: ``compute(state, action) -> (reward (B,), terms)``.
 
     Subclasses set ``name`` (used to prefix terms in compositions) and implement
-    :meth:`compute`. Stateful sources (running statistics, learned models) may override
-    :meth:`on_episode_start`, called with the batch indices of environments that reset.
+    :meth:`compute` over all ``B`` rows (see the module docstring for inactive rows).
+    Stateful sources (running statistics, learned models) may override
+    :meth:`on_episode_start`, called with the batch indices of environments that reset, keep
+    their per-env state by row, and report numbers for the training log in :meth:`stats`.
     Sources that read more than the state view (camera frames, the agent's observation)
-    say so in :meth:`requires`; the env builders then add those readings to ``state.raw``.
+    say so in :meth:`requires`; the env builders then add those readings to the raw batch
+    (:func:`rewardgym.envs.view.raw_batch`).
     """
 
     name: str = "source"
@@ -65,6 +60,10 @@ class RewardSource:
     def close(self) -> None:
         """Release what the source holds (worker processes, threads); called by ``env.close()``."""
 
+    def stats(self) -> dict[str, Any]:
+        """Numbers for the training log (``metrics.jsonl``), e.g. ``{"oni/labels": 120}`` (default none)."""
+        return {}
+
     def __add__(self, other: "RewardSource") -> "WeightedSum":
         return WeightedSum.of(self) + other
 
@@ -77,7 +76,7 @@ class RewardSource:
         return WeightedSum.of(self) + (-1.0) * other
 
     def __mul__(self, weight: float) -> "WeightedSum":
-        return WeightedSum([(float(weight), self)])
+        return WeightedSum([(finite_weight(weight, f"{weight}*{self.name}"), self)])
 
     __rmul__ = __mul__
 
@@ -119,7 +118,7 @@ class WeightedSum(RewardSource):
     def __init__(self, parts: Sequence[tuple[float, RewardSource]]):
         if not parts:
             raise ValueError("a weighted sum needs at least one reward source")
-        self.parts = [(_finite_weight(w, f"{w}*{s.name}"), s) for w, s in parts]
+        self.parts = [(finite_weight(w, f"{w}*{s.name}"), s) for w, s in parts]
         names = [s.name for _, s in self.parts]
         # Disambiguate repeated names so terms never overwrite each other.
         self._prefixes = [n if names.count(n) == 1 else f"{n}{i}" for i, n in enumerate(names)]
@@ -133,7 +132,7 @@ class WeightedSum(RewardSource):
         return WeightedSum(self.parts + list(other_parts))
 
     def __mul__(self, weight: float) -> "WeightedSum":
-        return WeightedSum([(w * _finite_weight(weight, repr(self)), s) for w, s in self.parts])
+        return WeightedSum([(w * finite_weight(weight, repr(self)), s) for w, s in self.parts])
 
     __rmul__ = __mul__
 
@@ -161,6 +160,12 @@ class WeightedSum(RewardSource):
         for _, source in self.parts:
             source.close()
 
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for _, source in self.parts:
+            out.update(source.stats())
+        return out
+
     def requires(self) -> dict[str, Any]:
         return merge_requirements(part.requires() for _, part in self.parts)
 
@@ -180,20 +185,10 @@ def merge_requirements(requirements: Any) -> dict[str, Any]:
     return merged
 
 
-# Named sources beyond env/sparse/expert (e.g. learned intrinsic rewards) register here:
-# factory(task, **options) -> RewardSource.
-SOURCE_FACTORIES: dict[str, Callable[..., RewardSource]] = {}
-
-
-def register_source(name: str, factory: Callable[..., RewardSource]) -> None:
-    """Make ``name`` usable in ``reward=`` strings (``"sparse + 0.1*name"``)."""
-    SOURCE_FACTORIES[name] = factory
-
-
 _TERM = re.compile(r"^\s*(?:(?P<weight>[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*\*\s*)?(?P<name>\S+?)\s*$")
 
 
-def _finite_weight(weight: Any, spec: Any) -> float:
+def finite_weight(weight: Any, spec: Any) -> float:
     """``weight`` as a finite float, or a ValueError naming it and the reward it is part of."""
     try:
         value = float(weight)
@@ -205,7 +200,7 @@ def _finite_weight(weight: Any, spec: Any) -> float:
     return value
 
 
-def _split_sum(spec: str) -> list[tuple[float, str]]:
+def split_sum(spec: str) -> list[tuple[float, str]]:
     """``"sparse + 0.1*r.py - 2*env"`` -> ``[(1, "sparse"), (0.1, "r.py"), (-2, "env")]``."""
     parts: list[tuple[float, str]] = []
     # Split on + or - that separate terms (surrounded by spaces or followed by a weight).
@@ -221,68 +216,7 @@ def _split_sum(spec: str) -> list[tuple[float, str]]:
         match = _TERM.match(token)
         if match is None:
             raise ValueError(f"cannot parse reward term {token!r} in {spec!r}")
-        weight = _finite_weight(match.group("weight"), spec) if match.group("weight") else 1.0
+        weight = finite_weight(match.group("weight"), spec) if match.group("weight") else 1.0
         parts.append((sign * weight, match.group("name")))
         sign = 1.0
     return parts
-
-
-def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False, limits: Any = None) -> RewardSource:
-    """Turn a ``reward=`` argument into a :class:`RewardSource` for ``task``.
-
-    Args:
-        spec: see the module docstring for the accepted forms.
-        task: the task (its view validates programs; its expert program is ``"expert"``).
-        trusted: run program files as trusted code (skip sandbox validation, run in-process).
-        limits: time and memory limits of untrusted programs' workers
-            (:class:`~rewardgym.rewards.worker.ProgramLimits` or a dict; default limits).
-
-    Raises:
-        ValueError: the spec names nothing known; the message lists the accepted forms.
-        FileNotFoundError: a program path that does not exist.
-        rewardgym.rewards.sandbox.ProgramRejected: a program broke a sandbox rule.
-    """
-    from rewardgym.rewards.program import RewardProgram
-
-    if isinstance(spec, RewardSource):
-        return spec
-    if isinstance(spec, (list, tuple)):
-        return WeightedSum([(_finite_weight(w, spec), resolve_reward(s, task, trusted, limits)) for w, s in spec])
-    if isinstance(spec, Path) and spec.suffix == ".pt":
-        return _perceptual(spec, task, trusted)
-    if isinstance(spec, Path):
-        return RewardProgram.from_file(spec, view=task.view, trusted=trusted, limits=limits)
-    if not isinstance(spec, str):
-        raise TypeError(f"reward= takes a string, a path, a RewardSource or [(weight, source)]; "
-                        f"got {type(spec).__name__}")
-    text = spec.strip()
-    if text == "env":
-        return EnvReward()
-    if text == "sparse":
-        return SparseReward()
-    if text == "expert":
-        if task.expert_path is None or not task.expert_path.is_file():
-            raise ValueError(f"task {task.id} has no expert reward program")
-        # Shipped programs are validated like any other: they prove the sandbox admits real rewards.
-        return RewardProgram.from_file(task.expert_path, view=task.view, name="expert", limits=limits)
-    if text == "oni" and text not in SOURCE_FACTORIES:
-        import rewardgym.intrinsic  # noqa: F401 - registers "oni" (imported on use: it is not small)
-    if text in SOURCE_FACTORIES:
-        return SOURCE_FACTORIES[text](task)
-    if text.endswith(".py") and " " not in text and "*" not in text:
-        return RewardProgram.from_file(text, view=task.view, trusted=trusted, limits=limits)
-    if text.endswith(".pt") and " " not in text and "*" not in text:
-        return _perceptual(text, task, trusted)
-    parts = _split_sum(text)
-    if len(parts) > 1 or (parts and parts[0][0] != 1.0):
-        return WeightedSum([(w, resolve_reward(name, task, trusted, limits)) for w, name in parts])
-    known = ["env", "sparse", "expert", *sorted(set(SOURCE_FACTORIES) | {"oni"})]
-    raise ValueError(f"unknown reward {spec!r}: use one of {', '.join(map(repr, known))}, a path to a "
-                     f"reward program (.py) or a perceptual model (.pt, from `rewardgym demos fit`), or a "
-                     f"weighted sum such as 'sparse + 0.1*my_reward.py'")
-
-
-def _perceptual(path: str | Path, task: "TaskSpec", trusted: bool = False) -> RewardSource:
-    from rewardgym.perceptual.reward import PerceptualReward  # torch-heavy: imported on use
-
-    return PerceptualReward(path, task, trusted)

@@ -173,7 +173,8 @@ def _name_and_tie_to_parent() -> None:
         pass
 
 
-def _address_space_bytes() -> int | None:
+def address_space_bytes() -> int | None:
+    """This process's current virtual size (VmSize) in bytes, or None if unknown."""
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
@@ -235,7 +236,7 @@ def _worker_main(make_runner: Callable[[], Runner], filename: str, ctrl_fd: int,
     import resource
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    base = _address_space_bytes() or 0
+    base = address_space_bytes() or 0
     limit = base + memory_mb * 2**20
     try:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -299,16 +300,17 @@ def _worker_main(make_runner: Callable[[], Runner], filename: str, ctrl_fd: int,
 
 def _error_reply(exc: BaseException, filename: str) -> bytes:
     if isinstance(exc, RewardProgramError):
-        kind = "memory" if _caused_by(exc, MemoryError) else exc.kind
+        kind = "memory" if caused_by(exc, MemoryError) else exc.kind
         body = {"message": str(exc), "line": exc.line, "term": exc.term, "kind": kind}
     else:
-        kind = "memory" if _caused_by(exc, MemoryError) else "error"
+        kind = "memory" if caused_by(exc, MemoryError) else "error"
         body = {"message": f"{filename}: {type(exc).__name__}: {exc}", "line": None, "term": None, "kind": kind}
     body["message"] = body["message"][:_MAX_MESSAGE]
     return json.dumps({"ok": False, "error": body}).encode()
 
 
-def _caused_by(exc: BaseException, kind: type) -> bool:
+def caused_by(exc: BaseException, kind: type) -> bool:
+    """Whether ``exc`` or an exception it was raised from (``__cause__``/``__context__``) is a ``kind``."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:

@@ -13,8 +13,18 @@ free port) implements
 
 and behaves like a real endpoint where that is cheap to do for real: a request whose
 ``Authorization: Bearer`` key differs from ``api_key`` gets 401, a request for a model
-not in ``models`` gets 404 ``model_not_found``. Token counts in ``usage`` are
-whitespace-separated word counts (deterministic, not a tokenizer).
+not in ``models`` gets 404 ``model_not_found``. Token counts are ``ceil(characters / 4)``
+of each message (deterministic, not a tokenizer; the usual rule of thumb for English).
+Like a real server it also
+
+* stops a reply at the request's ``max_tokens`` (``4 * max_tokens`` characters), with
+  ``finish_reason: "length"``;
+* with ``context_size`` set, refuses a request whose prompt tokens plus ``max_tokens``
+  exceed it, with llama-cpp-python's message (HTTP 400 "Requested tokens (N) exceed
+  context window of M"); ``advertise_context`` also lists it in ``GET /v1/models`` as
+  vLLM does (``max_model_len``);
+* accepts the ``response_format`` types in ``structured`` (default ``json_schema`` and
+  ``json_object``) and refuses others with 400, as servers without that support do.
 
 Scripts
 -------
@@ -31,9 +41,11 @@ test that sends more requests than it scripted fails loudly. Each entry is one o
   optionally, a ``Retry-After: <retry_after>`` header;
 * ``hang``: accept the request and never answer (until ``hang_s`` or server shutdown),
   to exercise client timeouts;
-* ``auth_error``: 401 as for a wrong key.
+* ``auth_error``: 401 as for a wrong key;
+* ``drop``: read the request and close the connection without an answer (a server that
+  died mid-request).
 
-``delay_s`` delays any kind. Transcripts on disk (``rewardgym/testing/transcripts/*.json``)
+``delay_s`` delays any kind; ``finish_reason`` overrides a reply's (e.g. ``"length"``). Transcripts on disk (``rewardgym/testing/transcripts/*.json``)
 are ``{"description": ..., "task": ..., "responses": [{...}, ...]}`` with the fields of
 :class:`ScriptedResponse`; some carry an ``"expect"`` entry (what a critic should find)
 for tests.
@@ -49,6 +61,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -59,7 +72,7 @@ from typing import Any, Iterator, Sequence
 
 TRANSCRIPTS_DIR = Path(__file__).resolve().parent / "transcripts"
 
-KINDS = ("reply", "error", "hang", "auth_error")
+KINDS = ("reply", "error", "hang", "auth_error", "drop")
 
 
 @dataclass
@@ -77,6 +90,8 @@ class ScriptedResponse:
             matches every request.
         repeat: keep the entry after use (e.g. "always 500").
         note: free text for people reading the transcript.
+        finish_reason: a reply's ``finish_reason`` (None: ``"stop"``, or ``"length"`` when
+            cut at ``max_tokens``).
     """
 
     kind: str = "reply"
@@ -88,6 +103,7 @@ class ScriptedResponse:
     match: str | None = None
     repeat: bool = False
     note: str = ""
+    finish_reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -145,8 +161,8 @@ _STATUS_MESSAGES = {
 }
 
 
-def _words(text: Any) -> int:
-    return len(str(text).split())
+def _tokens(text: Any) -> int:
+    return math.ceil(len(str(text)) / 4)
 
 
 class ScriptedOpenAIServer:
@@ -160,6 +176,9 @@ class ScriptedOpenAIServer:
         models: model names served (404 ``model_not_found`` otherwise); the first is
             :attr:`model`.
         hang_s: how long a ``hang`` entry holds the connection at most.
+        context_size: the context window in words (None: unlimited; see the module docstring).
+        advertise_context: list ``context_size`` in ``GET /v1/models`` (``max_model_len``).
+        structured: ``response_format`` types accepted.
 
     Use as a context manager (``with ScriptedOpenAIServer(...) as server``), or call
     :meth:`start` / :meth:`stop`. Thread-safe; :attr:`requests` lists every request received.
@@ -167,10 +186,14 @@ class ScriptedOpenAIServer:
 
     def __init__(self, script: str | Path | Sequence[ScriptedResponse | dict] | None = None, *,
                  api_key: str = "sk-rewardgym-test", models: Sequence[str] = ("rewardgym-test-model",),
-                 hang_s: float = 60.0):
+                 hang_s: float = 60.0, context_size: int | None = None, advertise_context: bool = False,
+                 structured: Sequence[str] = ("json_schema", "json_object")):
         self.api_key = api_key
         self.models = list(models)
         self.hang_s = hang_s
+        self.context_size = context_size
+        self.advertise_context = advertise_context
+        self.structured = tuple(structured)
         self._script: list[ScriptedResponse] = []
         self._used: list[bool] = []
         self.requests: list[ReceivedRequest] = []
@@ -309,8 +332,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             self._send_error(401, code="invalid_api_key")
             return
+        extra = {"max_model_len": self.owner.context_size} if self.owner.advertise_context else {}
         self._send_json(200, {"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "rewardgym-testing"} for m in self.owner.models]})
+            {"id": m, "object": "model", "created": 0, "owned_by": "rewardgym-testing", **extra}
+            for m in self.owner.models]})
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         length = int(self.headers.get("Content-Length") or 0)
@@ -339,6 +364,17 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             self._send_error(400, "the rewardgym test server does not stream (stream=false only)")
             return
+        fmt = body.get("response_format")
+        if isinstance(fmt, dict) and fmt.get("type") not in (*self.owner.structured, "text"):
+            self._send_error(400, f"response_format type {fmt.get('type')!r} is not supported by this server")
+            return
+        prompt_tokens = sum(_tokens(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
+        max_tokens = body.get("max_tokens")
+        ctx = self.owner.context_size
+        if ctx is not None and prompt_tokens + int(max_tokens or 0) > ctx:
+            self._send_error(400, f"Requested tokens ({prompt_tokens + int(max_tokens or 0)}) exceed context "
+                                  f"window of {ctx}")
+            return
         users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
         last_user = str(users[-1].get("content", "")) if users else ""
         entry = self.owner._next(last_user)
@@ -352,6 +388,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner._stop.wait(self.owner.hang_s)
             self.close_connection = True
             return
+        if entry.kind == "drop":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+            return
         if entry.kind == "auth_error":
             self._send_error(401, code="invalid_api_key")
             return
@@ -359,15 +402,17 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Retry-After": f"{entry.retry_after:g}"} if entry.retry_after is not None else None
             self._send_error(entry.status, entry.message, headers=headers)
             return
-        prompt_tokens = sum(_words(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
-        completion_tokens = _words(entry.text)
+        text, finish = entry.text, entry.finish_reason or "stop"
+        if isinstance(max_tokens, int) and _tokens(text) > max_tokens:
+            text, finish = text[:4 * max(0, max_tokens)], "length"
+        completion_tokens = _tokens(text)
         self._send_json(200, {
             "id": f"chatcmpl-rewardgym-{time.monotonic_ns()}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": entry.text}}],
+            "choices": [{"index": 0, "finish_reason": finish,
+                         "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         })

@@ -1,8 +1,9 @@
 """Reward injection: the one place where a reward source meets an environment.
 
 :class:`RewardInjection` wraps a single :class:`~rewardgym.envs.task.TaskEnv`;
-:class:`VectorRewardInjection` wraps a Gymnasium vector env of ``TaskEnv`` s and computes
-the reward once per batch. Both report the same ``info``:
+:class:`VectorRewardInjection` wraps a Gymnasium vector env of ``TaskEnv`` s (possibly
+under further Gymnasium wrappers) and computes the reward once per batch. Both report the
+same ``info``:
 
 ``info["env_reward"]``     the base environment's own reward, ``()`` / ``(B,)``
 ``info["reward_terms"]``   ``{term: value}`` as returned by the source, ``()`` / ``(B,)`` each
@@ -11,9 +12,21 @@ the reward once per batch. Both report the same ``info``:
                            ``success`` (held at any step), ``final_success``, ``terms``
                            (per-term episode sums)
 
-Vector envs follow Gymnasium 1.x's default next-step autoreset: the step that resets an
-environment returns reward 0, no terms and ``env_reward`` 0 for it, and no reward is ever
-computed from a pair of states on either side of an episode boundary.
+Vector envs follow Gymnasium's conventions: every key has its ``_key`` mask, nested dicts
+included (``info["reward_terms"]["_forward"]``, ``info["episode_stats"]["_return"]``), so
+``gymnasium.wrappers.vector.DictInfoToList`` and friends compose; ``reset(options=
+{"reset_mask": mask})`` resets the statistics of the masked envs only. All of Gymnasium's
+autoreset modes work:
+
+* ``NEXT_STEP`` (the default): the step that resets an env returns reward 0, no terms and
+  ``env_reward`` 0 for it (its row is *inactive* for the sources);
+* ``SAME_STEP``: the final transition's reward is computed from the final state, and the
+  reset state becomes the next step's previous state;
+* ``DISABLED``: you reset ended envs yourself with ``reset_mask``.
+
+No reward is ever computed from a pair of states on either side of an episode boundary.
+Sources always receive all ``B`` rows, row ``i`` being env ``i`` (the batch contract of
+:mod:`rewardgym.rewards.source`).
 
 What the wrappers report is computed from data no reward source can touch: the success
 test and ``env_reward`` are read before any source runs and kept as private copies; the
@@ -31,19 +44,31 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from rewardgym.envs.task import TaskEnv, TaskSpec
-from rewardgym.envs.view import RawBatch, StateView, freeze_batch, select_rows, stack_raw
+from rewardgym.envs.view import RawBatch, StateView, freeze_batch, stack_raw
 from rewardgym.rewards.source import RewardSource, Terms
+
+_STAT_KEYS = ("return", "env_return", "length", "success", "final_success")
 
 
 def _to_numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if type(x).__module__.startswith("torch") else np.asarray(x)
 
 
+def with_masks(values: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
+    """``values`` plus Gymnasium's ``_key`` mask for every key (nested dicts too)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out[key] = with_masks(value, mask) if isinstance(value, dict) else value
+        out[f"_{key}"] = mask
+    return out
+
+
 class RewardComputer:
     """Batch bookkeeping shared by the single-env and vector wrappers.
 
     Keeps the previous raw batch (``state.prev``), evaluates the task's success test,
-    calls the source, and accumulates per-env episode statistics.
+    calls the source on all ``B`` rows, and accumulates per-env episode statistics with
+    array operations (no per-row Python).
 
     Args:
         task: the task (view spec and success test).
@@ -55,97 +80,88 @@ class RewardComputer:
         self.task = task
         self.source = source
         self.num_envs = num_envs
-        self.prev_raw: dict[str, np.ndarray] | None = None
+        self.prev_raw: dict[str, Any] | None = None
         self.last_state: StateView | None = None
-        self.term_names: list[str] = []
-        self._reset_stats(np.arange(num_envs))
+        self.last_success = np.zeros(num_envs, dtype=bool)
+        n = num_envs
+        self.ep_return = np.zeros(n)
+        self.ep_env_return = np.zeros(n)
+        self.ep_length = np.zeros(n, dtype=np.int64)
+        self.ep_success = np.zeros(n, dtype=bool)
+        self.ep_terms: dict[str, np.ndarray] = {}
 
-    def _reset_stats(self, rows: np.ndarray) -> None:
-        if not hasattr(self, "ep_return"):
-            n = self.num_envs
-            self.ep_return = np.zeros(n)
-            self.ep_env_return = np.zeros(n)
-            self.ep_length = np.zeros(n, dtype=np.int64)
-            self.ep_success = np.zeros(n, dtype=bool)
-            self.ep_terms: dict[str, np.ndarray] = {}
+    def close(self) -> None:
+        """Release the source's workers and threads."""
+        self.source.close()
+
+    def _with_success(self, batch: dict[str, Any], prev: RawBatch | None,
+                      active: np.ndarray | None) -> tuple[StateView, np.ndarray]:
+        """Evaluate the success test on ``batch``, store it as the ``success`` field (and the
+        active mask) and make the batch read-only; returns the view and a private copy of
+        success (what is reported)."""
+        success = np.array(self.task.success(StateView(self.task.view, batch, prev)), dtype=bool)
+        batch["success"] = success.copy()
+        if active is not None:
+            batch["active"] = active
+        return StateView(self.task.view, freeze_batch(batch), prev), success
+
+    def start_episodes(self, batch: dict[str, Any], rows: np.ndarray) -> None:
+        """Envs ``rows`` (bool ``(B,)``) start an episode in their rows of ``batch`` (a full batch)."""
+        if self.prev_raw is None or rows.all():
+            self.prev_raw = batch
+        else:
+            self.prev_raw = _merge_rows(self.prev_raw, batch, rows)
         self.ep_return[rows] = 0.0
         self.ep_env_return[rows] = 0.0
         self.ep_length[rows] = 0
         self.ep_success[rows] = False
         for sums in self.ep_terms.values():
             sums[rows] = 0.0
-
-    def _with_success(self, batch: dict[str, Any], prev: RawBatch | None) -> tuple[StateView, np.ndarray]:
-        """Evaluate the success test on ``batch``, store it as the ``success`` field and make the
-        batch read-only; returns the view and a private copy of success (what is reported)."""
-        success = np.array(self.task.success(StateView(self.task.view, batch, prev)), dtype=bool)
-        batch["success"] = success.copy()
-        return StateView(self.task.view, freeze_batch(batch), prev), success
-
-    def close(self) -> None:
-        """Release the source's workers and threads."""
-        self.source.close()
+        self.source.on_episode_start(np.flatnonzero(rows))
 
     def reset(self, batch: dict[str, Any], rows: np.ndarray) -> StateView:
-        """Environments ``rows`` (indices) were reset into the rows of ``batch`` (a full batch)."""
-        state, self.last_success = self._with_success(batch, None)
-        if self.prev_raw is None or len(rows) == self.num_envs:
-            self.prev_raw = batch
-        else:
-            self.prev_raw = _merge_rows(self.prev_raw, batch, rows)
-        self._reset_stats(rows)
-        self.source.on_episode_start(rows)
+        """Envs ``rows`` (bool ``(B,)``) were reset into their rows of ``batch`` (a full batch)."""
+        state, success = self._with_success(batch, None, None)
+        self.last_success = np.where(rows, success, self.last_success)
+        self.start_episodes(batch, rows)
         self.last_state = state
         return state
 
-    def step(self, batch: dict[str, Any], action: Any, resetting: np.ndarray | None
+    def step(self, batch: dict[str, Any], action: Any, active: np.ndarray | None = None
              ) -> tuple[np.ndarray, Terms, np.ndarray]:
-        """One batch step. ``resetting``: bool ``(B,)`` of envs whose step was an autoreset.
+        """One batch step into the states ``batch``; ``active`` bool ``(B,)`` marks real transitions.
 
-        Returns ``(reward (B,), terms {name: (B,)}, success (B,))`` as numpy arrays; rows
-        that were resetting get reward 0 and zero terms.
+        Inactive rows (Gymnasium's next-step autoreset) are computed as a transition from the
+        reset state to itself and then discarded: reward 0, zero terms, no statistics.
+        Returns ``(reward (B,), terms {name: (B,)}, success (B,))`` as numpy arrays.
         """
         prev = self.prev_raw
         env_reward = np.array(batch["env_reward"], dtype=np.float64)  # private: what is reported
-        if resetting is not None and resetting.any():
-            # a resetting env's "previous" state is its reset state
-            prev = _merge_rows(prev, batch, np.flatnonzero(resetting))
-            active = ~resetting
-        else:
-            active = None
-        state, success = self._with_success(batch, prev)
-        if active is None:
-            reward, terms = self.source.compute(state, action)
-            reward = _to_numpy(reward)
-            terms = {k: _to_numpy(v) for k, v in terms.items()}
-        else:
-            reward = np.zeros(self.num_envs)
-            terms = {name: np.zeros(self.num_envs) for name in self.term_names}
-            if active.any():
-                sub = StateView(self.task.view, select_rows(batch, active), select_rows(prev, active))
-                sub_reward, sub_terms = self.source.compute(sub, action[active])
-                reward[active] = _to_numpy(sub_reward)
-                for name, value in sub_terms.items():
-                    terms.setdefault(name, np.zeros(self.num_envs))[active] = _to_numpy(value)
-            self.source.on_episode_start(np.flatnonzero(resetting))
-            self._reset_stats(np.flatnonzero(resetting))
+        all_active = active is None or bool(active.all())
+        if not all_active:
+            prev = _merge_rows(prev, batch, ~active)  # an inactive row's "previous" state is its reset state
+        state, success = self._with_success(batch, prev, None if all_active else active)
+        reward, terms = self.source.compute(state, action)
+        reward = np.array(_to_numpy(reward), dtype=np.float64)
+        terms = {k: np.array(_to_numpy(v), dtype=np.float64) for k, v in terms.items()}
         if not np.isfinite(reward).all():  # each part was finite; a weighted sum can still overflow
             bad = int(np.flatnonzero(~np.isfinite(reward))[0])
             raise FloatingPointError(f"the reward of {self.source!r} is not finite ({reward[bad]} at batch index {bad}); "
                                      f"its parts are finite, so their weighted sum overflows: use smaller weights")
-        if set(terms) != set(self.term_names):
-            for name in terms:
-                if name not in self.ep_terms:
-                    self.ep_terms[name] = np.zeros(self.num_envs)
-            self.term_names = list(terms)
-        # Episode statistics (resetting rows were zeroed above and stay zero this step).
+        if not all_active:
+            reward[~active] = 0.0
+            env_reward[~active] = 0.0
+            for value in terms.values():
+                value[~active] = 0.0
+        for name in terms:
+            if name not in self.ep_terms:
+                self.ep_terms[name] = np.zeros(self.num_envs)
         self.ep_return += reward
-        if active is None:
-            self.ep_env_return += env_reward
+        self.ep_env_return += env_reward
+        if all_active:
             self.ep_length += 1
             self.ep_success |= success
         else:
-            self.ep_env_return += np.where(active, env_reward, 0.0)
             self.ep_length += active
             self.ep_success |= success & active
         for name, value in terms.items():
@@ -155,22 +171,23 @@ class RewardComputer:
         self.last_success = success
         return reward, terms, success
 
-    def episode_stats(self, row: int) -> dict[str, Any]:
-        """Statistics of the episode that just ended in env ``row``."""
-        return {
-            "return": float(self.ep_return[row]),
-            "env_return": float(self.ep_env_return[row]),
-            "length": int(self.ep_length[row]),
-            "success": bool(self.ep_success[row]),
-            "final_success": bool(self.last_success[row]),
-            "terms": {name: float(sums[row]) for name, sums in self.ep_terms.items()},
-        }
+    def episode_stats(self, done: np.ndarray) -> dict[str, Any]:
+        """Statistics of the episodes that just ended in envs ``done`` (bool ``(B,)``), as
+        ``(B,)`` arrays (zero elsewhere); ``terms`` holds per-term episode sums."""
+        return {"return": np.where(done, self.ep_return, 0.0),
+                "env_return": np.where(done, self.ep_env_return, 0.0),
+                "length": np.where(done, self.ep_length, 0),
+                "success": self.ep_success & done,
+                "final_success": self.last_success & done,
+                "terms": {name: np.where(done, sums, 0.0) for name, sums in self.ep_terms.items()}}
 
 
 def _merge_rows(dst: RawBatch, src: RawBatch, rows: np.ndarray) -> dict[str, Any]:
-    """A new raw batch: ``src``'s rows ``rows`` over ``dst`` (neither is written)."""
+    """A new raw batch: ``src``'s rows ``rows`` (bool or indices) over ``dst`` (neither is written)."""
     out: dict[str, Any] = {}
     for key, value in src.items():
+        if key not in dst:
+            continue
         merged = np.array(dst[key], copy=True)
         merged[rows] = value[rows]
         out[key] = merged
@@ -183,27 +200,34 @@ def _as_batch_action(action: Any, space: gym.Space) -> np.ndarray:
     return np.asarray(action).reshape(1, *np.shape(action))
 
 
+def find_task_env(env: gym.Env) -> TaskEnv:
+    """The :class:`TaskEnv` under any stack of Gymnasium wrappers, or a TypeError saying what is there."""
+    inner = env
+    while not isinstance(inner, TaskEnv):
+        if not isinstance(inner, gym.Wrapper):
+            raise TypeError(f"reward injection needs a rewardgym TaskEnv underneath; found {type(env).__name__} "
+                            f"wrapping {type(inner).__name__}")
+        inner = inner.env
+    return inner
+
+
 class RewardInjection(gym.Wrapper):
     """Replace a task env's reward with a reward source's (single environment).
 
     Args:
-        env: a :class:`TaskEnv` (possibly under further wrappers that keep ``raw_state``).
-        source: the reward source (see :func:`rewardgym.rewards.source.resolve_reward`).
+        env: a :class:`TaskEnv` (possibly under further Gymnasium wrappers).
+        source: the reward source (see :func:`rewardgym.rewards.resolve.resolve_reward`).
 
     The returned reward is a Python float; ``info`` is described in the module docstring.
     """
 
     def __init__(self, env: gym.Env, source: RewardSource):
         super().__init__(env)
-        task_env = env
-        while not isinstance(task_env, TaskEnv):
-            if not isinstance(task_env, gym.Wrapper):
-                raise TypeError("RewardInjection needs a rewardgym TaskEnv underneath")
-            task_env = task_env.env
-        self.task_env: TaskEnv = task_env
-        self.task: TaskSpec = task_env.task
+        self.task_env: TaskEnv = find_task_env(env)
+        self.task: TaskSpec = self.task_env.task
         self.source = source
         self.computer = RewardComputer(self.task, source, 1)
+        self._one = np.ones(1, dtype=bool)
 
     def close(self) -> None:
         try:
@@ -219,7 +243,7 @@ class RewardInjection(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         info.pop("state", None)
-        state = self.computer.reset(stack_raw([self.task_env.raw_state()]), np.arange(1))
+        state = self.computer.reset(stack_raw([self.task_env.raw_state()]), self._one)
         info["success"] = bool(state.success[0])
         return obs, info
 
@@ -227,12 +251,14 @@ class RewardInjection(gym.Wrapper):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         info.pop("state", None)
         batch = stack_raw([self.task_env.raw_state()])
-        reward, terms, success = self.computer.step(batch, _as_batch_action(action, self.action_space), None)
+        reward, terms, success = self.computer.step(batch, _as_batch_action(action, self.action_space))
         info["env_reward"] = float(env_reward)
         info["reward_terms"] = {k: float(v[0]) for k, v in terms.items()}
         info["success"] = bool(success[0])
         if terminated or truncated:
-            info["episode_stats"] = self.computer.episode_stats(0)
+            stats = self.computer.episode_stats(self._one)
+            info["episode_stats"] = {**{k: stats[k][0].item() for k in _STAT_KEYS},
+                                     "terms": {k: float(v[0]) for k, v in stats["terms"].items()}}
         return obs, float(reward[0]), terminated, truncated, info
 
 
@@ -240,30 +266,26 @@ class VectorRewardInjection(VectorWrapper):
     """Replace a vector env's rewards with a reward source's, computed once per batch.
 
     Args:
-        env: a ``SyncVectorEnv`` or ``AsyncVectorEnv`` whose sub-envs are
-            :class:`TaskEnv` s of one task. With ``AsyncVectorEnv`` the sub-envs must have
-            ``state_in_info=True`` (the raw rows travel in ``info["state"]``).
+        env: a ``SyncVectorEnv`` or ``AsyncVectorEnv`` whose sub-envs are :class:`TaskEnv` s of
+            one task, each possibly under further Gymnasium wrappers. With ``AsyncVectorEnv``
+            the sub-envs must have ``state_in_info=True`` (the raw rows travel in ``info``).
+            Any autoreset mode (module docstring).
         task: the task.
         source: the reward source.
     """
 
     def __init__(self, env: VectorEnv, task: TaskSpec, source: RewardSource):
         super().__init__(env)
-        mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
-        if mode != AutoresetMode.NEXT_STEP:
-            raise ValueError(f"VectorRewardInjection supports autoreset_mode=NEXT_STEP (Gymnasium's "
-                             f"default), got {mode}")
+        self.mode = AutoresetMode(env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
         self.task = task
         self.source = source
         self.computer = RewardComputer(task, source, self.num_envs)
         sub_envs = getattr(env, "envs", None)
-        # Sync fast path: read rows straight from the sub-envs, no info round trip.
-        self._direct = sub_envs is not None and all(isinstance(e, TaskEnv) for e in sub_envs)
-        self._sub_envs: list[TaskEnv] = list(sub_envs) if self._direct else []
-        self._resetting = np.zeros(self.num_envs, dtype=bool)
+        # In-process (SyncVectorEnv): read rows from each sub-env's TaskEnv, under any wrappers.
+        self._task_envs: list[TaskEnv] | None = [find_task_env(e) for e in sub_envs] if sub_envs is not None else None
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._all = np.ones(self.num_envs, dtype=bool)
-        action_space = env.single_action_space
-        self._continuous = isinstance(action_space, gym.spaces.Box)
+        self._continuous = isinstance(env.single_action_space, gym.spaces.Box)
 
     def close(self, **kwargs: Any) -> None:
         try:
@@ -277,29 +299,28 @@ class VectorRewardInjection(VectorWrapper):
         return self.computer.last_state
 
     def _rows(self, info: dict) -> dict[str, Any]:
-        if self._direct:
-            return stack_raw([e.raw_state() for e in self._sub_envs])
-        state = info.pop("state", None)
-        info.pop("_state", None)
-        if state is None:
-            raise RuntimeError("sub-environments must report info['state'] (TaskEnv(state_in_info=True)) "
-                               "when they are not directly reachable (AsyncVectorEnv)")
-        batch = {}
-        for key, value in state.items():
-            if key.startswith("_"):
-                continue
-            batch[key] = value if not isinstance(value, np.ndarray) or value.dtype != object \
-                else value.copy()
-        return batch
+        """The raw rows of the envs' current states."""
+        if self._task_envs is not None:
+            info.pop("state", None)
+            info.pop("_state", None)
+            return stack_raw([e.raw_state() for e in self._task_envs])
+        return _rows_from_info(info.pop("state", None), info.pop("_state", None), self.num_envs)
+
+    def _final_rows(self, info: dict, batch: dict[str, Any], done: np.ndarray) -> dict[str, Any]:
+        """``batch`` with the rows of envs ``done`` replaced by their final states (same-step autoreset)."""
+        if self._task_envs is not None:
+            return stack_raw([e.final_raw_state() if d else e.raw_state() for e, d in zip(self._task_envs, done)])
+        final_info = info.get("final_info", {})
+        final = _rows_from_info(final_info.pop("state", None), final_info.pop("_state", None), self.num_envs)
+        return _merge_rows(batch, final, done)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        options = dict(options) if options is not None else None
+        mask = options.get("reset_mask") if options is not None else None  # read before SyncVectorEnv pops it
+        rows = self._all.copy() if mask is None else np.asarray(mask, dtype=bool).copy()
         obs, info = self.env.reset(seed=seed, options=options)
-        batch = self._rows(info)
-        rows = np.arange(self.num_envs)
-        if options is not None and "reset_mask" in options:
-            rows = np.flatnonzero(options["reset_mask"])
-        state = self.computer.reset(batch, rows)
-        self._resetting[:] = False
+        state = self.computer.reset(self._rows(info), rows)
+        self._autoreset[rows] = False
         info["success"] = np.asarray(state.success, dtype=bool).copy()
         info["_success"] = self._all.copy()
         return obs, info
@@ -308,28 +329,38 @@ class VectorRewardInjection(VectorWrapper):
         obs, env_reward, terminated, truncated, info = self.env.step(actions)
         batch = self._rows(info)
         action = np.asarray(actions, dtype=np.float64) if self._continuous else np.asarray(actions)
-        resetting = self._resetting if self._resetting.any() else None
-        reward, terms, success = self.computer.step(batch, action, resetting)
-        env_reward = np.where(self._resetting, 0.0, np.asarray(env_reward, dtype=np.float64))
-        info["env_reward"] = env_reward
-        info["reward_terms"] = terms
+        done = np.logical_or(terminated, truncated)
+        if self.mode == AutoresetMode.NEXT_STEP:
+            resetting = self._autoreset
+            if resetting.any():
+                self.computer.start_episodes(batch, resetting)
+            reward, terms, success = self.computer.step(batch, action, ~resetting)
+            self._autoreset = done.copy()
+        else:  # SAME_STEP (the final state is this step's) or DISABLED (you reset)
+            reset_batch = batch
+            if self.mode == AutoresetMode.SAME_STEP and done.any():
+                batch = self._final_rows(info, batch, done)
+            reward, terms, success = self.computer.step(batch, action)
+        info["env_reward"] = np.asarray(env_reward, dtype=np.float64)  # 0 on next-step autoreset rows already
+        info["reward_terms"] = with_masks(terms, self._all)
         info["success"] = success
         info["_env_reward"] = info["_reward_terms"] = info["_success"] = self._all
-        done = np.logical_or(terminated, truncated)
         if done.any():
-            rows = np.flatnonzero(done)
-            stats = {"return": np.zeros(self.num_envs), "env_return": np.zeros(self.num_envs),
-                     "length": np.zeros(self.num_envs, dtype=np.int64),
-                     "success": np.zeros(self.num_envs, dtype=bool),
-                     "final_success": np.zeros(self.num_envs, dtype=bool),
-                     "terms": {name: np.zeros(self.num_envs) for name in self.computer.term_names}}
-            for row in rows:
-                one = self.computer.episode_stats(int(row))
-                for key in ("return", "env_return", "length", "success", "final_success"):
-                    stats[key][row] = one[key]
-                for name, value in one["terms"].items():
-                    stats["terms"][name][row] = value
-            info["episode_stats"] = stats
+            info["episode_stats"] = with_masks(self.computer.episode_stats(done), done)
             info["_episode_stats"] = done.copy()
-        self._resetting = done.copy()
+            if self.mode == AutoresetMode.SAME_STEP:
+                self.computer.start_episodes(reset_batch, done)
         return obs, reward, terminated, truncated, info
+
+
+def _rows_from_info(state: Any, mask: Any, num_envs: int) -> dict[str, Any]:
+    """Raw rows that sub-envs sent through ``info["state"]`` (``TaskEnv(state_in_info=True)``)."""
+    if state is None:
+        raise RuntimeError("sub-environments out of process (AsyncVectorEnv) must report their raw state in "
+                           "info['state']: build them with TaskEnv(state_in_info=True), as gym.make_vec does")
+    batch = {}
+    for key, value in state.items():
+        if key.startswith("_"):
+            continue
+        batch[key] = value if not isinstance(value, np.ndarray) or value.dtype != object else value.copy()
+    return batch

@@ -192,11 +192,31 @@ def _available() -> tuple[bool, str]:
     return True, ""
 
 
+def _import_robotics():
+    """``import gymnasium_robotics`` without its import-time notice.
+
+    gymnasium-robotics 1.2.1-1.4.2 print a Farama notification to stderr when imported (that
+    the Adroit hand envs changed their reward), about environments rewardgym does not use;
+    printed before every command's output it reads like an error. The notice is looked up in
+    ``farama_notifications.notifications["gymnasium_robotics"]`` at import, so dropping that
+    entry first hides exactly it: warnings and errors are untouched.
+    """
+    try:
+        from farama_notifications import notifications
+
+        notifications.pop("gymnasium_robotics", None)
+    except ImportError:  # pragma: no cover - an install without the notification package
+        pass
+    import gymnasium_robotics
+
+    return gymnasium_robotics
+
+
 def make_env(task_id: str, render_mode: str | None = None, state_in_info: bool = False,
              **base_kwargs: Any) -> FetchTaskEnv:
     """Build the task ``task_id``: ``gym.make(base_id)`` + :class:`FlattenGoalObservation`."""
     try:
-        import gymnasium_robotics
+        gymnasium_robotics = _import_robotics()
     except ImportError as e:  # pragma: no cover - depends on the machine
         raise TaskUnavailableError(f"gymnasium-robotics is not installed: {e}") from e
     gym.register_envs(gymnasium_robotics)

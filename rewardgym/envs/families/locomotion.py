@@ -591,3 +591,114 @@ TASKS: list[TaskSpec] = [_standard(m, t, d, ins) for m, (t, d, ins) in _RUN.item
 ]
 
 _SPECS: dict[str, TaskSpec] = {spec.id: spec for spec in TASKS}
+
+
+# --------------------------------------------------------------------------------------
+# Robot observation layout (deployment): readings -> the v5 env's observation
+# --------------------------------------------------------------------------------------
+def _qpos_names(model: Any) -> tuple[list[str], list[str]]:
+    """Name and unit of every ``qpos`` slot (free joints: x, y, z, qw, qx, qy, qz)."""
+    import mujoco
+
+    names, units = [], []
+    for j in range(model.njnt):
+        joint, kind = model.joint(j).name, model.jnt_type[j]
+        if kind == mujoco.mjtJoint.mjJNT_FREE:
+            names += [f"{joint}.{c}" for c in ("x", "y", "z", "qw", "qx", "qy", "qz")]
+            units += ["m"] * 3 + ["-"] * 4
+        elif kind == mujoco.mjtJoint.mjJNT_BALL:
+            names += [f"{joint}.{c}" for c in ("qw", "qx", "qy", "qz")]
+            units += ["-"] * 4
+        else:
+            names.append(joint)
+            units.append("m" if kind == mujoco.mjtJoint.mjJNT_SLIDE else "rad")
+    return names, units
+
+
+def _qvel_names(model: Any) -> tuple[list[str], list[str]]:
+    """Name and unit of every ``qvel`` slot (free joints: linear then angular velocity)."""
+    import mujoco
+
+    names, units = [], []
+    for j in range(model.njnt):
+        joint, kind = model.joint(j).name, model.jnt_type[j]
+        if kind == mujoco.mjtJoint.mjJNT_FREE:
+            names += [f"{joint}.v{c}" for c in "xyz"] + [f"{joint}.w{c}" for c in "xyz"]
+            units += ["m/s"] * 3 + ["rad/s"] * 3
+        elif kind == mujoco.mjtJoint.mjJNT_BALL:
+            names += [f"{joint}.w{c}" for c in "xyz"]
+            units += ["rad/s"] * 3
+        else:
+            names.append(f"{joint}.vel")
+            units.append("m/s" if kind == mujoco.mjtJoint.mjJNT_SLIDE else "rad/s")
+    return names, units
+
+
+def _body_part(model: Any, reading: str, columns: tuple[str, ...], units: tuple[str, ...],
+               clip: tuple[float, float] | None = None):
+    """An observation block of per-body rows ``reading[1:]`` (the world body left out, as v5 does)."""
+    from rewardgym.envs.observation import ObsPart
+
+    bodies = [model.body(b).name for b in range(1, model.nbody)]
+    return ObsPart(reading, 1, clip, tuple(f"{reading}.{b}.{c}" for b in bodies for c in columns),
+                   tuple(units) * len(bodies))
+
+
+_CFRC = (("tx", "ty", "tz", "fx", "fy", "fz"), ("N m",) * 3 + ("N",) * 3)
+_CINERT = (("ixx", "iyy", "izz", "ixy", "ixz", "iyz", "mcx", "mcy", "mcz", "m"),
+           ("kg m^2",) * 6 + ("kg m",) * 3 + ("kg",))
+_CVEL = (("wx", "wy", "wz", "vx", "vy", "vz"), ("rad/s",) * 3 + ("m/s",) * 3)
+
+
+@functools.lru_cache(maxsize=None)
+def observation_layout(task_id: str):
+    """The :class:`~rewardgym.envs.observation.ObservationLayout` of a locomotion task.
+
+    Built from the task's own simulator env (its model and its v5 observation options), so
+    ``layout.build(layout.read(env.data))`` is exactly the env's observation.
+    """
+    from rewardgym.envs.observation import ObservationLayout, ObsPart
+
+    env = _SPECS[task_id].make_env()
+    try:
+        base = env.unwrapped
+        model = base.model
+        lay = MODELS[_SPECS[task_id].base_id]
+        skip = (2 if not lay.planar else 1) if base._exclude_current_positions_from_observation else 0
+        qpos_names, qpos_units = _qpos_names(model)
+        qvel_names, qvel_units = _qvel_names(model)
+        vel_clip = (-10.0, 10.0) if lay.base_id in ("Hopper-v5", "Walker2d-v5") else None
+        parts = [ObsPart("qpos", skip, None, tuple(qpos_names[skip:]), tuple(qpos_units[skip:])),
+                 ObsPart("qvel", 0, vel_clip, tuple(qvel_names), tuple(qvel_units))]
+        readings: list[tuple[str, tuple[int, ...]]] = [("qpos", (model.nq,)), ("qvel", (model.nv,))]
+        nbody = model.nbody
+        if lay.base_id == "Ant-v5" and base._include_cfrc_ext_in_observation:
+            parts.append(_body_part(model, "cfrc_ext", *_CFRC, clip=tuple(map(float, base._contact_force_range))))
+            readings.append(("cfrc_ext", (nbody, 6)))
+        if lay.base_id == "Humanoid-v5":
+            if base._include_cinert_in_observation:
+                parts.append(_body_part(model, "cinert", *_CINERT))
+                readings.append(("cinert", (nbody, 10)))
+            if base._include_cvel_in_observation:
+                parts.append(_body_part(model, "cvel", *_CVEL))
+                readings.append(("cvel", (nbody, 6)))
+            if base._include_qfrc_actuator_in_observation:
+                parts.append(ObsPart("qfrc_actuator", 6, None, tuple(f"qfrc_actuator.{n}" for n in qvel_names[6:]),
+                                     tuple("N m" for _ in qvel_names[6:])))
+                readings.append(("qfrc_actuator", (model.nv,)))
+            if base._include_cfrc_ext_in_observation:
+                parts.append(_body_part(model, "cfrc_ext", *_CFRC))
+                readings.append(("cfrc_ext", (nbody, 6)))
+        space = env.action_space
+        joint_ids = [int(model.actuator_trnid[a, 0]) for a in range(model.nu)]
+        ranges = tuple((float(model.jnt_range[j, 0]), float(model.jnt_range[j, 1])) if model.jnt_limited[j]
+                       else (-math.inf, math.inf) for j in joint_ids)
+        return ObservationLayout(
+            task=task_id, base_id=lay.base_id, readings=tuple(readings), parts=tuple(parts),
+            control_period_s=float(base.dt), action_names=lay.joints,
+            action_low=tuple(float(x) for x in space.low), action_high=tuple(float(x) for x in space.high),
+            action_gear=tuple(float(g) for g in model.actuator_gear[:, 0]), planar=lay.planar,
+            torso_z_offset=lay.torso_z_offset, joint_qpos=lay.act_qpos, joint_qvel=lay.act_qvel,
+            joint_range=ranges)
+    finally:
+        env.close()

@@ -1,0 +1,509 @@
+"""``rewardgym export``: a trained run as a self-contained, deterministic policy file + manifest.
+
+After Isaac Lab's exporter: the observation normaliser and the action bounds are baked
+into the graph, the input is named ``obs`` and the output ``actions``::
+
+    obs (B, obs_dim) float32, raw observation in the task's units (the manifest lists them)
+      -> clip((obs - mean) * inv_std, -obs_clip, obs_clip)      the run's frozen normaliser
+      -> actor MLP -> Gaussian mean                              deterministic action
+      -> clamp(low, high)                                        the task's action bounds
+    actions (B, act_dim) float32, in the task's action units
+
+Files (``--out``, default ``RUN/export/<format>/``; each written atomically, the manifest last,
+so a crash never leaves a manifest pointing at a missing or partial policy):
+
+``policy.onnx`` | ``policy.pt``   the policy (ONNX from torch's exporter, opset 20 with torch 2.13; or TorchScript)
+``manifest.json``                 task, observation layout (names, units, digest), action
+                                  names/bounds/gear, control period, training reward and
+                                  randomisation, versions, the policy file's sha256, parity
+``parity.npz``                    the recorded observations and the run's torch actions
+                                  (``ExportedPolicy.verify()`` re-checks any runtime)
+``reward/``                       copies of the reward program files the run trained on
+
+Parity: before anything is written, the exported file is run in its own runtime (ONNX
+Runtime / ``torch.jit.load``) on at least 1,000 observations recorded from rollouts of the
+policy in the task's simulator (half with exploration noise, for coverage) and compared
+with the run's torch policy (``PPO.predict(deterministic=True)``); a max abs difference
+above ``1e-5`` is an error.
+
+Loading (:class:`ExportedPolicy`) treats the directory as untrusted data: the manifest is
+validated field by field (finite numbers, sizes that agree with the graph), and the
+policy file must match the manifest's sha256. ONNX files are data (a graph of standard
+operators); TorchScript files are programs — load only ones you exported yourself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import platform
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rewardgym.version import __version__
+from rewardgym.agents.runs import RunDir, atomic_write_bytes, atomic_write_text
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "rewardgym-policy"
+MANIFEST_VERSION = 1
+FORMATS = {"onnx": "policy.onnx", "torchscript": "policy.pt"}
+PARITY_ATOL = 1e-5
+
+
+class ExportError(ValueError):
+    """A run cannot be exported, or an exported policy/manifest is invalid (names file and field)."""
+
+
+class DeployablePolicy(nn.Module):
+    """Raw observation -> bounded deterministic action, everything inside the graph.
+
+    Args:
+        actor: the Gaussian head's mean network, normalised obs ``(B, obs_dim)`` -> ``(B, act_dim)``.
+        obs_mean, obs_inv_std: ``(obs_dim,)`` float32 normaliser (``None``: no normalisation).
+        obs_clip: normalised observations are clipped to ``[-obs_clip, obs_clip]``.
+        low, high: ``(act_dim,)`` action bounds.
+
+    ``forward(obs (B, obs_dim) float32) -> actions (B, act_dim) float32``.
+    """
+
+    def __init__(self, actor: nn.Module, obs_mean: torch.Tensor | None, obs_inv_std: torch.Tensor | None,
+                 obs_clip: float, low: torch.Tensor, high: torch.Tensor):
+        super().__init__()
+        self.actor = actor
+        self.normalize = obs_mean is not None
+        dim = int(low.shape[0])
+        obs_dim = int(obs_mean.shape[0]) if obs_mean is not None else 0
+        self.register_buffer("obs_mean", obs_mean if obs_mean is not None else torch.zeros(obs_dim))
+        self.register_buffer("obs_inv_std", obs_inv_std if obs_inv_std is not None else torch.ones(obs_dim))
+        self.obs_clip = float(obs_clip)
+        self.register_buffer("low", low.reshape(dim).to(torch.float32))
+        self.register_buffer("high", high.reshape(dim).to(torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs
+        if self.normalize:
+            x = torch.clamp((x - self.obs_mean) * self.obs_inv_std, -self.obs_clip, self.obs_clip)
+        return torch.minimum(torch.maximum(self.actor(x), self.low), self.high)
+
+
+# ----------------------------------------------------------------------------- from a run
+def load_run_agent(run_path: str | Path) -> tuple[RunDir, dict[str, Any], Any]:
+    """``(run, config, PPO)`` of a rewardgym PPO run, its checkpoint read by ``load_ppo_checkpoint``.
+
+    Raises:
+        RunError: not a run, no checkpoint, another task's checkpoint.
+        ExportError: not a rewardgym PPO run, or a policy that cannot be exported.
+    """
+    from rewardgym.agents.evaluate import RunPolicy
+
+    run = RunDir.open(run_path)
+    config = run.config()
+    if config.get("algo") != "ppo":
+        raise ExportError(f"{run.config_path}: algo {config.get('algo')!r}: export supports rewardgym's PPO "
+                          "runs (algo 'ppo'); export a Stable-Baselines3 policy with SB3's own ONNX recipe")
+    env = gym.make(config["task"])
+    try:
+        agent = RunPolicy(run, env).agent
+    finally:
+        env.close()
+    if not isinstance(agent.observation_space, gym.spaces.Box) or not isinstance(agent.action_space, gym.spaces.Box):
+        raise ExportError(f"{run.path}: export needs Box observations and actions, the run has "
+                          f"{agent.observation_space} -> {agent.action_space}")
+    return run, config, agent
+
+
+def deployable_policy(agent: Any) -> DeployablePolicy:
+    """The :class:`DeployablePolicy` of a trained :class:`~rewardgym.agents.ppo.PPO` (CPU, eval mode)."""
+    import copy
+
+    head = agent.policy.head
+    if not hasattr(head, "mean"):
+        raise ExportError(f"export supports Gaussian MLP policies, got {type(agent.policy).__name__}")
+    norm = agent.obs_normalizer
+    mean = norm._mean32.detach().cpu().clone() if norm is not None else None
+    inv_std = norm._inv_std32.detach().cpu().clone() if norm is not None else None
+    clip = norm.clip if norm is not None else math.inf
+    space = agent.action_space
+    policy = DeployablePolicy(copy.deepcopy(head.mean).cpu(), mean, inv_std, clip,
+                              torch.as_tensor(np.asarray(space.low, dtype=np.float32)),
+                              torch.as_tensor(np.asarray(space.high, dtype=np.float32)))
+    return policy.eval()
+
+
+def record_observations(task: str, policy: Any, count: int = 1000, num_envs: int = 8, seed: int = 12_345,
+                        noise: float = 0.3) -> np.ndarray:
+    """``(N >= count, obs_dim)`` float32 observations from rollouts of ``policy`` in ``task``.
+
+    ``policy`` maps ``(B, obs_dim)`` float32 to actions; envs with an odd index add Gaussian
+    noise of std ``noise`` (action units) to their actions, so the record also covers states
+    the deterministic policy would not visit.
+    """
+    venv = gym.make_vec(task, num_envs=num_envs, reward="env")
+    rng = np.random.default_rng(seed)
+    steps = -(-count // num_envs)
+    out = np.empty((steps, num_envs, venv.single_observation_space.shape[0]), dtype=np.float32)
+    noisy = (np.arange(num_envs) % 2 == 1)[:, None]
+    low, high = venv.single_action_space.low, venv.single_action_space.high
+    try:
+        obs, _ = venv.reset(seed=seed)
+        for t in range(steps):
+            out[t] = obs
+            action = np.asarray(policy(obs.astype(np.float32)), dtype=np.float64)
+            action = np.where(noisy, np.clip(action + rng.normal(0.0, noise, action.shape), low, high), action)
+            obs, *_ = venv.step(action)
+    finally:
+        venv.close()
+    return out.reshape(-1, out.shape[-1])
+
+
+# ----------------------------------------------------------------------------- writing
+def _to_onnx(policy: DeployablePolicy, obs_dim: int, metadata: Mapping[str, str]) -> bytes:
+    import onnx
+
+    example = torch.zeros(2, obs_dim)
+    quiet = logging.getLogger("torch.onnx")  # "torchvision is not installed. Skipping ..." notes
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(policy, (example,), None, input_names=["obs"], output_names=["actions"],
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
+                                        external_data=False, verbose=False)
+        finally:
+            quiet.setLevel(level)
+    model = program.model_proto
+    onnx.helper.set_model_props(model, dict(metadata))
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def _to_torchscript(policy: DeployablePolicy) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(policy), buffer)
+    return buffer.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"rewardgym": __version__, "python": platform.python_version()}
+    for name in ("torch", "numpy", "gymnasium", "mujoco", "onnx", "onnxruntime"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _reward_files(run: RunDir, config: Mapping[str, Any]) -> list[Path]:
+    """Program files of the run's reward that the run directory holds a copy of."""
+    tokens = str(config.get("reward", "")).replace("*", " ").replace("+", " ").split()
+    return [run.path / Path(t).name for t in tokens if t.endswith(".py") and (run.path / Path(t).name).is_file()]
+
+
+def export_run(run_path: str | Path, fmt: str = "onnx", out: str | Path | None = None,
+               parity_observations: int = 1000, atol: float = PARITY_ATOL) -> Path:
+    """Export a run (see the module docstring); returns the output directory.
+
+    Raises:
+        ExportError: unknown format, an unexportable run, or parity worse than ``atol``.
+        RunError: the run directory or its checkpoint is unusable.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if parity_observations < 1000:
+        raise ExportError(f"parity needs at least 1000 observations, got {parity_observations}")
+    from rewardgym.envs.observation import NotDeployableError, observation_layout
+
+    run, config, agent = load_run_agent(run_path)
+    task = config["task"]
+    try:
+        layout = observation_layout(task)
+    except NotDeployableError as exc:
+        raise ExportError(str(exc)) from None
+    obs_dim = int(agent.observation_space.shape[0])
+    if layout.size != obs_dim:
+        raise ExportError(f"{run.path}: the policy takes {obs_dim} observations but {task}'s layout has {layout.size}")
+    policy = deployable_policy(agent)
+
+    def reference(obs: np.ndarray) -> np.ndarray:
+        return agent.predict(obs, deterministic=True)[0].astype(np.float32)
+
+    observations = record_observations(task, reference, count=parity_observations)
+    expected = reference(observations)
+    metadata = {"rewardgym.task": task, "rewardgym.layout_digest": layout.digest, "rewardgym.run": run.path.name}
+    data = _to_onnx(policy, obs_dim, metadata) if fmt == "onnx" else _to_torchscript(policy)
+    runtime = _load_runtime(fmt, data, "<export>")
+    got = runtime(observations)
+    max_diff = float(np.max(np.abs(got - expected)))
+    if not max_diff <= atol:
+        raise ExportError(f"{run.path}: exported {fmt} policy differs from the run's torch policy by {max_diff:.3g} "
+                          f"(> {atol:g}) on {len(observations)} recorded observations")
+
+    out_dir = Path(out) if out is not None else run.path / "export" / fmt
+    out_dir.mkdir(parents=True, exist_ok=True)
+    policy_file = FORMATS[fmt]
+    atomic_write_bytes(out_dir / policy_file, data)
+    buffer = io.BytesIO()
+    np.savez(buffer, obs=observations, actions=expected)
+    atomic_write_bytes(out_dir / "parity.npz", buffer.getvalue())
+    rewards = []
+    for path in _reward_files(run, config):
+        (out_dir / "reward").mkdir(exist_ok=True)
+        shutil.copyfile(path, out_dir / "reward" / path.name)
+        rewards.append({"file": f"reward/{path.name}", "sha256": _sha256(path.read_bytes())})
+    hyper = config.get("hyperparams", {})
+    manifest = {
+        "format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "task": task, "simulator": layout.base_id,
+        "policy": {"file": policy_file, "format": fmt, "sha256": _sha256(data),
+                   "input": {"name": "obs", "shape": ["batch", obs_dim], "dtype": "float32"},
+                   "output": {"name": "actions", "shape": ["batch", len(layout.action_names)], "dtype": "float32"},
+                   "deterministic": True,
+                   "inside": ["observation normalisation (running mean/std frozen at the checkpoint)",
+                              "observation clipping", "Gaussian mean (deterministic action)", "action bounds"]},
+        "observation": {**layout.to_json(),
+                        "normalization": {"clip": policy.obs_clip if policy.normalize else None,
+                                          "mean": policy.obs_mean.tolist() if policy.normalize else None,
+                                          "std": (1.0 / policy.obs_inv_std).tolist() if policy.normalize else None}},
+        "action": {"size": len(layout.action_names), "names": list(layout.action_names),
+                   "low": list(layout.action_low), "high": list(layout.action_high), "gear": list(layout.action_gear),
+                   "units": "actuator command; effort = gear x command (N m for a hinge motor)"},
+        "control_period_s": layout.control_period_s, "control_rate_hz": 1.0 / layout.control_period_s,
+        "training": {"run": run.path.name, "algo": config.get("algo"), "seed": config.get("seed"),
+                     "steps": int(agent.global_step), "reward": config.get("reward"), "reward_files": rewards,
+                     "shaping": config.get("shaping"), "randomize": config.get("randomize"),
+                     "hidden_sizes": hyper.get("hidden_sizes", list(agent.config.hidden_sizes)),
+                     "activation": agent.config.activation},
+        "parity": {"observations": int(len(observations)), "max_abs_diff": max_diff, "atol": atol,
+                   "reference": "PPO.predict(deterministic=True) of the run's checkpoint", "file": "parity.npz",
+                   "runtime": "onnxruntime" if fmt == "onnx" else "torch.jit"},
+        "versions": _versions(),
+    }
+    atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    return out_dir
+
+
+# ----------------------------------------------------------------------------- loading
+def _load_runtime(fmt: str, data: bytes, where: str):
+    """``(B, obs_dim) -> (B, act_dim)`` float32 callable running ``data`` in its own runtime."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # a small MLP: one thread has the lowest latency
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - any unreadable graph gets one clear line
+            raise ExportError(f"{where}: ONNX Runtime cannot load the policy ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+        def run_onnx(obs: np.ndarray) -> np.ndarray:
+            return session.run(["actions"], {"obs": obs})[0]
+
+        return run_onnx
+    try:
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"{where}: torch.jit cannot load the policy ({type(exc).__name__})") from None
+
+    @torch.no_grad()
+    def run_torchscript(obs: np.ndarray) -> np.ndarray:
+        return module(torch.from_numpy(obs)).numpy()
+
+    return run_torchscript
+
+
+def _field(manifest: Mapping[str, Any], dotted: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value: Any = manifest
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise ExportError(f"{where}: missing field {dotted!r}")
+        value = value[part]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ExportError(f"{where}: field {dotted!r} has type {type(value).__name__}")
+    return value
+
+
+def _finite_list(manifest: Mapping[str, Any], dotted: str, size: int, where: str) -> np.ndarray:
+    values = _field(manifest, dotted, list, where)
+    if len(values) != size or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ExportError(f"{where}: field {dotted!r} must be {size} numbers")
+    array = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ExportError(f"{where}: field {dotted!r} holds a non-finite number")
+    return array
+
+
+class ExportedPolicy:
+    """A policy written by :func:`export_run`: validated manifest + its runtime.
+
+    Attributes:
+        manifest: the manifest (validated).
+        task: task id it was trained on.
+        obs_dim, act_dim: sizes.
+        low, high: ``(act_dim,)`` float32 action bounds.
+        control_period_s: seconds per policy step.
+        layout_digest: the observation layout it expects.
+        path: the policy file.
+
+    Calling it maps ``(B, obs_dim)`` (or ``(obs_dim,)``) observations to float32 actions.
+    """
+
+    def __init__(self, manifest: dict[str, Any], path: Path, runtime):
+        self.manifest = manifest
+        self.path = path
+        self._run = runtime
+        self.task: str = manifest["task"]
+        self.obs_dim: int = manifest["policy"]["input"]["shape"][1]
+        self.act_dim: int = manifest["policy"]["output"]["shape"][1]
+        self.low = np.asarray(manifest["action"]["low"], dtype=np.float32)
+        self.high = np.asarray(manifest["action"]["high"], dtype=np.float32)
+        self.control_period_s: float = float(manifest["control_period_s"])
+        self.layout_digest: str = manifest["observation"]["digest"]
+
+    @classmethod
+    def load(cls, path: str | Path, trusted: bool = False) -> "ExportedPolicy":
+        """Load an export directory, its ``manifest.json``, or its policy file.
+
+        ONNX policies are data and load from anyone. A TorchScript file is a program
+        (``torch.jit.load`` runs its code), so it loads only with ``trusted=True``: pass it
+        for files you exported yourself (``--trusted`` on the command line).
+
+        Raises:
+            ExportError: naming the file and the field that is wrong.
+        """
+        path = Path(path)
+        directory = path if path.is_dir() else path.parent
+        manifest_path = directory / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise ExportError(f"{path}: no {MANIFEST_NAME} (expected an export directory from `rewardgym export`)")
+        where = str(manifest_path)
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ExportError(f"{where}: invalid JSON ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+            raise ExportError(f"{where}: not a rewardgym policy manifest (format must be {MANIFEST_FORMAT!r})")
+        if manifest.get("format_version") != MANIFEST_VERSION:
+            raise ExportError(f"{where}: format_version {manifest.get('format_version')!r} is not supported "
+                              f"(this rewardgym reads {MANIFEST_VERSION})")
+        _field(manifest, "task", str, where)
+        fmt = _field(manifest, "policy.format", str, where)
+        file_name = _field(manifest, "policy.file", str, where)
+        if fmt not in FORMATS or file_name != FORMATS[fmt]:
+            raise ExportError(f"{where}: field 'policy.file' must be {FORMATS.get(fmt, 'policy.onnx')!r} for "
+                              f"format {fmt!r}")
+        if fmt == "torchscript" and not trusted:
+            raise ExportError(f"{where}: a TorchScript policy is a program and is loaded only with --trusted "
+                              "(trusted=True; your own exports only); received policies should be ONNX "
+                              "(`rewardgym export RUN --format onnx`)")
+        if path.is_file() and path.name not in (file_name, MANIFEST_NAME):
+            raise ExportError(f"{path}: the manifest next to it describes {file_name}, not {path.name}")
+        shapes = [_field(manifest, f"policy.{k}.shape", list, where) for k in ("input", "output")]
+        for key, shape in zip(("input", "output"), shapes):
+            if len(shape) != 2 or not isinstance(shape[1], int) or isinstance(shape[1], bool) or shape[1] < 1:
+                raise ExportError(f"{where}: field 'policy.{key}.shape' must be ['batch', size]")
+        obs_dim, act_dim = shapes[0][1], shapes[1][1]
+        if _field(manifest, "observation.size", int, where) != obs_dim:
+            raise ExportError(f"{where}: field 'observation.size' disagrees with policy.input.shape")
+        _field(manifest, "observation.digest", str, where)
+        low = _finite_list(manifest, "action.low", act_dim, where)
+        high = _finite_list(manifest, "action.high", act_dim, where)
+        if np.any(low > high):
+            raise ExportError(f"{where}: field 'action.low' is above 'action.high'")
+        period = _field(manifest, "control_period_s", (int, float), where)
+        if not (math.isfinite(period) and 0.0 < period <= 10.0):
+            raise ExportError(f"{where}: field 'control_period_s' = {period!r} must be in (0, 10] seconds")
+        policy_path = directory / file_name
+        if not policy_path.is_file():
+            raise ExportError(f"{where}: the policy file {policy_path} is missing")
+        data = policy_path.read_bytes()
+        if _sha256(data) != _field(manifest, "policy.sha256", str, where):
+            raise ExportError(f"{policy_path}: sha256 does not match the manifest's policy.sha256 "
+                              "(changed after export?)")
+        runtime = _load_runtime(fmt, data, str(policy_path))
+        policy = cls(manifest, policy_path, runtime)
+        probe = policy(np.zeros((1, obs_dim), dtype=np.float32))
+        if probe.shape != (1, act_dim):
+            raise ExportError(f"{policy_path}: the graph maps (1, {obs_dim}) to {probe.shape}, the manifest says "
+                              f"(1, {act_dim})")
+        return policy
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        single = obs.ndim == 1
+        batch = obs.reshape(1, -1) if single else obs
+        if batch.shape[1] != self.obs_dim:
+            raise ValueError(f"{self.path}: expected observations of size {self.obs_dim}, got {batch.shape[1]}")
+        actions = self._run(np.ascontiguousarray(batch))
+        return actions[0] if single else actions
+
+    def verify(self, atol: float = PARITY_ATOL) -> float:
+        """Max abs difference between this runtime and the run's torch policy on the recorded
+        parity observations (``parity.npz``); raises :class:`ExportError` above ``atol``."""
+        path = self.path.parent / "parity.npz"
+        try:
+            with np.load(path, allow_pickle=False) as record:
+                obs, expected = record["obs"], record["actions"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ExportError(f"{path}: unreadable parity record ({exc})") from None
+        diff = float(np.max(np.abs(self(obs) - expected)))
+        if not diff <= atol:
+            raise ExportError(f"{self.path}: differs from the run's torch policy by {diff:.3g} (> {atol:g})")
+        return diff
+
+    def __repr__(self) -> str:
+        return (f"ExportedPolicy({self.path}, task={self.task}, obs {self.obs_dim} -> actions {self.act_dim}, "
+                f"{1.0 / self.control_period_s:g} Hz)")
+
+
+def evaluate_exported(path: str | Path, episodes: int = 10, seed: int = 10_000, reward: str = "env",
+                      randomize: Any = None, trusted: bool = False) -> dict[str, Any]:
+    """``rewardgym eval`` of an exported policy: episodes in the task's simulator with the
+    policy file's own runtime; writes ``eval.json`` next to the manifest.
+
+    ``reward`` is what ``return`` reports (default the simulator's own reward; the manifest
+    records the training reward, copied under ``reward/`` when it was a program).
+    """
+    from rewardgym.agents.rollout import evaluate_policy
+
+    policy = ExportedPolicy.load(path, trusted=trusted)
+    report = evaluate_policy(policy, policy.task, episodes=episodes, seed=seed, reward=reward, randomize=randomize)
+    report = {"policy": str(policy.path), "task": policy.task,
+              "algo": f"exported {policy.manifest['policy']['format']}",
+              "training_reward": policy.manifest.get("training", {}).get("reward"), **report}
+    atomic_write_text(policy.path.parent / "eval.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def is_exported_policy(path: str | Path) -> bool:
+    """Whether ``path`` is an export directory, its manifest, or a policy file next to a manifest."""
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    return (directory / MANIFEST_NAME).is_file() and (path.is_dir() or path.suffix in (".onnx", ".pt", ".json"))
+
+
+__all__ = ["DeployablePolicy", "ExportError", "ExportedPolicy", "deployable_policy", "evaluate_exported", "export_run",
+           "is_exported_policy", "load_run_agent", "record_observations"]
