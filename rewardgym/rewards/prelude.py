@@ -690,6 +690,8 @@ def _angle_diff(xp: Any, a: Any, b: Any) -> Any:
 def angle_wrap(theta: ArrayLike) -> ArrayLike:
     """Angle wrapped to (-pi, pi] radians; elementwise (``pi`` and ``-pi`` both map to ``pi``)."""
     if _plain(theta):
+        if theta.ndim == 1:  # a batch: no reshapes (a few hundred ns of a ~1 us call)
+            return _k_angle_diff(theta.shape[0], theta, 0.0)
         return _out(_k_angle_diff(theta.size, theta.reshape(-1), 0.0), theta.shape)
     return _elementwise("angle_wrap", lambda n, t: _k_angle_diff(n, t, 0.0),
                         lambda xp, t: _angle_diff(xp, t, 0.0), _no_checks, theta=theta)
@@ -699,6 +701,10 @@ def angle_diff(a: ArrayLike, b: ArrayLike) -> ArrayLike:
     """Signed smallest angle from ``b`` to ``a``, ``angle_wrap(a - b)`` in (-pi, pi] radians;
     elementwise.
     """
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.dtype is _F64 and b.dtype is _F64 and a.ndim == 1
+            and b.shape == a.shape and not a.flags.writeable and not b.flags.writeable
+            and a.flags.c_contiguous and b.flags.c_contiguous):
+        return _k_angle_diff(a.shape[0], a, b)  # two read-only (B,) state fields: no views to make
     if _plain(a):
         if isinstance(b, _NUMBER):
             return _out(_k_angle_diff(a.size, a.reshape(-1), float(b)), a.shape)
