@@ -31,7 +31,6 @@ warnings.filterwarnings("ignore", message=".*pkg_resources.*")
 
 import rewardgym  # noqa: E402,F401  (registers ids)
 from rewardgym.agents.train import TrainSpec, train  # noqa: E402
-from rewardgym.intrinsic import close_all  # noqa: E402
 
 TASK = "rewardgym/MiniHack-KeyRoom-S5-v0"
 
@@ -45,7 +44,6 @@ def run(task: str, oni: bool, threads: int, steps: int, seed: int, root: str) ->
                      hyperparams={"num_threads": threads} if threads else {}, checkpoint_every_s=600,
                      intrinsic="oni" if oni else None, oni={"model": "classification"} if oni else {})
     run_dir = train(spec, runs_root=root, run_name=f"{'oni' if oni else 'env'}-{threads}-{time.time_ns()}")
-    close_all()
     return float(run_dir.metrics()[-1]["fps"])
 
 
