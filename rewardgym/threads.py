@@ -27,7 +27,7 @@ numba prelude kernels                      0         none: serial kernels (no ``
                                                      so numba never starts its thread pool
 off-screen rendering (OSMesa llvmpipe)     1         ``LP_NUM_THREADS`` (rewardgym sets 1 when it
                                                      picks OSMesa itself)
-``torch.compile`` (``compile``, "auto") compile   ``TORCHINDUCTOR_COMPILE_THREADS`` (compile
+``torch.compile`` (PPO ``compile``)        compile   ``TORCHINDUCTOR_COMPILE_THREADS`` (compile
                                            time      workers exist only while compiling)
 =========================================  ========  ===========================================
 
