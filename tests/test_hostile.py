@@ -253,6 +253,21 @@ def test_limits_hold_in_gym_make_and_stack_overflow_is_named(tmp_path):
     env.close()
 
 
+def test_a_large_matrix_product_runs_in_the_worker(tmp_path):
+    # not hostile, but it used to look like it: OpenBLAS started its thread pool on the first
+    # large product, the worker's system-call filter refused the threads, and the call hung
+    path = program(tmp_path, """
+        def compute_reward(state, action):
+            a = np.ones((300, 300))
+            return state.torso_height * 0.0 + np.sum(np.matmul(a, a)) / 27e6
+    """)
+    env = gym.make_vec(TASK, num_envs=2, reward=str(path), reward_limits=ProgramLimits(timeout_s=30.0))
+    env.reset(seed=0)
+    _, reward, *_ = env.step(env.action_space.sample())
+    np.testing.assert_allclose(reward, 1.0)
+    env.close()
+
+
 def test_check_reports_a_crash_as_a_crash_not_memory(tmp_path):
     path = program(tmp_path, STACK_OVERFLOW)
     result = cli("check", str(path), "--task", "Hopper-Hop", "--steps", "5", "--num-envs", "1")

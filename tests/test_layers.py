@@ -3,6 +3,7 @@ down the layers of DESIGN.md, and ``import rewardgym`` writes nothing to ``os.en
 
 envs -> rewards -> wrappers -> perceptual, intrinsic, llm_rewards, agents, deploy, multiagent,
 testing -> cli; ``rewardgym/__init__`` (the package's public face) sits on top of them all.
+``version`` and ``threads`` (thread budgets, used by every layer) import nothing from rewardgym.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rewardgym"
-LAYERS = {"version": 0, "envs": 1, "rewards": 2, "wrappers": 3, "perceptual": 4, "intrinsic": 4,
+LAYERS = {"version": 0, "threads": 0, "envs": 1, "rewards": 2, "wrappers": 3, "perceptual": 4, "intrinsic": 4,
           "llm_rewards": 4, "agents": 4, "deploy": 4, "multiagent": 4, "testing": 4, "cli": 5}
 
 

@@ -22,8 +22,12 @@ def test_parameterize_names_the_numbers_of_compute_reward():
     base = _base()
     assert base.values["W_REACH"] == 2.0 and base.values["W_PUSH"] == 6.0 and base.values["BONUS"] == 10.0
     assert base.terms == ("reach", "push", "success")
-    assert "reach = W_REACH * long_tail(" in base.source and "W_REACH = 2.0" in base.source
-    assert "np.maximum(margin, 1e-6)" in base.source and len(base.values) == 8  # guards stay literal
+    assert "reach = W_REACH * tolerance(state.hand_to_obj, -np.inf, UPPER," in base.source
+    assert "W_REACH = 2.0" in base.source and len(base.values) == 8
+    guarded = parameterize("def compute_reward(state, action):\n"
+                           "    return 3.0 * state.hand_to_obj / np.maximum(state.obj_to_goal, 1e-6)\n", "guard")
+    assert list(guarded.values.values()) == [3.0]  # the guard stays literal
+    assert "np.maximum(state.obj_to_goal, 1e-6)" in guarded.source
     assert parameterize(base.original, "again").values == base.values
 
 

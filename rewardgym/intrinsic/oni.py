@@ -248,9 +248,9 @@ class OniSystem:
 
     # -- trainer thread -----------------------------------------------------------------------
     def _train_loop(self) -> None:
-        from rewardgym.intrinsic.encoder import single_torch_thread
+        from rewardgym.threads import limit_this_thread
 
-        single_torch_thread()
+        limit_this_thread(1)  # per thread: the learner's setting is untouched (rewardgym.threads)
         while not self._stop.is_set():
             self._wake.wait(timeout=0.25)
             self._wake.clear()

@@ -195,9 +195,9 @@ class AnnotationService:
         return out
 
     def _run(self) -> None:
-        from rewardgym.intrinsic.encoder import single_torch_thread
+        from rewardgym.threads import limit_this_thread
 
-        single_torch_thread()
+        limit_this_thread(1)  # per thread: the learner's setting is untouched (rewardgym.threads)
         failures = 0
         while not self._stop.is_set():
             batch = self._take()

@@ -4,14 +4,17 @@ A reward program runs with ``np`` and the helpers in :data:`HELPERS` in scope. T
 program text runs on numpy arrays (environment stepping, ``rewardgym check``) and on torch
 tensors (CPU or CUDA, e.g. rewards recomputed on a replay batch):
 
-* **numpy path** -- every helper casts its inputs once to C-contiguous ``float64`` and calls
-  a numba ``@njit(cache=True)`` kernel (explicit loops, no temporaries). Scalars and
-  size-1 arguments are broadcast inside the kernel without copies.
-* **torch path** -- when any argument is a ``torch.Tensor`` the helper runs a pure-torch
-  implementation with the same semantics on the tensor's device. Floating tensors keep their
-  dtype; integer/bool tensors are promoted to ``float64`` (as numpy does). torch is never
-  imported by this module unless a tensor is passed or ``prelude_namespace("torch")`` is
-  called.
+* **one definition** -- each helper is an array-API expression over ``xp``
+  (``array_api_compat``'s numpy or torch namespace): the same code computes it on numpy
+  arrays and, when any argument is a ``torch.Tensor``, on the tensor's device. Floating
+  tensors keep their dtype; integer/bool tensors are promoted to ``float64`` (as numpy
+  does). torch is never imported by this module unless a tensor is passed or
+  ``prelude_namespace("torch")`` is called.
+* **numba kernels** -- on numpy arrays, a numba ``@njit(cache=True)`` kernel (one fused
+  loop, float64, no temporaries) replaces the expression wherever it is faster: at any
+  batch size for the reductions, wrapping, ramps and Huber, up to a measured batch size for
+  the transcendental ones (numpy's SIMD ``exp``/``tanh`` win large batches);
+  ``benchmarks/prelude_kernels.py`` measures both against plain numpy and per-item Python.
 
 Conventions (all helpers)
 -------------------------
@@ -51,8 +54,11 @@ import textwrap
 import types
 from typing import Any, Callable
 
+import array_api_compat.numpy as _XP
 import numpy as np
 from numba import njit
+from numba import types as nb_types
+from numba.extending import overload
 
 __all__ = [
     "distance", "norm", "sum_sq", "tolerance", "squash", "linear_ramp", "smooth_step",
@@ -89,8 +95,35 @@ _SIGMOID_CODE = {name: i for i, name in enumerate(SIGMOIDS)}
 
 
 # --------------------------------------------------------------------------------------
-# argument handling
+# how a helper runs
 # --------------------------------------------------------------------------------------
+# Every helper is defined once, as an array-API expression ``_<name>(xp, ...)`` over a
+# namespace ``xp`` (array_api_compat's numpy or torch): that is the torch path, and the
+# numpy path wherever numpy is the fastest way. A numba kernel ``_k_<name>`` (one fused
+# loop, no temporaries, no per-call set-up) replaces it on numpy arrays where it is faster:
+# up to _KERNEL_UP_TO[name] elements, measured (benchmarks/prelude_kernels.py, 2-core AMD
+# EPYC): numba calls cost ~0.5 us, a numpy ufunc ~0.4 us per operation, so a fused kernel
+# wins small batches by the number of operations it saves; on large batches numpy's SIMD
+# exp/tanh/atan2 beat numba's scalar libm calls, while reductions over a short last axis,
+# modulo and branches stay several times faster in numba at any size.
+#
+# Arguments take one of two lanes. The fast lane (numpy float64 C-contiguous array first,
+# Python-number parameters: what reward programs pass) checks nothing it does not have to
+# and calls the kernel or the numpy expression directly. Everything else (lists, integer or
+# float32 arrays, strided views, array parameters, shape mismatches) takes the general
+# lane, which converts, broadcasts and names the argument at fault in errors.
+
+_F64 = np.dtype(np.float64)
+_NUMBER = (float, int)  # Python numbers (bool is an int) and numpy float64 scalars (isinstance)
+
+_KERNEL_UP_TO: dict[str, float] = {
+    "distance": math.inf, "norm": math.inf, "sum_sq": math.inf, "angle_wrap": math.inf,
+    "angle_diff": math.inf, "huber": math.inf, "linear_ramp": math.inf, "smooth_step": math.inf,
+    "tolerance": 1024, "quat_to_euler": 512, "squash": 0, "exp_decay": 0,
+}
+"""Largest batch (elements) for which a helper's numba kernel beats its numpy expression
+(0: no kernel; ``squash`` and ``exp_decay`` are one numpy ufunc after one multiplication,
+which a numba call, at ~0.7 us, cannot undercut at any size)."""
 
 
 def _is_torch(x: Any) -> bool:
@@ -99,6 +132,17 @@ def _is_torch(x: Any) -> bool:
 
 def _any_torch(*args: Any) -> bool:
     return any(_is_torch(a) for a in args)
+
+
+def _plain(x: Any) -> bool:
+    """A float64 C-contiguous numpy array: the fast lane's first argument."""
+    return type(x) is np.ndarray and x.dtype is _F64 and x.flags.c_contiguous
+
+
+def _xp_torch() -> Any:
+    import array_api_compat.torch as xp
+
+    return xp
 
 
 def _f64(helper: str, name: str, x: Any) -> np.ndarray:
@@ -119,7 +163,7 @@ def _f64(helper: str, name: str, x: Any) -> np.ndarray:
 def _broadcast(helper: str, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
     """Broadcast shape of the named arguments, or a TypeError naming the culprit."""
     distinct = {tuple(s) for s in shapes.values() if len(s)}
-    if len(distinct) <= 1:  # fast path: one array shape plus scalars
+    if len(distinct) <= 1:  # one array shape plus scalars
         return distinct.pop() if distinct else ()
     try:
         return tuple(np.broadcast_shapes(*shapes.values()))
@@ -139,250 +183,50 @@ def _broadcast(helper: str, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ..
                     f"{ {k: tuple(v) for k, v in shapes.items()} } do not broadcast together")
 
 
-def _flat(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """1-D view for an elementwise kernel: length 1 (broadcast in-kernel) or prod(shape)."""
-    if a.size == 1:
-        return a.reshape(1)
-    if a.shape == shape:
-        return a.reshape(-1)
-    return np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1)
-
-
-def _rows(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """2-D ``(rows, cols)`` view for a reduction kernel over the last axis of ``shape``.
-
-    rows is 1 or prod(shape[:-1]); cols is 1 or shape[-1]; size-1 axes broadcast in-kernel.
-    """
-    a = a.reshape((1,) * (len(shape) - a.ndim) + a.shape)
-    lead, k = shape[:-1], shape[-1]
-    cols = a.shape[-1]
-    if a.shape[:-1] == lead:
-        return a.reshape(math.prod(lead), cols)
-    if math.prod(a.shape[:-1]) == 1:
-        return a.reshape(1, cols)
-    return np.ascontiguousarray(np.broadcast_to(a, lead + (cols,))).reshape(math.prod(lead), cols)
-
-
 def _ro(a: np.ndarray) -> np.ndarray:
     """A read-only view (no copy): kernels see one array type whether or not the caller's
-    array was writeable (reward state fields are read-only), so each kernel compiles once."""
+    array was writeable (reward state fields are read-only), so the general lane compiles
+    each kernel once."""
     if a.flags.writeable:
         a = a.view()
         a.flags.writeable = False
     return a
 
 
-def _np_elementwise(helper: str, **args: Any) -> tuple[list[np.ndarray], tuple[int, ...]]:
+def _flat(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Read-only 1-D kernel input: length 1 (broadcast in the kernel) or prod(shape)."""
+    if a.size == 1:
+        return _ro(a.reshape(1))
+    if a.shape != shape:
+        a = np.ascontiguousarray(np.broadcast_to(a, shape))
+    return _ro(a.reshape(-1))
+
+
+def _rows(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Read-only 2-D ``(rows, cols)`` kernel input for a reduction over the last axis of
+    ``shape``: rows is 1 or prod(shape[:-1]), cols 1 or shape[-1] (size-1 axes broadcast)."""
+    a = a.reshape((1,) * (len(shape) - a.ndim) + a.shape)
+    lead, cols = shape[:-1], a.shape[-1]
+    if a.shape[:-1] == lead:
+        return _ro(a.reshape(math.prod(lead), cols))
+    if math.prod(a.shape[:-1]) == 1:
+        return _ro(a.reshape(1, cols))
+    return _ro(np.ascontiguousarray(np.broadcast_to(a, lead + (cols,))).reshape(math.prod(lead), cols))
+
+
+def _general(helper: str, **args: Any) -> tuple[str, list[Any], tuple[int, ...]]:
+    """The general lane: ``(backend, arrays, broadcast shape)`` with backend ``"torch"``
+    (tensors on the first tensor's device, one floating dtype) or ``"numpy"`` (float64)."""
+    if _any_torch(*args.values()):
+        tensors, shape = _t_args(helper, **args)
+        return "torch", tensors, shape
     arrays = {k: _f64(helper, k, v) for k, v in args.items()}
-    shape = _broadcast(helper, {k: a.shape for k, a in arrays.items()})
-    return [_ro(_flat(a, shape)) for a in arrays.values()], shape
-
-
-def _np_reduction(helper: str, **args: Any) -> tuple[list[np.ndarray], tuple[int, ...]]:
-    """2-D kernel inputs and the output shape (input shape without its last axis)."""
-    arrays = {k: _f64(helper, k, v) for k, v in args.items()}
-    shape = _broadcast(helper, {k: a.shape for k, a in arrays.items()})
-    if len(shape) <= 1:  # scalars / a batch of scalars: k == 1
-        arrays = {k: a.reshape(a.shape + (1,)) for k, a in arrays.items()}
-        shape = shape + (1,)
-    return [_ro(_rows(a, shape)) for a in arrays.values()], shape[:-1]
-
-
-def _finish(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | float:
-    return float(out[0]) if shape == () else out.reshape(shape)
-
-
-def _check_positive(helper: str, name: str, value: Any) -> None:
-    """ValueError unless the (converted) parameter array is > 0 everywhere."""
-    if isinstance(value, np.ndarray) and value.size == 1:
-        bad = value.item() <= 0  # fast path for the common scalar parameter
-    else:
-        bad = bool((value <= 0).any())
-    if bad:
-        raise ValueError(f"{helper}(): {name!r} must be > 0")
-
-
-def _check_bounds(lower: Any, upper: Any) -> None:
-    """ValueError if the (converted, flat or broadcastable) bounds have lower > upper."""
-    if bool((lower > upper).any()):
-        raise ValueError("tolerance(): lower bound must be <= upper bound")
-
-
-# --------------------------------------------------------------------------------------
-# numba kernels (float64, explicit loops; a length-1 input axis is broadcast via stride 0)
-# --------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def _st(a):  # pragma: no cover - compiled
-    """Row stride of a kernel input: 0 broadcasts a length-1 axis, 1 walks it."""
-    return 1 if a.shape[0] > 1 else 0
-
-
-@njit(cache=True)
-def _k_distance(a, b, out):  # pragma: no cover - compiled
-    n, k = out.shape[0], (a.shape[1] if a.shape[1] != 1 else b.shape[1])
-    ra, ca = _st(a), (1 if a.shape[1] > 1 else 0)
-    rb, cb = _st(b), (1 if b.shape[1] > 1 else 0)
-    for i in range(n):
-        s = 0.0
-        for j in range(k):
-            d = a[i * ra, j * ca] - b[i * rb, j * cb]
-            s += d * d
-        out[i] = math.sqrt(s)
-
-
-@njit(cache=True)
-def _k_sum_sq(x, out):  # pragma: no cover - compiled
-    n, k = out.shape[0], x.shape[1]
-    rx = _st(x)
-    for i in range(n):
-        s = 0.0
-        for j in range(k):
-            v = x[i * rx, j]
-            s += v * v
-        out[i] = s
-
-
-@njit(cache=True)
-def _k_norm(x, out):  # pragma: no cover - compiled
-    _k_sum_sq(x, out)
-    for i in range(out.shape[0]):
-        out[i] = math.sqrt(out[i])
-
-
-@njit(cache=True)
-def _sigmoid(s, code):  # pragma: no cover - compiled
-    """dm_control's sigmoid ``code`` at the *scaled* distance ``s = d * scale``."""
-    if code == 0:  # gaussian
-        return math.exp(-0.5 * s * s)
-    if code == 1:  # hyperbolic
-        return 1.0 / math.cosh(s)
-    if code == 2:  # long_tail
-        return 1.0 / (s * s + 1.0)
-    if code == 3:  # reciprocal
-        return 1.0 / (abs(s) + 1.0)
-    if code == 4:  # cosine
-        return (1.0 + math.cos(math.pi * s)) / 2.0 if abs(s) < 1.0 else 0.0
-    if code == 5:  # linear
-        return 1.0 - s if abs(s) < 1.0 else 0.0
-    if code == 6:  # quadratic
-        return 1.0 - s * s if abs(s) < 1.0 else 0.0
-    t = math.tanh(s)  # tanh_squared
-    return 1.0 - t * t
-
-
-@njit(cache=True)
-def _k_tolerance(x, lower, upper, margin, code, scale, out):  # pragma: no cover - compiled
-    sx, sl, su = _st(x), _st(lower), _st(upper)
-    for i in range(out.shape[0]):
-        v, lo, hi = x[i * sx], lower[i * sl], upper[i * su]
-        if lo <= v and v <= hi:
-            out[i] = 1.0
-        elif margin == 0.0:
-            out[i] = 0.0
-        else:
-            d = (lo - v) if v < lo else (v - hi)
-            out[i] = _sigmoid(d / margin * scale, code)
-
-
-@njit(cache=True)
-def _k_squash(x, scale, out):  # pragma: no cover - compiled
-    sx, ss = _st(x), _st(scale)
-    for i in range(out.shape[0]):
-        out[i] = _tanh(x[i * sx] / scale[i * ss])
-
-
-@njit(cache=True)
-def _ramp(v, lo, hi):  # pragma: no cover - compiled
-    if hi == lo:
-        return 1.0 if v >= hi else 0.0
-    t = (v - lo) / (hi - lo)
-    return min(max(t, 0.0), 1.0)
-
-
-@njit(cache=True)
-def _k_linear_ramp(x, lo, hi, out):  # pragma: no cover - compiled
-    sx, sl, sh = _st(x), _st(lo), _st(hi)
-    for i in range(out.shape[0]):
-        out[i] = _ramp(x[i * sx], lo[i * sl], hi[i * sh])
-
-
-@njit(cache=True)
-def _k_smooth_step(x, lo, hi, out):  # pragma: no cover - compiled
-    sx, sl, sh = _st(x), _st(lo), _st(hi)
-    for i in range(out.shape[0]):
-        t = _ramp(x[i * sx], lo[i * sl], hi[i * sh])
-        out[i] = t * t * (3.0 - 2.0 * t)
-
-
-@njit(cache=True)
-def _wrap(theta):  # pragma: no cover - compiled
-    m = math.pi - theta
-    m -= _TWO_PI * math.floor(m / _TWO_PI)  # floored modulo in [0, 2pi) up to rounding
-    if m < 0.0:
-        m += _TWO_PI
-    elif m >= _TWO_PI:
-        m -= _TWO_PI
-    r = math.pi - m
-    return math.pi if r <= -math.pi else r
-
-
-@njit(cache=True)
-def _tanh(v):  # pragma: no cover - compiled
-    """``tanh(v)`` from one ``exp`` (about 2x faster than libm ``tanh``); abs. error < 4e-16."""
-    e = math.exp(-2.0 * abs(v))
-    t = (1.0 - e) / (1.0 + e)
-    return t if v >= 0.0 else -t
-
-
-@njit(cache=True)
-def _k_angle_wrap(theta, out):  # pragma: no cover - compiled
-    for i in range(out.shape[0]):
-        out[i] = _wrap(theta[i])
-
-
-@njit(cache=True)
-def _k_angle_diff(a, b, out):  # pragma: no cover - compiled
-    sa, sb = _st(a), _st(b)
-    for i in range(out.shape[0]):
-        out[i] = _wrap(a[i * sa] - b[i * sb])
-
-
-@njit(cache=True)
-def _k_huber(x, delta, out):  # pragma: no cover - compiled
-    sx, sd = _st(x), _st(delta)
-    for i in range(out.shape[0]):
-        a, d = abs(x[i * sx]), delta[i * sd]
-        out[i] = 0.5 * a * a if a <= d else d * (a - 0.5 * d)
-
-
-@njit(cache=True)
-def _k_exp_decay(d, scale, out):  # pragma: no cover - compiled
-    sd, ss = _st(d), _st(scale)
-    for i in range(out.shape[0]):
-        out[i] = math.exp(-d[i * sd] / scale[i * ss])
-
-
-@njit(cache=True)
-def _k_quat_to_euler(q, out):  # pragma: no cover - compiled
-    for i in range(q.shape[0]):
-        w, x, y, z = q[i, 0], q[i, 1], q[i, 2], q[i, 3]
-        ww, xx, yy, zz = w * w, x * x, y * y, z * z
-        n2 = ww + xx + yy + zz
-        out[i, 0] = math.atan2(2.0 * (w * x + y * z), ww - xx - yy + zz)
-        s = 2.0 * (w * y - x * z) / n2 if n2 > 0.0 else 0.0
-        out[i, 1] = math.asin(min(max(s, -1.0), 1.0))
-        out[i, 2] = math.atan2(2.0 * (w * z + x * y), ww + xx - yy - zz)
-
-
-# --------------------------------------------------------------------------------------
-# torch path (imported lazily)
-# --------------------------------------------------------------------------------------
+    return "numpy", list(arrays.values()), _broadcast(helper, {k: a.shape for k, a in arrays.items()})
 
 
 def _t_args(helper: str, **args: Any) -> tuple[list[Any], tuple[int, ...]]:
-    """All arguments as tensors on the first tensor's device with one floating dtype."""
+    """All arguments as tensors on the first tensor's device with one floating dtype
+    (floating tensors keep theirs; integer and bool tensors become float64, as in numpy)."""
     import torch
 
     tensors = [v for v in args.values() if _is_torch(v)]
@@ -404,42 +248,248 @@ def _t_args(helper: str, **args: Any) -> tuple[list[Any], tuple[int, ...]]:
     return list(out.values()), shape
 
 
-def _t_sigmoid(s: Any, code: int) -> Any:
-    import torch
+def _out(out: Any, shape: tuple[int, ...]) -> Any:
+    """A Python float for a 0-d numpy result, else the array in ``shape``."""
+    if isinstance(out, np.ndarray) and shape == ():
+        return float(out.reshape(-1)[0])
+    return out.reshape(shape) if isinstance(out, np.ndarray) and out.shape != shape else out
 
-    if code == 0:
-        return torch.exp(-0.5 * s * s)
-    if code == 1:
-        return 1.0 / torch.cosh(s)
-    if code == 2:
+
+def _check_positive(helper: str, name: str, value: Any) -> None:
+    """ValueError unless the parameter (number, array or tensor) is > 0 everywhere."""
+    bad = value <= 0 if isinstance(value, _NUMBER) else bool((value <= 0).any())
+    if bad:
+        raise ValueError(f"{helper}(): {name!r} must be > 0")
+
+
+def _check_bounds(lower: Any, upper: Any) -> None:
+    """ValueError if the bounds have lower > upper anywhere."""
+    bad = lower > upper if isinstance(lower, _NUMBER) and isinstance(upper, _NUMBER) else bool((lower > upper).any())
+    if bad:
+        raise ValueError("tolerance(): lower bound must be <= upper bound")
+
+
+def _elementwise(helper: str, kernel: Any, expr: Callable[..., Any], checks: Callable[..., None], *args: Any,
+                 **named: Any) -> Any:
+    """The general lane of an elementwise helper: its kernel (``None``: none) up to
+    ``_KERNEL_UP_TO[helper]`` elements, else its expression; ``args`` follow the arrays."""
+    backend, arrays, shape = _general(helper, **named)
+    checks(*arrays)
+    if backend == "torch":
+        return expr(_xp_torch(), *arrays, *args)
+    n = math.prod(shape)
+    if kernel is not None and n <= _KERNEL_UP_TO[helper]:
+        return _out(kernel(n, *[_flat(a, shape) for a in arrays], *args), shape)
+    return _out(_xp_result(expr(_XP, *arrays, *args), shape), shape)
+
+
+def _no_checks(*arrays: Any) -> None:
+    """Helpers whose array arguments need no value check."""
+
+
+def _xp_result(out: Any, shape: tuple[int, ...]) -> Any:
+    """An expression's result in the broadcast ``shape`` (a size-1 argument may have left it smaller)."""
+    return out if out.shape == shape else np.broadcast_to(out, shape).copy()
+
+
+# --------------------------------------------------------------------------------------
+# numba kernels: float64, explicit loops, output allocated in the kernel. Parameters are
+# numbers or 1-D arrays of length 1 or n (length 1 broadcast through a zero stride):
+# _stride and _get below compile to the right access for each.
+# --------------------------------------------------------------------------------------
+
+
+def _stride(p):  # pragma: no cover - replaced by the overload in compiled code
+    raise NotImplementedError
+
+
+def _get(p, i):  # pragma: no cover - replaced by the overload in compiled code
+    raise NotImplementedError
+
+
+@overload(_stride)
+def _ol_stride(p):
+    if isinstance(p, nb_types.Number):
+        return lambda p: 0
+    return lambda p: 1 if p.shape[0] > 1 else 0
+
+
+@overload(_get)
+def _ol_get(p, i):
+    if isinstance(p, nb_types.Number):
+        return lambda p, i: p
+    return lambda p, i: p[i]
+
+
+@njit(cache=True)
+def _k_distance(a, b):  # pragma: no cover - compiled
+    n = a.shape[0] if a.shape[0] != 1 else b.shape[0]
+    k = a.shape[1] if a.shape[1] != 1 else b.shape[1]
+    ra, ca = _stride(a), (1 if a.shape[1] > 1 else 0)
+    rb, cb = _stride(b), (1 if b.shape[1] > 1 else 0)
+    out = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            d = a[i * ra, j * ca] - b[i * rb, j * cb]
+            s += d * d
+        out[i] = math.sqrt(s)
+    return out
+
+
+@njit(cache=True)
+def _k_sum_sq(x):  # pragma: no cover - compiled
+    n, k = x.shape
+    out = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            v = x[i, j]
+            s += v * v
+        out[i] = s
+    return out
+
+
+@njit(cache=True)
+def _k_norm(x):  # pragma: no cover - compiled
+    out = _k_sum_sq(x)
+    for i in range(out.shape[0]):
+        out[i] = math.sqrt(out[i])
+    return out
+
+
+@njit(cache=True)
+def _sigmoid(s, code):  # pragma: no cover - compiled
+    """dm_control's sigmoid ``code`` at the *scaled* distance ``s = d * scale / margin``."""
+    if code == 0:  # gaussian
+        return math.exp(-0.5 * s * s)
+    if code == 1:  # hyperbolic
+        return 1.0 / math.cosh(s)
+    if code == 2:  # long_tail
         return 1.0 / (s * s + 1.0)
-    if code == 3:
-        return 1.0 / (torch.abs(s) + 1.0)
-    inside = torch.abs(s) < 1.0
-    if code == 4:
-        return torch.where(inside, (1.0 + torch.cos(math.pi * s)) / 2.0, 0.0)
-    if code == 5:
-        return torch.where(inside, 1.0 - s, 0.0)
-    if code == 6:
-        return torch.where(inside, 1.0 - s * s, 0.0)
-    return 1.0 - torch.tanh(s) ** 2
+    if code == 3:  # reciprocal
+        return 1.0 / (abs(s) + 1.0)
+    if code == 4:  # cosine
+        return (1.0 + math.cos(math.pi * s)) / 2.0 if abs(s) < 1.0 else 0.0
+    if code == 5:  # linear
+        return 1.0 - s if abs(s) < 1.0 else 0.0
+    if code == 6:  # quadratic
+        return 1.0 - s * s if abs(s) < 1.0 else 0.0
+    t = math.tanh(s)  # tanh_squared
+    return 1.0 - t * t
 
 
-def _t_wrap(theta: Any) -> Any:
-    import torch
+@njit(cache=True)
+def _k_tolerance(n, x, lower, upper, margin, code, scale):  # pragma: no cover - compiled
+    sx, sl, su, sm = _stride(x), _stride(lower), _stride(upper), _stride(margin)
+    out = np.empty(n)
+    for i in range(n):
+        v, lo, hi, m = x[i * sx], _get(lower, i * sl), _get(upper, i * su), _get(margin, i * sm)
+        if lo <= v and v <= hi:
+            out[i] = 1.0
+        elif m == 0.0:
+            out[i] = 0.0
+        else:
+            d = (lo - v) if v < lo else (v - hi)
+            out[i] = _sigmoid(d / m * scale, code)
+    return out
 
-    r = math.pi - torch.remainder(math.pi - theta, _TWO_PI)
-    return torch.where(r <= -math.pi, math.pi, r)
+
+@njit(cache=True)
+def _ramp(v, lo, hi):  # pragma: no cover - compiled
+    if hi == lo:
+        return 1.0 if v >= hi else 0.0
+    return min(max((v - lo) / (hi - lo), 0.0), 1.0)
 
 
-def _t_reduce_sq(x: Any, ndim: int) -> Any:
-    """Sum of squares over the last axis (elementwise square for ndim <= 1)."""
-    return x * x if ndim <= 1 else (x * x).sum(dim=-1)
+@njit(cache=True)
+def _k_linear_ramp(n, x, lo, hi):  # pragma: no cover - compiled
+    sx, sl, sh = _stride(x), _stride(lo), _stride(hi)
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = _ramp(x[i * sx], _get(lo, i * sl), _get(hi, i * sh))
+    return out
+
+
+@njit(cache=True)
+def _k_smooth_step(n, x, lo, hi):  # pragma: no cover - compiled
+    sx, sl, sh = _stride(x), _stride(lo), _stride(hi)
+    out = np.empty(n)
+    for i in range(n):
+        t = _ramp(x[i * sx], _get(lo, i * sl), _get(hi, i * sh))
+        out[i] = t * t * (3.0 - 2.0 * t)
+    return out
+
+
+@njit(cache=True)
+def _wrap(theta):  # pragma: no cover - compiled
+    m = math.pi - theta
+    m -= _TWO_PI * math.floor(m / _TWO_PI)  # floored modulo in [0, 2pi) up to rounding
+    if m < 0.0:
+        m += _TWO_PI
+    elif m >= _TWO_PI:
+        m -= _TWO_PI
+    r = math.pi - m
+    return math.pi if r <= -math.pi else r
+
+
+@njit(cache=True)
+def _k_angle_diff(n, a, b):  # pragma: no cover - compiled
+    sa, sb = _stride(a), _stride(b)
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = _wrap(a[i * sa] - _get(b, i * sb))
+    return out
+
+
+@njit(cache=True)
+def _k_huber(n, x, delta):  # pragma: no cover - compiled
+    sx, sd = _stride(x), _stride(delta)
+    out = np.empty(n)
+    for i in range(n):
+        a, d = abs(x[i * sx]), _get(delta, i * sd)
+        out[i] = 0.5 * a * a if a <= d else d * (a - 0.5 * d)
+    return out
+
+
+@njit(cache=True)
+def _k_quat_to_euler(q):  # pragma: no cover - compiled
+    out = np.empty((q.shape[0], 3))
+    for i in range(q.shape[0]):
+        w, x, y, z = q[i, 0], q[i, 1], q[i, 2], q[i, 3]
+        ww, xx, yy, zz = w * w, x * x, y * y, z * z
+        n2 = ww + xx + yy + zz
+        out[i, 0] = math.atan2(2.0 * (w * x + y * z), ww - xx - yy + zz)
+        s = 2.0 * (w * y - x * z) / n2 if n2 > 0.0 else 0.0
+        out[i, 1] = math.asin(min(max(s, -1.0), 1.0))
+        out[i, 2] = math.atan2(2.0 * (w * z + x * y), ww + xx - yy - zz)
+    return out
 
 
 # --------------------------------------------------------------------------------------
-# public helpers
+# the helpers: array-API expressions, then the public functions
 # --------------------------------------------------------------------------------------
+
+
+def _distance(xp: Any, a: Any, b: Any, reduce: bool) -> Any:
+    d = a - b
+    return xp.sqrt(xp.sum(d * d, axis=-1)) if reduce else xp.abs(d)
+
+
+def _sum_sq(xp: Any, x: Any, reduce: bool) -> Any:
+    return xp.sum(x * x, axis=-1) if reduce else x * x
+
+
+def _reduction(helper: str, kernel: Any, expr: Callable[..., Any], **args: Any) -> Any:
+    """General lane of ``distance`` / ``norm`` / ``sum_sq``: reduce the last axis; a
+    ``(B,)`` input is a batch of scalars (``k == 1``)."""
+    backend, arrays, shape = _general(helper, **args)
+    if backend == "torch":
+        return expr(_xp_torch(), *arrays, len(shape) > 1)
+    if len(shape) <= 1:  # scalars / a batch of scalars: k == 1
+        arrays = [a.reshape(a.shape + (1,)) for a in arrays]
+        shape = shape + (1,)
+    return _out(kernel(*[_rows(a, shape) for a in arrays]), shape[:-1])
 
 
 def distance(a: ArrayLike, b: ArrayLike) -> ArrayLike:
@@ -448,46 +498,30 @@ def distance(a: ArrayLike, b: ArrayLike) -> ArrayLike:
 
     ``b`` may be a fixed target ``(k,)``; 1-D inputs ``(B,)`` give ``abs(a - b)``.
     """
-    if _any_torch(a, b):
-        import torch
-
-        (ta, tb), shape = _t_args("distance", a=a, b=b)
-        d = ta - tb
-        return torch.abs(d) if len(shape) <= 1 else torch.sqrt((d * d).sum(dim=-1))
-    (a2, b2), shape = _np_reduction("distance", a=a, b=b)
-    out = np.empty(math.prod(shape))
-    _k_distance(a2, b2, out)
-    return _finish(out, shape)
+    if _plain(a) and _plain(b) and a.ndim == 2 and b.shape == a.shape:  # fast lane
+        return _k_distance(_ro(a), _ro(b))
+    return _reduction("distance", _k_distance, _distance, a=a, b=b)
 
 
 def norm(x: ArrayLike) -> ArrayLike:
     """Euclidean norm over the last axis: ``(B, k)`` -> ``(B,)``, in the input's unit (``(B,)``
     -> ``abs(x)``).
     """
-    if _any_torch(x):
-        import torch
-
-        (tx,), shape = _t_args("norm", x=x)
-        return torch.sqrt(_t_reduce_sq(tx, len(shape)))
-    (x2,), shape = _np_reduction("norm", x=x)
-    out = np.empty(math.prod(shape))
-    _k_norm(x2, out)
-    return _finish(out, shape)
+    if _plain(x) and x.ndim == 2:
+        return _k_norm(_ro(x))
+    return _reduction("norm", _k_norm, lambda xp, x, reduce: xp.sqrt(_sum_sq(xp, x, reduce)), x=x)
 
 
 def sum_sq(x: ArrayLike) -> ArrayLike:
     """Sum of squares over the last axis: ``(B, k)`` -> ``(B,)``, e.g. control cost
     ``sum_sq(action)`` (``(B,)`` -> ``x**2``).
     """
-    if _any_torch(x):
-        (tx,), shape = _t_args("sum_sq", x=x)
-        return _t_reduce_sq(tx, len(shape))
-    (x2,), shape = _np_reduction("sum_sq", x=x)
-    out = np.empty(math.prod(shape))
-    _k_sum_sq(x2, out)
-    return _finish(out, shape)
+    if _plain(x) and x.ndim == 2:
+        return _k_sum_sq(_ro(x))
+    return _reduction("sum_sq", _k_sum_sq, _sum_sq, x=x)
 
 
+@functools.lru_cache(maxsize=256)
 def _sigmoid_scale(sigmoid: str, value_at_margin: float) -> float:
     """dm_control's ``scale`` that makes ``sigmoid(1) == value_at_margin``."""
     v = value_at_margin
@@ -510,7 +544,48 @@ def _sigmoid_scale(sigmoid: str, value_at_margin: float) -> float:
     }[sigmoid]()
 
 
-def tolerance(x: ArrayLike, lower: ArrayLike, upper: ArrayLike, margin: float = 0.0,
+def _sigmoid_expr(xp: Any, s: Any, code: int) -> Any:
+    """dm_control's sigmoids at the scaled distance ``s`` (1 at ``s == 0``)."""
+    if code == 0:
+        return xp.exp(-0.5 * (s * s))
+    if code == 1:
+        return 1.0 / xp.cosh(s)
+    if code == 2:
+        return 1.0 / (s * s + 1.0)
+    if code == 3:
+        return 1.0 / (xp.abs(s) + 1.0)
+    if code == 7:
+        t = xp.tanh(s)
+        return 1.0 - t * t
+    inside = xp.abs(s) < 1.0
+    if code == 4:
+        return xp.where(inside, (1.0 + xp.cos(math.pi * s)) / 2.0, 0.0)
+    if code == 5:
+        return xp.where(inside, 1.0 - s, 0.0)
+    return xp.where(inside, 1.0 - s * s, 0.0)
+
+
+def _tolerance(xp: Any, x: Any, lower: Any, upper: Any, margin: Any, code: int, scale: float) -> Any:
+    if xp is _XP:  # numpy: inf at a zero margin and cosh overflow are expected values, not warnings
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _tolerance_expr(xp, x, lower, upper, margin, code, scale)
+    return _tolerance_expr(xp, x, lower, upper, margin, code, scale)
+
+
+def _tolerance_expr(xp: Any, x: Any, lower: Any, upper: Any, margin: Any, code: int, scale: float) -> Any:
+    # distance outside the bounds, 0 inside; fmax skips the NaN of inf - inf when x sits on an
+    # infinite bound, while a NaN x stays NaN (and so outside, as in dm_control)
+    d = xp.maximum(xp.fmax(lower - x, x - upper), 0.0)
+    if isinstance(margin, _NUMBER):
+        if margin == 0.0:
+            return xp.astype(d == 0.0, d.dtype)
+        return _sigmoid_expr(xp, d * (scale / margin), code)  # every sigmoid is 1 at 0
+    positive = margin > 0.0
+    per_unit = xp.where(positive, scale / xp.where(positive, margin, 1.0), xp.inf)  # margin 0: a step
+    return xp.where(d == 0.0, 1.0, _sigmoid_expr(xp, d * per_unit, code))
+
+
+def tolerance(x: ArrayLike, lower: ArrayLike, upper: ArrayLike, margin: ArrayLike = 0.0,
               sigmoid: str = "gaussian", value_at_margin: float = 0.1) -> ArrayLike:
     """dm_control's ``rewards.tolerance``: 1 where ``lower <= x <= upper``, decaying to
     ``value_at_margin`` at distance ``margin`` outside; elementwise, ``(B,)`` -> ``(B,)`` in [0,
@@ -518,53 +593,69 @@ def tolerance(x: ArrayLike, lower: ArrayLike, upper: ArrayLike, margin: float = 
 
     Same semantics as ``dm_control.utils.rewards.tolerance(x, bounds=(lower, upper), margin,
     sigmoid, value_at_margin)`` (Tassa et al., 2018, "DeepMind Control Suite"), with
-    ``lower``/``upper`` allowed to be arrays broadcasting against ``x`` (bounds may be
-    ``±np.inf`` or equal). ``margin`` (scalar, same unit as ``x``) == 0 gives a hard 0/1
-    indicator and ignores ``value_at_margin``. ``sigmoid`` is one of :data:`SIGMOIDS`;
-    ``value_at_margin`` must be in (0, 1), or [0, 1) for cosine/linear/quadratic (which have
-    compact support: exactly 0 beyond a finite distance).
+    ``lower``, ``upper`` and ``margin`` allowed to be arrays broadcasting against ``x`` (e.g. a
+    per-env margin: the initial distance to a goal). Bounds may be ``±np.inf`` or equal.
+    ``margin >= 0`` is in ``x``'s unit; where it is 0 the result is a hard 0/1 indicator and
+    ``value_at_margin`` is ignored. ``sigmoid`` is one of :data:`SIGMOIDS`; ``value_at_margin``
+    must be in (0, 1), or [0, 1) for cosine/linear/quadratic (which have compact support:
+    exactly 0 beyond a finite distance).
     """
-    if sigmoid not in _SIGMOID_CODE:
+    code = _SIGMOID_CODE.get(sigmoid)
+    if code is None:
         raise ValueError(f"tolerance(): unknown sigmoid {sigmoid!r}; one of {', '.join(SIGMOIDS)}")
-    if (margin.ndim if _is_torch(margin) else np.ndim(margin)) != 0:
-        raise TypeError("tolerance(): argument 'margin' must be a scalar")
-    margin = float(margin)
-    if margin < 0:
-        raise ValueError(f"tolerance(): margin must be >= 0, got {margin}")
-    scale = _sigmoid_scale(sigmoid, float(value_at_margin)) if margin > 0 else 0.0
-    code = _SIGMOID_CODE[sigmoid]
-    if _any_torch(x, lower, upper):
-        import torch
+    if isinstance(margin, _NUMBER):
+        if margin < 0:
+            raise ValueError(f"tolerance(): margin must be >= 0, got {margin}")
+        scale = _sigmoid_scale(sigmoid, float(value_at_margin)) if margin > 0 else 0.0
+        if _plain(x) and isinstance(lower, _NUMBER) and isinstance(upper, _NUMBER):  # fast lane
+            _check_bounds(lower, upper)
+            if x.size <= _KERNEL_UP_TO["tolerance"]:
+                return _out(_k_tolerance(x.size, x.reshape(-1), float(lower), float(upper), float(margin), code,
+                                         scale), x.shape)
+            return _tolerance(_XP, x, lower, upper, margin, code, scale)
+        margin = float(margin)
+    else:
+        scale = _sigmoid_scale(sigmoid, float(value_at_margin))
 
-        (tx, tl, tu), _ = _t_args("tolerance", x=x, lower=lower, upper=upper)
-        _check_bounds(tl, tu)
-        inside = (tl <= tx) & (tx <= tu)
-        if margin == 0.0:
-            return torch.where(inside, 1.0, 0.0).to(tx.dtype)
-        d = torch.where(tx < tl, tl - tx, tx - tu) / margin
-        return torch.where(inside, 1.0, _t_sigmoid(d * scale, code))
-    (fx, fl, fu), shape = _np_elementwise("tolerance", x=x, lower=lower, upper=upper)
-    _check_bounds(fl, fu)
-    out = np.empty(math.prod(shape))
-    _k_tolerance(fx, fl, fu, margin, code, scale, out)
-    return _finish(out, shape)
+    def checks(x: Any, lower: Any, upper: Any, *margins: Any) -> None:
+        _check_bounds(lower, upper)
+        if margins and bool((margins[0] < 0).any()):
+            raise ValueError("tolerance(): margin must be >= 0 everywhere")
+
+    if isinstance(margin, float):
+        return _elementwise("tolerance", lambda n, x, lo, hi, *a: _k_tolerance(n, x, lo, hi, margin, *a),
+                            lambda xp, x, lo, hi, *a: _tolerance(xp, x, lo, hi, margin, *a), checks,
+                            code, scale, x=x, lower=lower, upper=upper)
+    return _elementwise("tolerance", _k_tolerance, _tolerance, checks, code, scale, x=x, lower=lower,
+                        upper=upper, margin=margin)
+
+
+def _squash(xp: Any, x: Any, scale: Any) -> Any:
+    return xp.tanh(x * (1.0 / scale) if isinstance(scale, _NUMBER) else x / scale)
 
 
 def squash(x: ArrayLike, scale: ArrayLike = 1.0) -> ArrayLike:
     """``tanh(x / scale)``: smooth saturation of an unbounded term into (-1, 1); elementwise,
     ``scale > 0`` in ``x``'s unit.
     """
-    if _any_torch(x, scale):
-        import torch
+    if type(x) is np.ndarray and x.dtype is _F64 and type(scale) in _NUMBER:  # fast lane
+        if scale <= 0:
+            _check_positive("squash", "scale", scale)
+        return _squash(_XP, x, scale) if x.ndim else float(_squash(_XP, x, scale))
+    return _elementwise("squash", None, _squash, lambda x, s: _check_positive("squash", "scale", s),
+                        x=x, scale=scale)
 
-        (tx, ts), _ = _t_args("squash", x=x, scale=scale)
-        _check_positive("squash", "scale", ts)
-        return torch.tanh(tx / ts)
-    (fx, fs), shape = _np_elementwise("squash", x=x, scale=scale)
-    _check_positive("squash", "scale", fs)
-    out = np.empty(math.prod(shape))
-    _k_squash(fx, fs, out)
-    return _finish(out, shape)
+
+def _linear_ramp(xp: Any, x: Any, lo: Any, hi: Any) -> Any:
+    if isinstance(lo, _NUMBER) and isinstance(hi, _NUMBER):
+        if lo == hi:
+            return xp.astype(x >= hi, x.dtype)
+        t = (x - lo) * (1.0 / (hi - lo))
+        return xp.minimum(xp.maximum(t, 0.0), 1.0)
+    span = hi - lo
+    same = span == 0.0
+    t = xp.minimum(xp.maximum((x - lo) / xp.where(same, 1.0, span), 0.0), 1.0)
+    return xp.where(same, xp.astype(x >= hi, t.dtype), t)
 
 
 def linear_ramp(x: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> ArrayLike:
@@ -572,97 +663,103 @@ def linear_ramp(x: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> ArrayLike:
 
     ``lo > hi`` gives a decreasing ramp; ``lo == hi`` is the step ``x >= hi``.
     """
-    if _any_torch(x, lo, hi):
-        import torch
-
-        (tx, tl, th), _ = _t_args("linear_ramp", x=x, lo=lo, hi=hi)
-        return _t_ramp(torch, tx, tl, th)
-    (fx, fl, fh), shape = _np_elementwise("linear_ramp", x=x, lo=lo, hi=hi)
-    out = np.empty(math.prod(shape))
-    _k_linear_ramp(fx, fl, fh, out)
-    return _finish(out, shape)
+    if _plain(x) and isinstance(lo, _NUMBER) and isinstance(hi, _NUMBER):
+        return _out(_k_linear_ramp(x.size, x.reshape(-1), float(lo), float(hi)), x.shape)
+    return _elementwise("linear_ramp", _k_linear_ramp, _linear_ramp, _no_checks, x=x, lo=lo, hi=hi)
 
 
-def _t_ramp(torch: Any, x: Any, lo: Any, hi: Any) -> Any:
-    span = hi - lo
-    same = span == 0
-    t = torch.clamp((x - lo) / torch.where(same, 1.0, span), 0.0, 1.0)
-    return torch.where(same, (x >= hi).to(x.dtype), t)
+def _smooth_step(xp: Any, x: Any, lo: Any, hi: Any) -> Any:
+    t = _linear_ramp(xp, x, lo, hi)
+    return t * t * (3.0 - 2.0 * t)
 
 
 def smooth_step(x: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> ArrayLike:
     """Cubic smoothstep ``t*t*(3 - 2t)`` of ``t = linear_ramp(x, lo, hi)``: 0 at ``lo``, 1 at
     ``hi``, zero slope at both ends; elementwise.
     """
-    if _any_torch(x, lo, hi):
-        import torch
+    if _plain(x) and isinstance(lo, _NUMBER) and isinstance(hi, _NUMBER):
+        return _out(_k_smooth_step(x.size, x.reshape(-1), float(lo), float(hi)), x.shape)
+    return _elementwise("smooth_step", _k_smooth_step, _smooth_step, _no_checks, x=x, lo=lo, hi=hi)
 
-        (tx, tl, th), _ = _t_args("smooth_step", x=x, lo=lo, hi=hi)
-        t = _t_ramp(torch, tx, tl, th)
-        return t * t * (3.0 - 2.0 * t)
-    (fx, fl, fh), shape = _np_elementwise("smooth_step", x=x, lo=lo, hi=hi)
-    out = np.empty(math.prod(shape))
-    _k_smooth_step(fx, fl, fh, out)
-    return _finish(out, shape)
+
+def _angle_diff(xp: Any, a: Any, b: Any) -> Any:
+    r = math.pi - xp.remainder(math.pi - (a - b), _TWO_PI)
+    return xp.where(r <= -math.pi, math.pi, r)
 
 
 def angle_wrap(theta: ArrayLike) -> ArrayLike:
     """Angle wrapped to (-pi, pi] radians; elementwise (``pi`` and ``-pi`` both map to ``pi``)."""
-    if _any_torch(theta):
-        (tt,), _ = _t_args("angle_wrap", theta=theta)
-        return _t_wrap(tt)
-    (ft,), shape = _np_elementwise("angle_wrap", theta=theta)
-    out = np.empty(math.prod(shape))
-    _k_angle_wrap(ft, out)
-    return _finish(out, shape)
+    if _plain(theta):
+        if theta.ndim == 1:  # a batch: no reshapes (a few hundred ns of a ~1 us call)
+            return _k_angle_diff(theta.shape[0], theta, 0.0)
+        return _out(_k_angle_diff(theta.size, theta.reshape(-1), 0.0), theta.shape)
+    return _elementwise("angle_wrap", lambda n, t: _k_angle_diff(n, t, 0.0),
+                        lambda xp, t: _angle_diff(xp, t, 0.0), _no_checks, theta=theta)
 
 
 def angle_diff(a: ArrayLike, b: ArrayLike) -> ArrayLike:
     """Signed smallest angle from ``b`` to ``a``, ``angle_wrap(a - b)`` in (-pi, pi] radians;
     elementwise.
     """
-    if _any_torch(a, b):
-        (ta, tb), _ = _t_args("angle_diff", a=a, b=b)
-        return _t_wrap(ta - tb)
-    (fa, fb), shape = _np_elementwise("angle_diff", a=a, b=b)
-    out = np.empty(math.prod(shape))
-    _k_angle_diff(fa, fb, out)
-    return _finish(out, shape)
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.dtype is _F64 and b.dtype is _F64 and a.ndim == 1
+            and b.shape == a.shape and not a.flags.writeable and not b.flags.writeable
+            and a.flags.c_contiguous and b.flags.c_contiguous):
+        return _k_angle_diff(a.shape[0], a, b)  # two read-only (B,) state fields: no views to make
+    if _plain(a):
+        if isinstance(b, _NUMBER):
+            return _out(_k_angle_diff(a.size, a.reshape(-1), float(b)), a.shape)
+        if _plain(b) and b.shape == a.shape:
+            return _out(_k_angle_diff(a.size, _ro(a.reshape(-1)), _ro(b.reshape(-1))), a.shape)
+    return _elementwise("angle_diff", _k_angle_diff, _angle_diff, _no_checks, a=a, b=b)
+
+
+def _huber(xp: Any, x: Any, delta: Any) -> Any:
+    a = xp.abs(x)
+    return xp.where(a <= delta, 0.5 * a * a, delta * (a - 0.5 * delta))
 
 
 def huber(x: ArrayLike, delta: ArrayLike = 1.0) -> ArrayLike:
     """Huber penalty, elementwise: ``0.5*x**2`` for ``|x| <= delta``, else ``delta*(|x| -
     0.5*delta)`` (Huber, 1964); ``delta > 0``.
     """
-    if _any_torch(x, delta):
-        import torch
+    if _plain(x) and isinstance(delta, _NUMBER):
+        _check_positive("huber", "delta", delta)
+        return _out(_k_huber(x.size, x.reshape(-1), float(delta)), x.shape)
+    return _elementwise("huber", _k_huber, _huber, lambda x, d: _check_positive("huber", "delta", d),
+                        x=x, delta=delta)
 
-        (tx, td), _ = _t_args("huber", x=x, delta=delta)
-        _check_positive("huber", "delta", td)
-        a = torch.abs(tx)
-        return torch.where(a <= td, 0.5 * a * a, td * (a - 0.5 * td))
-    (fx, fd), shape = _np_elementwise("huber", x=x, delta=delta)
-    _check_positive("huber", "delta", fd)
-    out = np.empty(math.prod(shape))
-    _k_huber(fx, fd, out)
-    return _finish(out, shape)
+
+def _exp_decay(xp: Any, d: Any, scale: Any) -> Any:
+    return xp.exp(d * (-1.0 / scale) if isinstance(scale, _NUMBER) else -d / scale)
 
 
 def exp_decay(d: ArrayLike, scale: ArrayLike = 1.0) -> ArrayLike:
     """``exp(-d / scale)``: 1 at ``d = 0``, 1/e at ``d = scale``; elementwise, ``scale > 0`` in
     ``d``'s unit (e.g. reward ``exp_decay(distance(a, b), 0.1)``).
     """
-    if _any_torch(d, scale):
-        import torch
+    if type(d) is np.ndarray and d.dtype is _F64 and type(scale) in _NUMBER:  # fast lane
+        if scale <= 0:
+            _check_positive("exp_decay", "scale", scale)
+        return _exp_decay(_XP, d, scale) if d.ndim else float(_exp_decay(_XP, d, scale))
+    return _elementwise("exp_decay", None, _exp_decay, lambda d, s: _check_positive("exp_decay", "scale", s),
+                        d=d, scale=scale)
 
-        (td, ts), _ = _t_args("exp_decay", d=d, scale=scale)
-        _check_positive("exp_decay", "scale", ts)
-        return torch.exp(-td / ts)
-    (fd, fs), shape = _np_elementwise("exp_decay", d=d, scale=scale)
-    _check_positive("exp_decay", "scale", fs)
-    out = np.empty(math.prod(shape))
-    _k_exp_decay(fd, fs, out)
-    return _finish(out, shape)
+
+def _quat_to_euler(xp: Any, q: Any) -> Any:
+    # the rotation matrix of q / |q| times |q|^2: atan2 needs no normalisation, asin does
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    ww, xx, yy, zz = w * w, x * x, y * y, z * z
+    wz, xy = ww + zz, xx + yy
+    sin_p = w * y
+    sin_p -= x * z
+    sin_p *= 2.0
+    sin_p /= xp.maximum(wz + xy, 1e-300)  # |q|^2; a zero quaternion gives zeros
+    roll = w * x
+    roll += y * z
+    yaw = w * z
+    yaw += x * y
+    return xp.stack([xp.atan2(2.0 * roll, wz - xy), xp.asin(xp.minimum(xp.maximum(sin_p, -1.0), 1.0)),
+                     xp.atan2(2.0 * yaw, (ww + xx) - (yy + zz))], axis=-1)
 
 
 def quat_to_euler(q: ArrayLike) -> ArrayLike:
@@ -674,24 +771,14 @@ def quat_to_euler(q: ArrayLike) -> ArrayLike:
     [-pi/2, pi/2]. ``q`` need not be normalised (a zero quaternion gives zeros).
     """
     if _any_torch(q):
-        import torch
-
         (tq,), shape = _t_args("quat_to_euler", q=q)
         _check_quat_shape(shape)
-        w, x, y, z = tq.unbind(-1)
-        ww, xx, yy, zz = w * w, x * x, y * y, z * z
-        n2 = ww + xx + yy + zz
-        s = torch.where(n2 > 0, 2.0 * (w * y - x * z) / torch.where(n2 > 0, n2, 1.0), 0.0)
-        return torch.stack([
-            torch.atan2(2.0 * (w * x + y * z), ww - xx - yy + zz),
-            torch.asin(torch.clamp(s, -1.0, 1.0)),
-            torch.atan2(2.0 * (w * z + x * y), ww + xx - yy - zz),
-        ], dim=-1)
+        return _quat_to_euler(_xp_torch(), tq)
     a = _f64("quat_to_euler", "q", q)
     _check_quat_shape(a.shape)
-    out = np.empty(a.shape[:-1] + (3,))
-    _k_quat_to_euler(_ro(a.reshape(-1, 4)), out.reshape(-1, 3))
-    return out
+    if a.size // 4 <= _KERNEL_UP_TO["quat_to_euler"]:
+        return _k_quat_to_euler(_ro(a.reshape(-1, 4))).reshape(a.shape[:-1] + (3,))
+    return _quat_to_euler(_XP, a)
 
 
 def _check_quat_shape(shape: tuple[int, ...]) -> None:
@@ -910,19 +997,25 @@ _WARM: list[bool] = []
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) every helper's numpy kernel, once per process.
+    """Compile (or load from numba's cache) every helper's numpy kernels, once per process.
 
     Reward workers call the helpers after ``fork`` under a system-call allow-list that
-    forbids opening files, so the kernels must exist before the fork.
+    forbids opening files, so the kernels must exist before the fork: one variant per
+    argument lane (a writeable or read-only first array with number parameters; read-only
+    arrays for every argument).
     """
     if _WARM:
         return
-    a, b = np.zeros((2, 3)), np.ones((2, 3))
-    x = np.linspace(-1.0, 1.0, 4)
-    distance(a, b), norm(a), sum_sq(a), squash(x), linear_ramp(x, 0.0, 1.0), smooth_step(x, 0.0, 1.0)
-    angle_wrap(x), angle_diff(x, x), huber(x), exp_decay(x), quat_to_euler(np.ones((2, 4)))
-    tolerance(x, 0.0, 0.5, margin=0.1)  # one kernel serves every sigmoid (a code argument)
-    tolerance(x, 0.0, 0.5)
+    rw = np.linspace(-1.0, 1.0, 4)
+    per_env = np.full(4, 0.5)  # array parameters take the general lane
+    m = np.zeros((2, 3))
+    distance(m, m + 1.0), norm(m), sum_sq(m), quat_to_euler(np.ones((2, 4)))
+    for x in (rw, _ro(rw.copy())):  # the fast lane: writeable and read-only arrays
+        linear_ramp(x, 0.0, 1.0), smooth_step(x, 0.0, 1.0)
+        angle_wrap(x), angle_diff(x, 0.5), huber(x, 1.0), tolerance(x, 0.0, 0.5, margin=0.1)
+    huber(rw, per_env), angle_diff(rw, per_env)
+    linear_ramp(rw, per_env, 1.0), smooth_step(rw, per_env, 1.0)
+    tolerance(rw, per_env, 1.0, margin=0.1), tolerance(rw, 0.0, 0.5, margin=per_env)
     _WARM.append(True)
 
 

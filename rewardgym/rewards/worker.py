@@ -63,6 +63,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from rewardgym.threads import limit_process
+
 _ALIGN = 64
 _MAX_REPLY_BYTES = 1 << 20
 _FUNCTIONS = ("compute_reward", "compute_potential", "compute_success")
@@ -331,9 +333,9 @@ def _worker_main(make_runner: Callable[[], Runner], filename: str, ctrl_fd: int,
     fault = os.fdopen(fault_fd, "w", buffering=1)
     faulthandler.enable(file=fault, all_threads=False)
     faulthandler.register(signal.SIGUSR1, file=fault, all_threads=False, chain=False)
-    torch = sys.modules.get("torch")
-    if torch is not None:  # GNU OpenMP's inherited pool is unusable after fork; stay serial
-        torch.set_num_threads(1)
+    # Serial: GNU OpenMP's inherited pool is unusable after fork, and OpenBLAS would try to start
+    # its pool on the first large matrix product, which the system-call filter forbids (a hang).
+    limit_process(1)
     ctrl = _Pipe(ctrl_fd)
     reply = _Pipe(reply_fd)
     try:

@@ -48,12 +48,14 @@ BLSTATS = {  # nle.nethack.NLE_BL_* indices into blstats (27,)
 }
 END_RUNNING, END_DEATH, END_TASK_SUCCESSFUL, END_ABORTED = 0, 1, 2, -1
 
-# Observation keys given to the agent (the raw reading does not depend on them).
+# Observation keys given to the agent (the raw reading does not depend on them). MiniHack
+# gets the same keys, without its egocentric "*_crop" views: MiniHack cuts each with a
+# np.pad of the whole map every step (a quarter of a MiniHack step for the four), while
+# rewardgym's NetHack policy cuts its crop from "glyphs" for the whole batch at once.
+# observation_keys=(...) in gym.make / gym.make_vec asks for other keys.
 NETHACK_OBS_KEYS = ("glyphs", "chars", "colors", "specials", "blstats", "message",
                     "inv_glyphs", "inv_strs", "inv_letters", "inv_oclasses")
-MINIHACK_OBS_KEYS = ("glyphs", "chars", "colors", "specials", "glyphs_crop", "chars_crop",
-                     "colors_crop", "specials_crop", "blstats", "message",
-                     "inv_glyphs", "inv_strs", "inv_letters", "inv_oclasses")
+MINIHACK_OBS_KEYS = NETHACK_OBS_KEYS
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,6 +97,67 @@ def glyph_tables() -> dict[str, np.ndarray]:
         "food": food_t,
         "unexplored": table((cmap, cmap + 1)),  # S_stone: blank, never seen
     }
+
+
+GLYPH_CATEGORIES: tuple[str, ...] = (
+    "unexplored", "wall", "door", "floor", "corridor", "stairs_up", "stairs_down", "feature", "liquid",
+    "trap", "monster", "pet", "gold", "food", "boulder", "object", "effect")
+"""Semantic categories of :func:`glyph_categories`, in id order."""
+
+
+@functools.lru_cache(maxsize=1)
+def glyph_categories() -> np.ndarray:
+    """Category id (index into :data:`GLYPH_CATEGORIES`) of every glyph, ``(MAX_GLYPH + 1,)`` uint8.
+
+    A compact, fixed encoding of what a map cell shows, for encoders that cannot afford a
+    learned embedding of all 5,976 glyphs over the whole 21 x 79 map: dungeon features by
+    their map symbol (``unexplored`` is blank stone; ``wall`` includes iron bars and trees,
+    ``door`` doorways and open/closed doors, ``feature`` altars, thrones, fountains, sinks,
+    graves, drawbridges, air and clouds; ``liquid`` water, ice and lava; ``trap`` every trap),
+    monsters (``monster``: hostile or peaceful, detected, invisible, ridden, warnings) apart
+    from ``pet``, objects by class (``gold``, ``food`` incl. corpses, ``boulder`` incl.
+    statues, ``object`` the rest) and ``effect`` (explosions, zaps, engulfing).
+    """
+    from nle import nethack
+
+    cat = np.full(nethack.MAX_GLYPH + 1, GLYPH_CATEGORIES.index("object"), dtype=np.uint8)
+    ids = {name: i for i, name in enumerate(GLYPH_CATEGORIES)}
+    by_symbol = {"wall": "wall", "iron bars": "wall", "tree": "wall", "doorway": "door", "open door": "door",
+                 "closed door": "door", "floor of a room": "floor", "dark part of a room": "floor",
+                 "corridor": "corridor", "lit corridor": "corridor", "staircase up": "stairs_up",
+                 "ladder up": "stairs_up", "staircase down": "stairs_down", "ladder down": "stairs_down",
+                 "water": "liquid", "ice": "liquid", "molten lava": "liquid"}
+    names = [nethack.symdef.from_idx(i).explanation for i in range(nethack.MAXPCHARS)]
+    first_trap, last_trap = names.index("arrow trap"), names.index("vibrating square")
+    for i, name in enumerate(names):
+        if i == 0:
+            kind = "unexplored"  # S_stone: blank, never seen (also named "dark part of a room")
+        elif first_trap <= i <= last_trap:
+            kind = "trap"
+        elif i > last_trap:
+            kind = "effect"  # beams, explosions, swallowing, "poison cloud" ...
+        else:
+            kind = by_symbol.get(name, "feature")
+        cat[nethack.GLYPH_CMAP_OFF + i] = ids[kind]
+    nummons = nethack.NUMMONS
+    for off in (nethack.GLYPH_MON_OFF, nethack.GLYPH_DETECT_OFF, nethack.GLYPH_RIDDEN_OFF):
+        cat[off:off + nummons] = ids["monster"]
+    cat[nethack.GLYPH_INVISIBLE] = ids["monster"]
+    cat[nethack.GLYPH_WARNING_OFF:nethack.GLYPH_STATUE_OFF] = ids["monster"]
+    cat[nethack.GLYPH_PET_OFF:nethack.GLYPH_PET_OFF + nummons] = ids["pet"]
+    cat[nethack.GLYPH_BODY_OFF:nethack.GLYPH_BODY_OFF + nummons] = ids["food"]
+    cat[nethack.GLYPH_STATUE_OFF:nethack.MAX_GLYPH + 1] = ids["boulder"]
+    cat[nethack.GLYPH_EXPLODE_OFF:nethack.GLYPH_WARNING_OFF] = ids["effect"]
+    for i in range(nethack.NUM_OBJECTS):
+        glyph = nethack.GLYPH_OBJ_OFF + i
+        oclass = ord(nethack.objclass(i).oc_class)
+        if oclass == nethack.COIN_CLASS:
+            cat[glyph] = ids["gold"]
+        elif oclass == nethack.FOOD_CLASS:
+            cat[glyph] = ids["food"]
+        elif nethack.objdescr.from_idx(i).oc_name == "boulder":
+            cat[glyph] = ids["boulder"]
+    return cat
 
 
 # ----------------------------------------------------------------------------------

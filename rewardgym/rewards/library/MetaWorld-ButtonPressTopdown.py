@@ -9,20 +9,15 @@ Terms (Meta-World v2 ``button-press-topdown``):
 """
 
 
-def long_tail(x, bound, margin):
-    """dm_control ``tolerance`` with bounds (0, bound) and the long-tail sigmoid (0.1 at margin)."""
-    d = np.maximum(x - bound, 0.0) / np.maximum(margin, 1e-6)
-    return 1.0 / ((3.0 * d) ** 2 + 1.0)
-
-
 def hamacher(a, b):
     denom = a + b - a * b
     return np.where(denom > 0.0, a * b / np.maximum(denom, 1e-12), 0.0)
 
 
 def compute_reward(state, action):
-    near_button = long_tail(state.hand_to_obj, 0.01, distance(state.obj_pos, state.hand_init_pos))
+    start = distance(state.obj_pos, state.hand_init_pos)
+    near_button = tolerance(state.hand_to_obj, -np.inf, 0.01, start, "long_tail")
     near = 5.0 * hamacher(1.0 - state.gripper_opening, near_button)
-    pressed = long_tail(state.goal_error, 0.005, state.goal_error_init)
+    pressed = tolerance(state.goal_error, -np.inf, 0.005, state.goal_error_init, "long_tail")
     press = np.where(state.hand_to_obj <= 0.03, 5.0 * pressed, 0.0)
     return near + press, {"near": near, "press": press}

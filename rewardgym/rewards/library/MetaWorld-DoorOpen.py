@@ -15,12 +15,6 @@ Terms (Meta-World v2 ``door-open``, batched):
 """
 
 
-def long_tail(x, bound, margin):
-    """dm_control ``tolerance`` with bounds (0, bound) and the long-tail sigmoid (0.1 at margin)."""
-    d = np.maximum(x - bound, 0.0) / np.maximum(margin, 1e-6)
-    return 1.0 / ((3.0 * d) ** 2 + 1.0)
-
-
 def hamacher(a, b):
     denom = a + b - a * b
     return np.where(denom > 0.0, a * b / np.maximum(denom, 1e-12), 0.0)
@@ -33,16 +27,18 @@ def compute_reward(state, action):
     radius = np.sqrt((hand[:, 0] - handle[:, 0] + 0.05) ** 2 + (hand[:, 1] - handle[:, 1]) ** 2)
     floor = np.where(radius <= 0.12, 0.0, 0.04 * np.log(np.maximum(radius - 0.12, 1e-6)) + 0.4)
     below = floor - hand[:, 2]
-    above_floor = np.where(below <= 0.0, 1.0, long_tail(below, 0.01, np.maximum(floor, 1e-3) / 2.0))
+    floor_margin = np.maximum(floor, 1e-3) / 2.0
+    above_floor = np.where(below <= 0.0, 1.0, tolerance(below, -np.inf, 0.01, floor_margin, "long_tail"))
     dx = hand[:, 0] - handle[:, 0]
     dy = hand[:, 1] - handle[:, 1] - 0.03
     dz = hand[:, 2] - handle[:, 2] + 0.01
-    in_place = long_tail(np.sqrt(dx ** 2 + dy ** 2 + dz ** 2), 0.06, 0.5)
+    in_place = tolerance(np.sqrt(dx ** 2 + dy ** 2 + dz ** 2), -np.inf, 0.06, 0.5, "long_tail")
     ready_to_open = hamacher(above_floor, in_place)
     grab = (np.clip(action[:, 3], -1.0, 1.0) + 1.0) / 2.0
     ready = 2.0 * hamacher(ready_to_open, grab)
     started = np.where(state.goal_error < state.goal_error_init - 0.02, 1.0, 0.0)
-    opened = 8.0 * (0.2 * started + 0.8 * long_tail(state.goal_error, 0.0, state.goal_error_init))
+    opening = tolerance(state.goal_error, -np.inf, 0.0, state.goal_error_init, "long_tail")
+    opened = 8.0 * (0.2 * started + 0.8 * opening)
     shaped = ready + opened
     bonus = np.where(state.success, 10.0 - shaped, 0.0)
     return shaped + bonus, {"ready": ready, "opened": opened, "success": bonus}

@@ -14,21 +14,15 @@ Terms (Meta-World v2 ``drawer-close``, batched):
 """
 
 
-def long_tail(x, bound, margin):
-    """dm_control ``tolerance`` with bounds (0, bound) and the long-tail sigmoid (0.1 at margin)."""
-    d = np.maximum(x - bound, 0.0) / np.maximum(margin, 1e-6)
-    return 1.0 / ((3.0 * d) ** 2 + 1.0)
-
-
 def hamacher(a, b):
     denom = a + b - a * b
     return np.where(denom > 0.0, a * b / np.maximum(denom, 1e-12), 0.0)
 
 
 def compute_reward(state, action):
-    in_place = long_tail(state.obj_to_goal, 0.04, np.abs(state.goal_error_init - 0.04))
-    reach = long_tail(state.hand_to_obj, 0.005,
-                     np.abs(distance(state.obj_init_pos, state.hand_init_pos) - 0.005))
+    in_place = tolerance(state.obj_to_goal, -np.inf, 0.04, np.abs(state.goal_error_init - 0.04), "long_tail")
+    start = np.abs(distance(state.obj_init_pos, state.hand_init_pos) - 0.005)
+    reach = tolerance(state.hand_to_obj, -np.inf, 0.005, start, "long_tail")
     close = 9.0 * hamacher(reach, in_place)
     shaped = close + reach
     bonus = np.where(state.success, 10.0 - shaped, 0.0)

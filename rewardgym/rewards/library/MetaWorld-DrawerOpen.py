@@ -10,19 +10,13 @@ Both long-tail tolerances (0.1 at the margin); the sum is 10 only when both are 
 """
 
 
-def long_tail(x, bound, margin):
-    """dm_control ``tolerance`` with bounds (0, bound) and the long-tail sigmoid (0.1 at margin)."""
-    d = np.maximum(x - bound, 0.0) / np.maximum(margin, 1e-6)
-    return 1.0 / ((3.0 * d) ** 2 + 1.0)
-
-
 def scaled_error(a, b):
     return np.sqrt((3.0 * (a[:, 0] - b[:, 0])) ** 2 + (3.0 * (a[:, 1] - b[:, 1])) ** 2
                    + (a[:, 2] - b[:, 2]) ** 2)
 
 
 def compute_reward(state, action):
-    caging = 5.0 * long_tail(scaled_error(state.obj_pos, state.hand_pos), 0.01,
-                             scaled_error(state.obj_init_pos, state.hand_init_pos))
-    opening = 5.0 * long_tail(state.goal_error, 0.02, 0.2)
+    start = scaled_error(state.obj_init_pos, state.hand_init_pos)
+    caging = 5.0 * tolerance(scaled_error(state.obj_pos, state.hand_pos), -np.inf, 0.01, start, "long_tail")
+    opening = 5.0 * tolerance(state.goal_error, -np.inf, 0.02, 0.2, "long_tail")
     return caging + opening, {"caging": caging, "opening": opening}

@@ -14,25 +14,20 @@ Meta-World additionally multiplies in_place by a box-collision tolerance; it is 
 """
 
 
-def long_tail(x, bound, margin):
-    """dm_control ``tolerance`` with bounds (0, bound) and the long-tail sigmoid (0.1 at margin)."""
-    d = np.maximum(x - bound, 0.0) / np.maximum(margin, 1e-6)
-    return 1.0 / ((3.0 * d) ** 2 + 1.0)
-
-
 def hamacher(a, b):
     denom = a + b - a * b
     return np.where(denom > 0.0, a * b / np.maximum(denom, 1e-12), 0.0)
 
 
 def compute_reward(state, action):
-    reach = long_tail(state.hand_to_obj, 0.02, distance(state.obj_init_pos, state.hand_init_pos))
+    reach = tolerance(state.hand_to_obj, -np.inf, 0.02, distance(state.obj_init_pos, state.hand_init_pos),
+                      "long_tail")
     closing = np.clip(action[:, 3], 0.0, 1.0)
     gripping = np.where(reach > 0.97, closing, 0.0)
     lifted = state.obj_pos[:, 2] - state.obj_init_pos[:, 2] > 0.01
     held = (state.hand_to_obj < 0.08) & (state.gripper_opening > 0.0) & lifted
     grasp = np.where(held, 1.0, 0.5 * (reach + hamacher(reach, gripping)))
-    in_place = long_tail(state.goal_error, 0.07, state.goal_error_init)
+    in_place = tolerance(state.goal_error, -np.inf, 0.07, state.goal_error_init, "long_tail")
     grasp_insert = hamacher(grasp, in_place)
     carry = np.where(held, 1.0 + 5.0 * in_place, 0.0)
     shaped = grasp_insert + carry

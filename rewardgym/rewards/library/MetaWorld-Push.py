@@ -11,15 +11,11 @@ All tolerances are dm_control's long-tail sigmoid (0.1 at the margin), as in Met
 """
 
 
-def long_tail(x, bound, margin):
-    """dm_control ``tolerance`` with bounds (0, bound) and the long-tail sigmoid (0.1 at margin)."""
-    d = np.maximum(x - bound, 0.0) / np.maximum(margin, 1e-6)
-    return 1.0 / ((3.0 * d) ** 2 + 1.0)
-
-
 def compute_reward(state, action):
-    reach = 2.0 * long_tail(state.hand_to_obj, 0.02, distance(state.obj_init_pos, state.hand_init_pos))
-    in_place = long_tail(state.obj_to_goal, 0.05, distance(state.obj_init_pos, state.goal_pos))
+    start = distance(state.obj_init_pos, state.hand_init_pos)
+    reach = 2.0 * tolerance(state.hand_to_obj, -np.inf, 0.02, start, "long_tail")
+    in_place = tolerance(state.obj_to_goal, -np.inf, 0.05, distance(state.obj_init_pos, state.goal_pos),
+                         "long_tail")
     near = np.where(state.hand_to_obj < 0.05, 1.0, 0.0)
     push = near * (1.0 + 6.0 * in_place)
     shaped = reach + push

@@ -10,15 +10,9 @@ The reward is 10 exactly when the success test holds (hand within 0.05 m of the 
 """
 
 
-def long_tail(x, bound, margin):
-    """dm_control ``tolerance`` with bounds (0, bound) and the long-tail sigmoid (0.1 at margin)."""
-    d = np.maximum(x - bound, 0.0) / np.maximum(margin, 1e-6)
-    return 1.0 / ((3.0 * d) ** 2 + 1.0)
-
-
 def compute_reward(state, action):
     margin = distance(state.hand_init_pos, state.goal_pos)
-    in_place = long_tail(state.hand_to_goal, 0.05, margin)
+    in_place = tolerance(state.hand_to_goal, -np.inf, 0.05, margin, "long_tail")
     reward = 10.0 * in_place
     return reward, {"in_place": reward}
 
@@ -26,4 +20,4 @@ def compute_reward(state, action):
 def compute_potential(state):
     """Φ(s) for potential-based shaping: the dense reach term, in [0, 10]."""
     margin = distance(state.hand_init_pos, state.goal_pos)
-    return 10.0 * long_tail(state.hand_to_goal, 0.05, margin)
+    return 10.0 * tolerance(state.hand_to_goal, -np.inf, 0.05, margin, "long_tail")

@@ -12,21 +12,15 @@ Long-tail tolerances (0.1 at the margin), as in Meta-World.
 """
 
 
-def long_tail(x, bound, margin):
-    """dm_control ``tolerance`` with bounds (0, bound) and the long-tail sigmoid (0.1 at margin)."""
-    d = np.maximum(x - bound, 0.0) / np.maximum(margin, 1e-6)
-    return 1.0 / ((3.0 * d) ** 2 + 1.0)
-
-
 def hamacher(a, b):
     denom = a + b - a * b
     return np.where(denom > 0.0, a * b / np.maximum(denom, 1e-12), 0.0)
 
 
 def compute_reward(state, action):
-    reach = long_tail(state.hand_to_obj, 0.02,
-                      np.abs(distance(state.obj_init_pos, state.hand_init_pos) - 0.02))
-    in_place = long_tail(state.goal_error, 0.05, np.abs(state.goal_error_init - 0.05))
+    start = np.abs(distance(state.obj_init_pos, state.hand_init_pos) - 0.02)
+    reach = tolerance(state.hand_to_obj, -np.inf, 0.02, start, "long_tail")
+    in_place = tolerance(state.goal_error, -np.inf, 0.05, np.abs(state.goal_error_init - 0.05), "long_tail")
     slide = 9.0 * hamacher(reach, in_place)
     shaped = slide + reach
     bonus = np.where(state.success, 10.0 - shaped, 0.0)
