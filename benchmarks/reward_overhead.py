@@ -180,7 +180,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=170)  # the table is wide; a pipe must not truncate it
+    console = Console(width=200)  # the table is wide; a pipe must not truncate or wrap it
     table = Table(title=f"Reward injection overhead (SyncVectorEnv, median of {repeats} x {steps} steps; "
                         f"overhead = wall time / CPU time over the bare env's)")
     for col in ("case", "envs", "raw steps/s", "rg env steps/s", "overhead wall/CPU", "rg expert steps/s",
