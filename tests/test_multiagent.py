@@ -626,3 +626,25 @@ def test_shared_policy_learns(tmp_path, task, algo, key, margin, hyper):
     report = evaluate(run.path, episodes=5)
     evaluated = report["terms"]["coverage"]["mean"] if task == MPE else report["return"]["mean"]
     assert evaluated > first + margin, (first, evaluated)
+
+
+def test_vector_rows_of_a_multi_agent_env_keep_its_own_readings():
+    """MaMuJoCo's TaskEnv extends the locomotion family's: the family's column-wise batch
+    reader must not replace its rows (per-agent env_reward, partition) with single-agent ones."""
+    from rewardgym.envs.families.mamujoco import make_env
+    from rewardgym.envs.task import raw_batch_of
+    from rewardgym.envs.view import stack_raw
+
+    envs = [make_env(CHEETAH) for _ in range(2)]
+    try:
+        for i, env in enumerate(envs):
+            env.reset(seed=i)
+            env.step(np.zeros(env.action_space.shape))
+        batch, rows = raw_batch_of(envs), stack_raw([env.raw_state() for env in envs])
+        assert sorted(batch) == sorted(rows) and "partition" in batch
+        assert batch["env_reward"].shape == (2, 2)  # (B, N): one simulator reward per agent
+        for key, value in rows.items():
+            np.testing.assert_array_equal(batch[key], value, err_msg=key)
+    finally:
+        for env in envs:
+            env.close()

@@ -267,14 +267,26 @@ def raise_non_finite_action(task_id: str, action: Any) -> None:
     raise ValueError(f"{task_id}: the action {np.asarray(action).tolist()} has non-finite values")
 
 
+def _defined_by(cls: type, name: str) -> type:
+    return next(k for k in cls.__mro__ if name in k.__dict__)
+
+
+def _batch_reader_applies(cls: type) -> bool:
+    """Whether ``cls.read_raw_batch`` reads what ``cls``'s rows are: the class that defines it
+    also defines the ``read_raw`` in use, and no subclass changed ``raw_state``. A subclass
+    that adds readings (e.g. a multi-agent env over a single-agent family) falls back to
+    its own rows instead of silently losing them."""
+    reader = _defined_by(cls, "read_raw_batch")
+    return (reader is not TaskEnv and _defined_by(cls, "read_raw") is reader
+            and _defined_by(cls, "raw_state") is TaskEnv)
+
+
 def raw_batch_of(envs: Sequence[TaskEnv]) -> dict[str, Any]:
     """The raw batch of ``envs``' current states, row ``i`` from ``envs[i]`` (never aliasing
     simulator memory): the family's :meth:`TaskEnv.read_raw_batch` where it has one and no
     env carries extra readings (frames, observations), else the rows stacked one by one."""
-    first = envs[0]
-    cls = type(first)
-    if cls.read_raw_batch is not TaskEnv.read_raw_batch \
-            and all(type(e) is cls and e._frames is None and not e._keep_obs for e in envs):
+    cls = type(envs[0])
+    if _batch_reader_applies(cls) and all(type(e) is cls and e._frames is None and not e._keep_obs for e in envs):
         batch = cls.read_raw_batch(envs)
         if batch is not None:
             batch["env_reward"] = np.array([e._env_reward for e in envs], dtype=np.float64)
