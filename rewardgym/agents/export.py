@@ -310,13 +310,14 @@ def _refuse_external_data(data: bytes, where: str) -> None:
     """An ONNX file may point tensors at other files ("external data", any path); an exported
     policy is self-contained, so a received one that does is refused before a runtime reads it."""
     import onnx
+    from onnx.external_data_helper import uses_external_data
 
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # noqa: BLE001 - any unreadable graph gets one clear line
         raise ExportError(f"{where}: not an ONNX model ({type(exc).__name__})") from None
 
-    def tensors(graph):
+    def tensors(graph):  # every tensor, subgraphs included (onnx's own walker is private)
         yield from graph.initializer
         for sparse in graph.sparse_initializer:
             yield sparse.values
@@ -330,7 +331,7 @@ def _refuse_external_data(data: bytes, where: str) -> None:
                     yield from tensors(sub)
 
     for tensor in tensors(model.graph):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+        if uses_external_data(tensor) or len(tensor.external_data):
             raise ExportError(f"{where}: tensor {tensor.name!r} refers to external data; an exported policy "
                               "must be self-contained (re-export it with `rewardgym export`)")
 

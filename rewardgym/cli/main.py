@@ -72,6 +72,7 @@ def _reward_limits(timeout: Optional[float], memory_mb: Optional[int]) -> dict:
 
 _REWARD_TIMEOUT_HELP = "Per-call time limit of untrusted reward programs (s; default 10)."
 _REWARD_MEMORY_HELP = "Memory limit of untrusted reward programs' worker (MiB; default 1024)."
+_TORCHSCRIPT_TRUST_HELP = "Allow a TorchScript policy (a program: your own exports only); ONNX policies need no trust."
 _UNSAFE_PICKLE_HELP = ("Load checkpoints that only load by unpickling (runs made by older rewardgym versions): "
                        "this can run any code the file's author put in it. Only for runs you made yourself.")
 
@@ -435,8 +436,7 @@ def deploy(
     estop_file: Optional[Path] = typer.Option(None, "--estop-file", help="Stop as soon as this file exists."),
     timeout_periods: float = typer.Option(2.0, "--timeout-periods", help="No observation for this many control "
                                           "periods is a robot fault (2: one period after it was due)."),
-    trusted: bool = typer.Option(False, "--trusted", help="Allow a TorchScript policy (a program: your own "
-                                 "exports only); ONNX policies need no trust."),
+    trusted: bool = typer.Option(False, "--trusted", help=_TORCHSCRIPT_TRUST_HELP),
 ) -> None:
     """Run an exported policy on a robot through the safety layer; every tick logged, every ending a safe stop.
 
@@ -505,8 +505,7 @@ def robustness(
                                            "$OPENAI_BASE_URL)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)."),
     max_repairs: int = typer.Option(1, "--max-repairs", help="Repair requests when the LLM's table is invalid."),
-    trusted: bool = typer.Option(False, "--trusted", help="Allow a TorchScript policy (a program: your own "
-                                 "exports only); ONNX policies need no trust."),
+    trusted: bool = typer.Option(False, "--trusted", help=_TORCHSCRIPT_TRUST_HELP),
 ) -> None:
     """Sweep physical parameters one at a time (DrEureka's RAPP): success and return per value, the range
     where the policy still succeeds, a table and a plot; --llm asks a model for randomisation ranges."""

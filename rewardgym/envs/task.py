@@ -8,6 +8,7 @@ Rewards are never computed here: injection lives in :mod:`rewardgym.wrappers`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, SupportsFloat
@@ -271,6 +272,7 @@ def _defined_by(cls: type, name: str) -> type:
     return next(k for k in cls.__mro__ if name in k.__dict__)
 
 
+@functools.cache  # per class, once: raw_batch_of runs every vector step
 def _batch_reader_applies(cls: type) -> bool:
     """Whether ``cls.read_raw_batch`` reads what ``cls``'s rows are: the class that defines it
     also defines the ``read_raw`` in use, and no subclass changed ``raw_state``. A subclass
