@@ -18,11 +18,20 @@ The last column is the vector env alone with random actions (the ceiling).
 
     python benchmarks/nethack_throughput.py              # ~5 min on 2 cores
     python benchmarks/nethack_throughput.py --quick      # smoke run
+
+``--learning`` compares learning per step instead: each learner trains ``--learn-steps``
+env steps (default 200k) per seed on NetHack-Score and reports the mean return of the
+last 100 finished episodes (PPO's episode window) at the end, per seed and averaged.
+Each finished run is appended to ``--out`` (JSON lines), and runs already there are
+skipped, so an interrupted comparison resumes where it stopped (~75 min on 2 cores):
+
+    python benchmarks/nethack_throughput.py --learning --seeds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 import warnings
@@ -114,6 +123,7 @@ def make_env(task: str, learner: str) -> gym.vector.VectorEnv:
 
 
 def train(task: str, learner: str, steps: int, seed: int) -> dict[str, Any]:
+    """Train one learner for ``steps`` env steps; steps/s, time shares and the final episode return."""
     env = make_env(task, learner)
     if learner == "v1":
         config = PPOConfig(num_envs=8, seed=seed, device="cpu", num_threads=TORCH_DEFAULT_THREADS)
@@ -126,8 +136,46 @@ def train(task: str, learner: str, steps: int, seed: int) -> dict[str, Any]:
     wall = time.perf_counter() - start
     env.close()
     rollout, update = sum(r["time_rollout"] for r in rows), sum(r["time_update"] for r in rows)
+    final = next((r["episode_return"] for r in reversed(rows) if r["episode_return"] is not None), None)
     return {"fps": agent.global_step / wall, "rollout": rollout / wall, "update": update / wall,
-            "config": agent.config}
+            "config": agent.config, "final_return": final, "episodes": rows[-1]["episodes"] if rows else 0}
+
+
+def learning(task: str, steps: int, seeds: int, out: str) -> None:
+    """Learning per step, v1 vs default, ``seeds`` seeds each; resumable through ``out`` (JSON lines)."""
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    if os.path.exists(out):
+        with open(out) as fh:
+            for line in fh:
+                row = json.loads(line)
+                if row["task"] == task and row["steps"] == steps:
+                    done[(row["learner"], row["seed"])] = row
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    for seed in range(seeds):
+        for learner in ("v1", "default"):
+            if (learner, seed) in done:
+                continue
+            res = train(task, learner, steps, seed)
+            row = {"task": task, "steps": steps, "learner": learner, "seed": seed, "fps": res["fps"],
+                   "final_return": res["final_return"], "load": os.getloadavg()[0]}
+            with open(out, "a") as fh:  # one line per finished run: an interrupted comparison resumes
+                fh.write(json.dumps(row) + "\n")
+            done[(learner, seed)] = row
+            print(f"{task} {learner:8s} seed {seed}: return {row['final_return']} at {steps} steps "
+                  f"({row['fps']:.0f} steps/s)", flush=True)
+    print(f"\n| {'learner':8s} | {'seed':>4s} | {'return (last 100 episodes)':>26s} | {'steps/s':>7s} |")
+    print(f"|{'-' * 10}|{'-' * 6}|{'-' * 28}|{'-' * 9}|")
+    for learner in ("v1", "default"):
+        rows = [done[(learner, s)] for s in range(seeds)]
+        for r in rows:
+            print(f"| {learner:8s} | {r['seed']:4d} | {_fmt(r['final_return']):>26s} | {r['fps']:7.0f} |")
+        finals = [r["final_return"] for r in rows if r["final_return"] is not None]
+        print(f"| {learner:8s} | mean | {_fmt(np.mean(finals) if finals else None):>26s} | "
+              f"{np.mean([r['fps'] for r in rows]):7.0f} |")
+
+
+def _fmt(value: float | None) -> str:
+    return "no episode finished" if value is None else f"{value:.2f}"
 
 
 def env_only(task: str, seconds: float) -> float:
@@ -150,7 +198,14 @@ def main() -> None:
     parser.add_argument("--v1-steps", type=int, default=4096, help="env steps per v1 run (2 updates)")
     parser.add_argument("--steps", type=int, default=16384, help="env steps per default run (16 updates)")
     parser.add_argument("--quick", action="store_true", help="1 rep, 1 update each")
+    parser.add_argument("--learning", action="store_true", help="compare learning per step instead (first task)")
+    parser.add_argument("--learn-steps", type=int, default=200_000, help="--learning: env steps per run")
+    parser.add_argument("--seeds", type=int, default=3, help="--learning: seeds per learner")
+    parser.add_argument("--out", default="runs/nethack_learning.jsonl", help="--learning: results (resumable)")
     args = parser.parse_args()
+    if args.learning:
+        learning(args.tasks[0], args.learn_steps, args.seeds, args.out)
+        return
     if args.quick:
         args.reps, args.v1_steps, args.steps = 1, 2048, 1024
     load = os.getloadavg()[0]
