@@ -9,6 +9,13 @@ batch of 4096 (from ``benchmarks/prelude_kernels.py``).
 
     python benchmarks/reward_overhead.py            # full table (about 2 minutes quiet, 10+ loaded)
     python benchmarks/reward_overhead.py --quick    # fewer steps
+    python benchmarks/reward_overhead.py --handoff  # only the hand-off table (below), ~30 s
+
+The hand-off table isolates what one isolated call costs apart from the program: a
+reward worker whose program does nothing (returns zeros for a batch of 16) is called
+``--calls`` times, right after the previous reply (gap 0) and after the caller has
+busy-waited 200 µs or 1 ms, as a vector env's physics makes it wait between steps. It
+prints wall µs per call and CPU µs of the caller and of the worker per call.
 
 Each overhead is given twice: wall-clock time and CPU time (this process plus its reward
 workers, from ``/proc/PID/schedstat``), both over the bare env's. On a machine with more
@@ -168,11 +175,53 @@ def env_rows(steps: int, repeats: int) -> list[dict]:
     return rows
 
 
+def _noop_runner():
+    """A reward worker's runner whose program returns one zero per row (the hand-off alone)."""
+    def run(fn_name, backend, cur, prev, action):
+        return [], [np.zeros(len(cur["env_reward"]))]
+    return run
+
+
+def handoff_rows(batch: int = 16, gaps_us: tuple[int, ...] = (0, 200, 1000), calls: int = 1000,
+                 repeats: int = 5) -> list[dict]:
+    """Wall and CPU µs per isolated call of a no-op program after each gap (median of ``repeats``)."""
+    from rewardgym.rewards.worker import ProgramLimits, ProgramWorker
+
+    cur = {"env_reward": np.zeros(batch), "qpos": np.zeros((batch, 9))}
+    worker = ProgramWorker(_noop_runner, "<hand-off>", ProgramLimits(), 4096, batch * 65)
+    try:
+        worker.call("compute_reward", "numpy", cur, None, None)
+        rows = []
+        for gap_us in gaps_us:
+            samples = []
+            for _ in range(repeats):
+                wall = caller = 0.0
+                before = _cpu_seconds([worker.pid]) - time.process_time()  # the worker's alone
+                for _ in range(calls):
+                    t_gap = time.perf_counter()
+                    while time.perf_counter() - t_gap < gap_us * 1e-6:
+                        pass  # the caller busy, as during physics: its core stays awake
+                    c0, t0 = time.thread_time(), time.perf_counter()
+                    worker.call("compute_reward", "numpy", cur, None, None)
+                    wall += time.perf_counter() - t0
+                    caller += time.thread_time() - c0
+                worker_cpu = _cpu_seconds([worker.pid]) - time.process_time() - before
+                samples.append((wall / calls, caller / calls, worker_cpu / calls))
+            rows.append({"gap µs": gap_us, "call wall µs": 1e6 * median(s[0] for s in samples),
+                         "caller CPU µs": 1e6 * median(s[1] for s in samples),
+                         "worker CPU µs": 1e6 * median(s[2] for s in samples), "load": os.getloadavg()[0]})
+        return rows
+    finally:
+        worker.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--handoff", action="store_true", help="only the hand-off table (an isolated no-op call)")
+    parser.add_argument("--calls", type=int, default=1000, help="hand-off: calls per repeat")
     args = parser.parse_args()
     steps = args.steps or (200 if args.quick else 1000)
     repeats = args.repeats or (3 if args.quick else 7)
@@ -181,6 +230,14 @@ def main() -> None:
     from rich.table import Table
 
     console = Console(width=200)  # the table is wide; a pipe must not truncate or wrap it
+    htable = Table(title=f"Hand-off: an isolated no-op call, B=16, median of 5 x {args.calls}")
+    for col in ("gap µs", "call wall µs", "caller CPU µs", "worker CPU µs", "load"):
+        htable.add_column(col, justify="right")
+    for r in handoff_rows(calls=args.calls):
+        htable.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in r.values()])
+    if args.handoff:
+        console.print(htable)
+        return
     table = Table(title=f"Reward injection overhead (SyncVectorEnv, median of {repeats} x {steps} steps; "
                         f"overhead = wall time / CPU time over the bare env's)")
     for col in ("case", "envs", "raw steps/s", "rg env steps/s", "overhead wall/CPU", "rg expert steps/s",
@@ -195,6 +252,7 @@ def main() -> None:
         cells += [f"{100 * r['isolation cost']:+.1f}% / {100 * r['isolation cpu cost']:+.1f}%", f"{r['load']:.1f}"]
         table.add_row(*cells)
     console.print(table)
+    console.print(htable)
 
     from prelude_kernels import kernel_rows
 
