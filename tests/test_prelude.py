@@ -457,6 +457,9 @@ def test_value_errors():
             fn(x, 0.0)
         with pytest.raises(ValueError, match=kw):
             fn(torch.zeros(3), torch.tensor(-1.0))
+        for nan in (float("nan"), np.array([1.0, np.nan, 1.0]), torch.tensor(float("nan"))):
+            with pytest.raises(ValueError, match=kw):  # NaN is not > 0: an error, not NaN rewards
+                fn(x if not torch.is_tensor(nan) else torch.zeros(3), nan)
 
 
 # ---------------------------------------------------------------- documentation, import

@@ -257,8 +257,8 @@ def _out(out: Any, shape: tuple[int, ...]) -> Any:
 
 
 def _check_positive(helper: str, name: str, value: Any) -> None:
-    """ValueError unless the parameter (number, array or tensor) is > 0 everywhere."""
-    bad = value <= 0 if isinstance(value, _NUMBER) else bool((value <= 0).any())
+    """ValueError unless the parameter (number, array or tensor) is > 0 everywhere (NaN is not)."""
+    bad = not value > 0 if isinstance(value, _NUMBER) else not bool((value > 0).all())
     if bad:
         raise ValueError(f"{helper}(): {name!r} must be > 0")
 
