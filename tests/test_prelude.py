@@ -452,6 +452,14 @@ def test_value_errors():
         tolerance(x, 0.0, 1.0, 1.0, "linear", 1.0)
     with pytest.raises(ValueError, match="margin must be >= 0 everywhere"):
         tolerance(x, 0.0, 1.0, margin=np.array([1.0, -1.0, 0.0]))
+    nan = float("nan")  # NaN parameters are errors, not NaN rewards later
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        tolerance(x, 0.0, 1.0, margin=nan)
+    with pytest.raises(ValueError, match="margin must be >= 0 everywhere"):
+        tolerance(x, 0.0, 1.0, margin=np.array([1.0, nan, 0.0]))
+    for lower, upper in ((nan, 1.0), (0.0, nan), (np.array([0.0, nan, 0.0]), 1.0)):
+        with pytest.raises(ValueError, match="lower bound"):
+            tolerance(x, lower, upper)
     for fn, kw in ((squash, "scale"), (huber, "delta"), (exp_decay, "scale")):
         with pytest.raises(ValueError, match=kw):
             fn(x, 0.0)

@@ -27,7 +27,7 @@ Conventions (all helpers)
   input to ``(B, ...)``. A 1-D input ``(B,)`` is a batch of scalars (``k == 1``), so
   ``norm(x)`` of a ``(B,)`` field is ``abs(x)``, never a single number.
 * Shape mismatches (e.g. different batch sizes) raise ``TypeError`` naming the helper and
-  the argument; invalid parameter values (``lower > upper``, ``scale <= 0``) raise
+  the argument; invalid parameter values (``lower > upper``, ``scale <= 0``, NaN) raise
   ``ValueError``.
 
 The ``np`` namespace
@@ -264,8 +264,9 @@ def _check_positive(helper: str, name: str, value: Any) -> None:
 
 
 def _check_bounds(lower: Any, upper: Any) -> None:
-    """ValueError if the bounds have lower > upper anywhere."""
-    bad = lower > upper if isinstance(lower, _NUMBER) and isinstance(upper, _NUMBER) else bool((lower > upper).any())
+    """ValueError unless lower <= upper everywhere (a NaN bound is not)."""
+    bad = not lower <= upper if isinstance(lower, _NUMBER) and isinstance(upper, _NUMBER) \
+        else not bool((lower <= upper).all())
     if bad:
         raise ValueError("tolerance(): lower bound must be <= upper bound")
 
@@ -621,7 +622,7 @@ def tolerance(x: ArrayLike, lower: ArrayLike, upper: ArrayLike, margin: ArrayLik
     if code is None:
         raise ValueError(f"tolerance(): unknown sigmoid {sigmoid!r}; one of {', '.join(SIGMOIDS)}")
     if isinstance(margin, _NUMBER):
-        if margin < 0:
+        if not margin >= 0:  # NaN too
             raise ValueError(f"tolerance(): margin must be >= 0, got {margin}")
         scale = _sigmoid_scale(sigmoid, float(value_at_margin)) if margin > 0 else 0.0
         if _plain(x) and isinstance(lower, _NUMBER) and isinstance(upper, _NUMBER):  # fast lane
@@ -636,7 +637,7 @@ def tolerance(x: ArrayLike, lower: ArrayLike, upper: ArrayLike, margin: ArrayLik
 
     def checks(x: Any, lower: Any, upper: Any, *margins: Any) -> None:
         _check_bounds(lower, upper)
-        if margins and bool((margins[0] < 0).any()):
+        if margins and not bool((margins[0] >= 0).all()):
             raise ValueError("tolerance(): margin must be >= 0 everywhere")
 
     if isinstance(margin, float):
