@@ -664,18 +664,15 @@ def squash(x: ArrayLike, scale: ArrayLike = 1.0) -> ArrayLike:
             out = np.empty(n)
             _k_squash(x, scale, out)
             return out
-        return _ufunc_of_scaled(np.tanh, x, 1.0 / scale)
+        out = x * (1.0 / scale)
+        return np.tanh(out, out) if n >= _IN_PLACE_FROM else np.tanh(out)
     return _elementwise("squash", None, _squash, lambda x, s: _check_positive("squash", "scale", s),
                         x=x, scale=scale)
 
 
-def _ufunc_of_scaled(ufunc: np.ufunc, x: np.ndarray, factor: float) -> np.ndarray:
-    """``ufunc(x * factor)``; in place on the product for large batches (one temporary, not
-    two), where that is faster; for small ones it is slower than a fresh output."""
-    if x.shape[0] < 1024:
-        return ufunc(x * factor)
-    out = x * factor
-    return ufunc(out, out)
+_IN_PLACE_FROM = 1024
+"""From this many elements ``squash``/``exp_decay`` apply their ufunc in place on the scaled
+input (one temporary, not two); below, a fresh output is faster."""
 
 
 def _linear_ramp(xp: Any, x: Any, lo: Any, hi: Any) -> Any:
@@ -775,7 +772,8 @@ def exp_decay(d: ArrayLike, scale: ArrayLike = 1.0) -> ArrayLike:
             out = np.empty(n)
             _k_exp_decay(d, scale, out)
             return out
-        return _ufunc_of_scaled(np.exp, d, -1.0 / scale)
+        out = d * (-1.0 / scale)
+        return np.exp(out, out) if n >= _IN_PLACE_FROM else np.exp(out)
     return _elementwise("exp_decay", None, _exp_decay, lambda d, s: _check_positive("exp_decay", "scale", s),
                         d=d, scale=scale)
 
