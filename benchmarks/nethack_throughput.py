@@ -138,7 +138,7 @@ def train(task: str, learner: str, steps: int, seed: int) -> dict[str, Any]:
     rollout, update = sum(r["time_rollout"] for r in rows), sum(r["time_update"] for r in rows)
     final = next((r["episode_return"] for r in reversed(rows) if r["episode_return"] is not None), None)
     return {"fps": agent.global_step / wall, "rollout": rollout / wall, "update": update / wall,
-            "config": agent.config, "final_return": final, "episodes": rows[-1]["episodes"] if rows else 0}
+            "config": agent.config, "final_return": final}
 
 
 def learning(task: str, steps: int, seeds: int, out: str) -> None:
