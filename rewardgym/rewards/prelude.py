@@ -126,6 +126,10 @@ _KERNEL_UP_TO: dict[str, float] = {
 write into an array made by the caller and win only small (B,) batches, where two ufunc
 calls cost more than one numba call; numpy's SIMD tanh/exp win above)."""
 
+_IN_PLACE_FROM = 1024
+"""From this many elements ``squash``/``exp_decay`` apply their ufunc in place on the scaled
+input (one temporary, not two); below, a fresh output is faster."""
+
 
 def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
@@ -668,11 +672,6 @@ def squash(x: ArrayLike, scale: ArrayLike = 1.0) -> ArrayLike:
         return np.tanh(out, out) if n >= _IN_PLACE_FROM else np.tanh(out)
     return _elementwise("squash", None, _squash, lambda x, s: _check_positive("squash", "scale", s),
                         x=x, scale=scale)
-
-
-_IN_PLACE_FROM = 1024
-"""From this many elements ``squash``/``exp_decay`` apply their ufunc in place on the scaled
-input (one temporary, not two); below, a fresh output is faster."""
 
 
 def _linear_ramp(xp: Any, x: Any, lo: Any, hi: Any) -> Any:
