@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from rewardgym.agents.runs import atomic_write_text
+from rewardgym.text import escape_control
 from rewardgym.wrappers.randomize import PARAMS, RandomizationConfig, RandomizationError
 
 CRITERIA = ("auto", "success", "return")
@@ -221,9 +222,9 @@ def write_report(result: SweepResult, out_dir: str | Path) -> Path:
             else f"return >= {result.threshold:.1f} (of {result.nominal.return_mean:.1f} at nominal)")
     ranges = "\n".join(f"- {p}: " + (f"{r[0]:g} to {r[1]:g} {PARAMS[p].unit}" if r else "none (fails nearest nominal)")
                        for p, r in result.ranges.items())
-    atomic_write_text(out / "robustness.md", f"# Robustness of {result.policy}\n\nTask {result.task}; "
-                      f"{result.episodes} episodes per value (seeds {result.seed}..); a value keeps the policy when "
-                      f"{what}.\n\n{result.table()}\n\nKept ranges:\n\n{ranges}\n")
+    atomic_write_text(out / "robustness.md", escape_control(  # a report: no control characters (rewardgym.text)
+        f"# Robustness of {result.policy}\n\nTask {result.task}; {result.episodes} episodes per value (seeds "
+        f"{result.seed}..); a value keeps the policy when {what}.\n\n{result.table()}\n\nKept ranges:\n\n{ranges}\n"))
     _plot(result, out / "robustness.png")
     return out
 

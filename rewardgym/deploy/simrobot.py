@@ -62,9 +62,15 @@ import numpy as np
 from rewardgym.deploy.protocol import (PROTOCOL_VERSION, ConnectionLost, MessageStream, ProtocolError, RobotError,
                                        field as msg_field, number_list)
 from rewardgym.envs.config import check_keys, read_table
+from rewardgym.text import escape_control
 from rewardgym.wrappers.randomize import RandomizationConfig, RandomizationError
 
 FAULT_KINDS = ("silent", "garble", "late", "exit")
+
+
+def _say(message: str) -> None:
+    """One line on stderr; the controller's text in it is escaped (see rewardgym.text)."""
+    print(f"simrobot: {escape_control(message)}", file=sys.stderr, flush=True)
 
 
 class SimRobotConfigError(ValueError):
@@ -228,7 +234,7 @@ class SimRobotServer:
     def _safe_stop(self, reason: str) -> None:
         if self.stopped is None:
             self.stopped = reason
-            print(f"simrobot: safe stop: {reason}", file=sys.stderr, flush=True)
+            _say(f"safe stop: {reason}")
 
     def _command(self, message: dict[str, Any]) -> tuple[int, np.ndarray]:
         seq = msg_field(message, "seq", int, "command")
@@ -357,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             config = SimRobotConfig.resolve(args.config)
         server = SimRobotServer(args.task, config)
     except (SimRobotConfigError, ValueError) as exc:
-        print(f"simrobot: error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return 2
     listener = socket.create_server((args.host, args.port))
     listener.settimeout(120.0)
@@ -365,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         conn, _ = listener.accept()
     except socket.timeout:
-        print("simrobot: no controller connected within 120 s", file=sys.stderr)
+        _say("no controller connected within 120 s")
         return 1
     finally:
         listener.close()
@@ -373,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve(stream)
     except RobotError as exc:
-        print(f"simrobot: {exc}", file=sys.stderr)
+        _say(str(exc))
         return 1
     finally:
         stream.close()

@@ -6,6 +6,8 @@ offline embedding back-ends), :mod:`.service` (asynchronous annotation), :mod:`.
 (retrieval / classification / ranking), :mod:`.oni` (the reward source, wrapper, options).
 """
 
+import logging
+
 from rewardgym.intrinsic.annotators import (AnnotationParseError, EmbeddingAnnotator, LLMAnnotator,
                                             parse_reply)
 from rewardgym.intrinsic.models import (MODELS, ClassificationModel, RankingModel, RetrievalModel,
@@ -14,6 +16,10 @@ from rewardgym.intrinsic.oni import (OniOptions, OniReward, OniSystem, OniWrappe
                                      release_system)
 from rewardgym.intrinsic.service import AnnotationService
 from rewardgym.intrinsic.store import Label, LabelStore, Preference, caption_key, normalize_caption
+from rewardgym.text import ESCAPE_CONTROL_FILTER
+
+# the package's logger quotes LLM errors and store paths: its messages reach stderr escaped
+logging.getLogger("rewardgym.intrinsic").addFilter(ESCAPE_CONTROL_FILTER)
 
 __all__ = [
     "MODELS", "AnnotationParseError", "AnnotationService", "ClassificationModel", "EmbeddingAnnotator", "Label",
