@@ -25,7 +25,10 @@ Endings (``DeploymentResult.status`` and the CLI's exit code):
 ``refused``     2     the policy's task or observation layout is not the robot's (nothing moved)
 ``fault``       3     the robot's connection was lost, it went silent or late (no observation
                       within ``timeout_periods`` = 2 control periods of the previous one, i.e. one
-                      period after it was due), or it sent a garbled message
+                      period after it was due), it sent a garbled message, or it flooded: more
+                      than ``MAX_MESSAGES_PER_TICK`` (64) messages or ``MAX_BYTES_PER_TICK``
+                      (4 MiB) within one control tick (``RobotFlood``; see
+                      :mod:`rewardgym.deploy.protocol`: one tick's reading is bounded)
 ``error``       4     anything else went wrong in the controller (the traceback is in the log dir)
 ``interrupted`` 130   Ctrl-C
 ==============  ====  ===========================================================================

@@ -33,6 +33,16 @@ The robot applies, for each control period, the newest command that answers the 
 that opened the period; a command that arrives after its period ended is counted in
 ``late_commands`` and the previous command is held. With no valid command for
 ``watchdog_s`` the robot safe-stops itself (``stopped = "watchdog: ..."``).
+
+Input is bounded per control tick, not only per message. One tick of the controller reads
+at most :data:`MAX_MESSAGES_PER_TICK` (64) messages and :data:`MAX_BYTES_PER_TICK` (4 MiB)
+from the robot (a :class:`ReadBudget`), and stops reading at the tick's deadline (what is
+still unread waits in the kernel's socket buffer for the next tick). A robot that has more
+than that ready within one tick is flooding: :class:`RobotFlood`, a robot fault like a
+garbled message (safe stop, ``summary.json``, exit 3). Nothing accumulates a backlog: the
+receive buffer holds at most one message's bytes plus one read (64 KiB), and a tick keeps
+only the newest state. Every :meth:`MessageStream.recv` and :meth:`MessageStream.recv_ready` call is
+bounded this way, with a fresh budget when the caller passes none.
 """
 
 from __future__ import annotations
@@ -48,6 +58,13 @@ import msgpack
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
+MAX_MESSAGES_PER_TICK = 64
+"""Messages one control tick reads from the robot at most. A robot sends one state per period;
+64 leaves room for a controller that fell 63 periods behind (0.5 s at 125 Hz, far past a
+robot's watchdog), so more than this within one tick is a flood (:class:`RobotFlood`), not a backlog."""
+MAX_BYTES_PER_TICK = 4 * MAX_MESSAGE_BYTES
+"""Bytes one control tick reads from the socket at most (4 MiB: four messages of the largest size)."""
+_READ_CHUNK = 65536
 _HEADER = struct.Struct("!I")
 
 
@@ -65,6 +82,32 @@ class RobotTimeout(RobotError):
 
 class ProtocolError(RobotError):
     """A garbled, oversized or malformed message (the message names the field)."""
+
+
+class RobotFlood(ProtocolError):
+    """The peer sent more within one control tick than :class:`ReadBudget` allows (well-formed or not)."""
+
+
+class ReadBudget:
+    """What one control tick may read from a peer: a count of messages, of bytes, and a deadline.
+
+    Args:
+        max_messages: complete messages (default :data:`MAX_MESSAGES_PER_TICK`).
+        max_bytes: bytes read from the socket (default :data:`MAX_BYTES_PER_TICK`).
+        deadline: ``time.perf_counter()`` after which :meth:`MessageStream.recv_ready` stops reading
+            (the rest waits for the next tick); None: no deadline.
+    """
+
+    def __init__(self, max_messages: int = MAX_MESSAGES_PER_TICK, max_bytes: int = MAX_BYTES_PER_TICK,
+                 deadline: float | None = None):
+        if max_messages < 1 or max_bytes < _HEADER.size + MAX_MESSAGE_BYTES:
+            raise ValueError(f"a read budget must allow one message of the largest size, got {max_messages} "
+                             f"messages, {max_bytes} bytes")
+        self.max_messages, self.max_bytes, self.deadline = int(max_messages), int(max_bytes), deadline
+        self.messages = 0
+        """Messages read so far."""
+        self.bytes = 0
+        """Bytes read from the socket so far."""
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
@@ -126,61 +169,88 @@ class MessageStream:
             except OSError as exc:
                 raise ConnectionLost(f"connection to the {self.peer} lost ({exc.strerror or exc})") from None
 
-    def _frame(self) -> dict[str, Any] | None:
+    def _complete(self) -> bool:
+        """A whole frame is buffered (an oversized announcement is a :class:`ProtocolError`)."""
         if len(self._buffer) < _HEADER.size:
-            return None
+            return False
         (size,) = _HEADER.unpack_from(self._buffer)
         if size > MAX_MESSAGE_BYTES:
             raise ProtocolError(f"garbled message from the {self.peer}: announced {size} bytes "
                                 f"(limit {MAX_MESSAGE_BYTES})")
-        if len(self._buffer) < _HEADER.size + size:
+        return len(self._buffer) >= _HEADER.size + size
+
+    def _frame(self, budget: ReadBudget) -> dict[str, Any] | None:
+        """The next buffered message, charged to ``budget`` (None when none is complete)."""
+        if not self._complete():
             return None
+        if budget.messages >= budget.max_messages:
+            raise RobotFlood(f"flood: the {self.peer} sent more than {budget.max_messages} messages within one "
+                             f"control tick (at most {budget.max_messages} are read per tick)")
+        (size,) = _HEADER.unpack_from(self._buffer)
         payload = bytes(self._buffer[_HEADER.size:_HEADER.size + size])
         del self._buffer[:_HEADER.size + size]
+        budget.messages += 1
         try:
             return decode(payload)
         except ProtocolError as exc:
             raise ProtocolError(f"{exc} from the {self.peer}") from None
 
-    def _fill(self) -> None:
+    def _fill(self, budget: ReadBudget) -> None:
+        """One read of at most the budget's remaining bytes (:class:`RobotFlood` when none remain)."""
+        left = budget.max_bytes - budget.bytes
+        if left <= 0:
+            raise RobotFlood(f"flood: the {self.peer} sent more than {budget.max_bytes} bytes within one control "
+                             f"tick ({budget.messages} messages; at most {budget.max_bytes} bytes are read per "
+                             f"tick)")
         try:
-            chunk = self.sock.recv(65536)
+            chunk = self.sock.recv(min(_READ_CHUNK, left))
         except BlockingIOError:
             return
         except OSError as exc:
             raise ConnectionLost(f"connection to the {self.peer} lost ({exc.strerror or exc})") from None
         if not chunk:
             raise ConnectionLost(f"the {self.peer} closed the connection (its process exited?)")
+        budget.bytes += len(chunk)
         self._buffer += chunk
 
-    def recv(self, timeout_s: float) -> dict[str, Any] | None:
-        """The next message, waiting at most ``timeout_s`` (None when nothing complete arrived)."""
+    def recv(self, timeout_s: float, budget: ReadBudget | None = None) -> dict[str, Any] | None:
+        """The next message, waiting at most ``timeout_s`` (None when nothing complete arrived).
+
+        What it reads is charged to ``budget`` (a fresh :class:`ReadBudget` when None).
+        """
+        budget = budget if budget is not None else ReadBudget()
         deadline = time.perf_counter() + max(0.0, timeout_s)
         while True:
-            message = self._frame()
+            message = self._frame(budget)
             if message is not None:
                 return message
             left = deadline - time.perf_counter()
             if not select.select([self.sock], [], [], max(0.0, left))[0]:
                 return None
-            self._fill()
+            self._fill(budget)
 
-    def recv_ready(self) -> list[dict[str, Any]]:
-        """Every complete message already received or readable now (never waits).
+    def recv_ready(self, budget: ReadBudget | None = None) -> list[dict[str, Any]]:
+        """The complete messages already received or readable now (never waits), within ``budget``.
 
+        Reads at most ``budget.max_messages`` messages and ``budget.max_bytes`` bytes (a fresh
+        :class:`ReadBudget` when None): a peer with more ready is flooding, :class:`RobotFlood`.
+        Past ``budget.deadline`` it stops reading and returns what it has (the rest waits).
         Messages that arrived before the peer closed are returned first; the next call raises
         :class:`ConnectionLost` (a ``stop`` followed by a close is never lost).
         """
+        budget = budget if budget is not None else ReadBudget()
         out = []
         while True:
-            message = self._frame()
+            message = self._frame(budget)
             if message is not None:
                 out.append(message)
                 continue
+            if budget.deadline is not None and time.perf_counter() > budget.deadline:
+                return out
             if not select.select([self.sock], [], [], 0)[0]:
                 return out
             try:
-                self._fill()
+                self._fill(budget)
             except ConnectionLost:
                 if not out:
                     raise

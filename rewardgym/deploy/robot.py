@@ -14,7 +14,9 @@ is a documented template for a real one):
     function the simulator task shares. The first call arms the robot. Drivers whose
     ``clock`` is ``"robot"`` block until the robot's next control tick (the robot sets the
     rate); ``"host"`` drivers return at once and the deploy loop paces itself.
-    Raises :class:`~rewardgym.deploy.protocol.RobotError` on a lost, silent or garbled robot.
+    Raises :class:`~rewardgym.deploy.protocol.RobotError` on a lost, silent, garbled or
+    flooding robot (:class:`TcpRobot` reads at most ``MAX_MESSAGES_PER_TICK`` messages and
+    ``MAX_BYTES_PER_TICK`` bytes per call: more is :class:`~rewardgym.deploy.protocol.RobotFlood`).
 ``act(action)``
     Send one action (already filtered by the safety layer) for the observation just read.
 ``safe_stop(reason)``
@@ -39,8 +41,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from rewardgym.deploy.protocol import (PROTOCOL_VERSION, ConnectionLost, MessageStream, ProtocolError, RobotError,
-                                       RobotTimeout, field as msg_field, number_list)
+from rewardgym.deploy.protocol import (PROTOCOL_VERSION, ConnectionLost, MessageStream, ProtocolError, ReadBudget,
+                                       RobotError, RobotTimeout, field as msg_field, number_list)
 from rewardgym.envs.observation import ObservationLayout, ReadingsError, observation_layout
 
 
@@ -165,14 +167,17 @@ class TcpRobot:
             stream.send({"type": "start", "seed": self.seed})
             self._started = True
         deadline = time.perf_counter() + timeout_s
+        # everything this tick reads: MAX_MESSAGES_PER_TICK messages, MAX_BYTES_PER_TICK bytes, reading
+        # until the observation's deadline at most; more is a flood (RobotFlood, a robot fault)
+        budget = ReadBudget(deadline=deadline)
         newest: dict[str, Any] | None = None
         while newest is None:
-            message = stream.recv(deadline - time.perf_counter())
+            message = stream.recv(deadline - time.perf_counter(), budget)
             if message is None:
                 raise RobotTimeout(f"no observation from the robot within {timeout_s * 1e3:.0f} ms "
                                    f"(silent or late robot)")
             newest = self._state_or_raise(message)
-        for message in stream.recv_ready():  # fell behind: keep only the newest state
+        for message in stream.recv_ready(budget):  # fell behind: keep only the newest state
             state = self._state_or_raise(message)
             if state is not None:
                 newest = state
