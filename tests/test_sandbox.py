@@ -86,11 +86,6 @@ ESCAPES = [
     ("async def helper():\n    return 1\n" + body("pass"), 1, 1, "async def"),
     (body("match action:\n        case _:\n            pass"), 2, 5, "match statement"),
     (body("x = undefined_helper(state)"), 2, 9, "name 'undefined_helper'"),
-    ("X = [0] * 10**10\n" + body("pass"), 1, 5, "[0] * 10 ** 10"),
-    ("X = 9**9**9\n" + body("pass"), 1, 5, "9 ** 9 ** 9"),
-    ("X = np.zeros(shape=10**9)\n" + body("pass"), 1, 5, "call np.zeros()"),
-    ("A = 2**4000\nB = A * A\n" + body("pass"), 2, 5, "A * A"),
-    ("X = np.array([[0.0] * 100000] * 100000)\n" + body("pass"), 1, 5, "np.array([[0.0] * 100000] * 100000)"),
     ("X = distance(np.zeros(3), np.ones(3))\n" + body("pass"), 1, 5, "call distance()"),
     ("print('loading')\n" + body("pass"), 1, 1, "module-level expr"),
     ("for i in range(3):\n    pass\n" + body("pass"), 1, 1, "module-level for"),
@@ -219,8 +214,8 @@ def test_validator_caps_are_one_line_rejections():
 
 
 @pytest.mark.parametrize("const", ["np.zeros(10**6, dtype='V1000000')", "np.full(10**5, 'x' * 99999)",
-                                   "np.array(['x' * 99999] * 1000)", "np.zeros(10, dtype=np.float64) + 'x'"])
-def test_import_time_constants_are_bounded_in_bytes(const):
+                                   "np.array(['x' * 99999] * 1000)", "np.zeros(10, dtype=np.float64) + np.array('x')"])
+def test_import_time_numpy_calls_take_numbers_only(const):
     assert rejected(f"X = {const}\n" + body("pass"))
 
 
@@ -229,10 +224,29 @@ def test_forbidden_builtins_are_not_in_safe_builtins():
     assert "__import__" not in SAFE_BUILTINS and "print" not in SAFE_BUILTINS
 
 
-def test_import_time_guards_reject_before_evaluating():
-    found = rejected("A = 10**4000\nB = A * A * A\nC = 'x' * 10**9\nD = np.ones((10**5, 10**5))\n"
-                     "E = np.arange(10**12)\nF = np.eye(10**4)\nG = 1 << 10**9\n" + body("pass"))
-    assert {v[0] for v in found} >= {2, 3, 4, 5, 6, 7}
+HEAVY_CONSTANTS = {
+    "hashing": "A0 = ()\n" + "".join(f"A{i} = (A{i - 1}, A{i - 1})\n" for i in range(1, 80)) + "S = {A79}\n",
+    "fancy indexing": "A = np.arange(1000)\nB = A[np.zeros((10**5, 10**5), dtype='int64')]\n",
+    "many arrays": "T = (" + ", ".join(f"np.ones(10**6) + {i}" for i in range(300)) + ")\n",
+    "power": "X = 9**9**9\n",
+    "repetition": "X = [0] * 10**10\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEAVY_CONSTANTS))
+def test_validation_never_evaluates_constants(name):
+    """Validation is a walk over the syntax: a constant that would hang or swell the caller
+    (hash chains, fancy indexing, hundreds of arrays, huge powers) costs it nothing; its value
+    is computed only in the reward worker, under its limits (tests/test_hostile.py)."""
+    validate_source(HEAVY_CONSTANTS[name] + body("pass"), "p.py", allowed_globals=set(prelude_namespace("numpy")))
+
+
+def test_huge_literals_are_rejections_not_crashes():
+    """A literal too long to print (repr refuses it) still gives a one-line rejection naming it."""
+    found = rejected("X = 0x" + "f" * 20000 + "\nY = X + 'a'\nZ = 1" + "0" * 5000 + "\n" + body("pass"))
+    assert len(found) == 1 and found[0][2] == "syntax error"  # the decimal literal: Python's own limit
+    found = rejected("X = 0x" + "f" * 20000 + "\nY = nope\n" + body("pass"))
+    assert found and found[0][:2] == (2, 5)
 
 
 GOOD = '''\

@@ -53,12 +53,14 @@ from rewardgym.envs.task import EXTRA_RAW_KEYS
 from rewardgym.envs.view import StateView, UnknownFieldError, ViewSpec, raw_batch, view_spec
 from rewardgym.rewards import prelude as prelude_module
 from rewardgym.rewards.prelude import HELPERS, math_namespace, prelude_namespace, warm_up
-from rewardgym.rewards.sandbox import (ATTRIBUTE_ALLOWLIST, SAFE_BUILTINS, VIEW_ATTRIBUTES, validate_source,
+from rewardgym.rewards.sandbox import (ATTRIBUTE_ALLOWLIST, SAFE_BUILTINS, validate_source,
                                        value_attributes)
 from rewardgym.rewards.source import RewardSource, Terms
 from rewardgym.rewards.worker import ProgramLimits, ProgramWorker, RewardProgramError, WorkerTooSmall
 
 PROGRAM_FUNCTIONS = ("compute_reward", "compute_potential", "compute_success")
+MAX_TERM_NAMES = 64
+"""Distinct term names one program may return over its lifetime (every call: at most as many)."""
 
 __all__ = ["PROGRAM_FUNCTIONS", "ProgramLimits", "RewardProgram", "RewardProgramError"]
 
@@ -108,6 +110,8 @@ class RewardProgram(RewardSource):
         self._executor = _Executor(source, filename, self.name, trusted, tree, self.agents)
         self._worker: ProgramWorker | None = None
         self._worker_spec: ViewSpec | None = None
+        self._term_names: set[str] = set()  # every term name returned so far (bounded: MAX_TERM_NAMES)
+        self._last_names: Any = None
         self._prune = True  # send the worker only the raw keys the program's fields read
         self._keys_cache: tuple[Any, frozenset[str] | None] | None = None
         if trusted:  # runs here: load it now, as Python would
@@ -137,9 +141,25 @@ class RewardProgram(RewardSource):
         """Run ``compute_reward``; returns ``(reward (B,), terms {name: (B,)})``, checked
         (``(B, N)`` each on a multi-agent task)."""
         if self.trusted:
-            return self._executor.reward(state, action)
+            reward, terms = self._executor.reward(state, action)
+            self._count_names(terms)
+            return reward, terms
         names, arrays = self._remote("compute_reward", state, action)
+        self._count_names(names)
         return arrays[0], dict(zip(names, arrays[1:]))
+
+    def _count_names(self, names: Collection[str]) -> None:
+        """Bound the term names a program uses over its lifetime (:data:`MAX_TERM_NAMES`): the
+        per-call cap alone would let new names every call swell metrics, checkpoints and prompts."""
+        if names is self._last_names or not names:
+            return
+        self._last_names = names
+        self._term_names.update(names)
+        if len(self._term_names) > MAX_TERM_NAMES:
+            raise RewardProgramError(
+                f"{self.filename}: compute_reward has returned {len(self._term_names)} different term names over its "
+                f"lifetime; at most {MAX_TERM_NAMES} are allowed (use fixed names: terms are statistics, reported "
+                f"per name)", self.filename, self._executor.return_line("compute_reward"))
 
     def compute(self, state: StateView, action: Any) -> tuple[Any, Terms]:
         return self.compute_reward(state, action)
@@ -172,8 +192,6 @@ class RewardProgram(RewardSource):
         """``fn_name`` run by the worker on copies of ``state``; outputs re-checked here."""
         cur, prev = raw_batch(state), state._prev_raw
         backend = "torch" if _is_torch(cur.get("env_reward")) else "numpy"
-        if backend == "torch":
-            self._check_torch_attributes()
         action_np = None if action is None else _to_numpy(action)
         batch = state.batch_size
         per_row = len(self.agents) if self.agents and fn_name != "compute_success" else 1
@@ -248,20 +266,6 @@ class RewardProgram(RewardSource):
         self._worker, self._worker_spec = worker, spec
         return worker
 
-    def _check_torch_attributes(self) -> None:
-        """Refuse torch tensors for a program naming a tensor attribute outside the allow-list.
-
-        The validator accepts a view field name as an attribute anywhere; no numpy or Python
-        value has such an attribute (``ViewSpec.build`` checks), and this check extends the
-        guarantee to tensors."""
-        import torch
-
-        unsafe = (self.attribute_names & set(dir(torch.Tensor))) - ATTRIBUTE_ALLOWLIST - VIEW_ATTRIBUTES
-        if unsafe and not self.trusted:
-            raise RewardProgramError(f"{self.filename}: uses .{sorted(unsafe)[0]}, an attribute of torch tensors "
-                                     f"outside the sandbox's allow-list: it cannot run on the torch backend",
-                                     self.filename)
-
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_worker"] = None  # processes do not travel; the copy starts its own worker
@@ -314,6 +318,11 @@ def _torch_from(arr: np.ndarray, device: Any, dtype: Any) -> Any:
 
 def _runner(executor: "_Executor", spec: ViewSpec):
     """The worker's executor of ``executor``'s program over ``spec`` (built after fork)."""
+    probe = np.ones(3)  # numpy imports the helpers of array methods on first use: here, with real builtins
+    for method in ("sum", "mean", "std", "var", "any", "all", "prod", "min", "max", "argmax", "argmin", "cumsum",
+                   "round"):
+        getattr(probe, method)()
+    probe.clip(0, 1)
     executor.namespace("numpy")  # the module body runs now, under the worker's limits
     if "torch" in sys.modules:  # a torch caller may send tensors: import what that backend needs while files open
         executor.namespace("torch")
@@ -348,6 +357,53 @@ def _inference_tensors(value: Any) -> Any:
     return value
 
 
+_GUARD_NAME = "__rg_attribute__"  # a dunder name: programs cannot name, rebind or shadow it (validation)
+_PLAIN_VALUE_TYPES = (np.ndarray, np.generic, int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
+
+
+def guarded_attribute(value: Any, name: str) -> Any:
+    """``value.name`` for an untrusted program, decided by the **type** of ``value``.
+
+    A state view (:class:`StateView`) gives its fields, ``prev`` and ``batch_size`` (its own
+    ``__getattr__`` refuses anything else). Arrays, tensors, numbers, strings and containers
+    give the names of :data:`~rewardgym.rewards.sandbox.ATTRIBUTE_ALLOWLIST`. Every other
+    value (whatever an allowed call returned: a date, a function, an iterator) gives none.
+    The validator's static checks stay as the first, friendlier line; this one does not rest
+    on which names happen to be view fields. Module chains (``np.linalg.norm``) are not
+    guarded: ``np`` and ``math`` are read-only namespaces holding the allow-list only.
+    """
+    if isinstance(value, StateView):
+        return getattr(value, name)
+    if name in ATTRIBUTE_ALLOWLIST and (isinstance(value, _PLAIN_VALUE_TYPES) or _is_tensor(value)):
+        return getattr(value, name)
+    kind = type(value).__name__
+    raise AttributeError(f"a reward program may not read .{name} of a {kind} value (state views give their fields; "
+                         f"arrays, tensors, numbers, strings and containers give the sandbox's attribute allow-list)")
+
+
+def _is_tensor(value: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+class _GuardAttributes(ast.NodeTransformer):
+    """Rewrite ``x.name`` (a read) as ``__rg_attribute__(x, "name")`` except on module chains."""
+
+    def __init__(self, tree: ast.Module):
+        self.modules = {"np", "math"} | {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                                         for a in node.names if a.name in ("numpy", "math")}
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        root: ast.AST = node
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name) and root.id in self.modules or not isinstance(node.ctx, ast.Load):
+            return node
+        value = self.visit(node.value)
+        call = ast.Call(func=ast.Name(_GUARD_NAME, ast.Load()), args=[value, ast.Constant(node.attr)], keywords=[])
+        return ast.copy_location(call, node)
+
+
 class _Executor:
     """A program's code executed in the current process: in its worker (untrusted) or in the
     caller (trusted). Namespaces, calls, output checks and error messages with lines."""
@@ -359,8 +415,8 @@ class _Executor:
         self.name = name
         self.trusted = trusted
         self.tree = tree
-        self.code = compile(source, filename, "exec")
         self.lines = source.splitlines()
+        self.code = self._compile(source)
         self.namespaces: dict[str, dict[str, Any]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -371,7 +427,15 @@ class _Executor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.code = compile("\n".join(self.lines) + "\n", self.filename, "exec")
+        self.code = self._compile("\n".join(self.lines) + "\n")
+
+    def _compile(self, source: str) -> Any:
+        """The program's code; an untrusted program's attribute reads go through :func:`guarded_attribute`."""
+        if self.trusted:
+            return compile(source, self.filename, "exec")
+        tree = ast.parse(source, self.filename)
+        tree = _GuardAttributes(tree).visit(tree)
+        return compile(ast.fix_missing_locations(tree), self.filename, "exec")
 
     def namespace(self, backend: str) -> dict[str, Any]:
         """Module globals for ``backend`` ("numpy" or "torch"), executed once per backend."""
@@ -385,6 +449,8 @@ class _Executor:
                 safe_builtins["__import__"] = _restricted_import(env)
             ns = {"__builtins__": safe_builtins, "__name__": f"rewardgym_program_{self.name}",
                   "__file__": self.filename, **env}
+            if not self.trusted:
+                ns[_GUARD_NAME] = guarded_attribute
             try:
                 exec(self.code, ns)  # noqa: S102 - validated (or trusted by the caller)
             except Exception as exc:

@@ -33,6 +33,7 @@ process-global state.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -149,13 +150,36 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False, limits: A
             source = kind.resolve(text, task, trusted, kwargs.get(kind.name, {}))
             if source is not None:
                 return source
-    parts = split_sum(text)
+    parts = _merge_repeats(split_sum(text))
+    programs = [name for _, name in parts if name == "expert" or name.endswith(".py")]
+    if len(programs) > MAX_PROGRAMS and not trusted:
+        raise ValueError(f"reward {text[:200]!r} names {len(programs)} reward programs; at most {MAX_PROGRAMS} are "
+                         f"allowed in one reward (each runs in its own worker, with its own time and memory limits)")
     if len(parts) > 1 or (parts and parts[0][0] != 1.0):
         return WeightedSum([(w, resolve_reward(name, task, trusted, limits, kwargs)) for w, name in parts])
     if text.endswith(".pt") and not Path(text).exists():
         raise FileNotFoundError(f"reward model not found: {text}")
     raise ValueError(f"unknown reward {spec!r}: use {', '.join(reward_kinds())}, or a weighted sum such as "
                      f"'sparse + 0.1*my_reward.py'")
+
+
+MAX_PROGRAMS = 4
+"""Distinct untrusted reward programs in one ``reward=`` expression. Each runs in its own
+worker under :class:`~rewardgym.rewards.worker.ProgramLimits`, so one expression holds at
+most ``MAX_PROGRAMS`` workers (plus one for a ``shaping=`` program): its memory is bounded
+by ``(MAX_PROGRAMS + 1) x memory_mb``, whatever the expression repeats."""
+
+
+def _merge_repeats(parts: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    """One part per distinct source: ``r.py + 2*./r.py`` is ``3*r.py`` (one program, one worker)."""
+    merged: dict[str, list] = {}
+    for weight, name in parts:
+        key = os.path.realpath(name) if name.endswith((".py", ".pt")) else name
+        if key in merged:
+            merged[key][0] += weight
+        else:
+            merged[key] = [weight, name]
+    return [(weight, name) for weight, name in merged.values()]
 
 
 def resolve_potential(spec: Any, task: "TaskSpec", trusted: bool = False, limits: Any = None,

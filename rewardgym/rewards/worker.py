@@ -330,6 +330,11 @@ def _worker_main(make_runner: Callable[[], Runner], filename: str, ctrl_fd: int,
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ValueError, OSError):
         pass
+    # The worker writes nothing to the terminal: a program's warnings (numpy's divide-by-zero ...)
+    # would quote its own source line, untrusted text, raw. Non-finite outputs are errors anyway.
+    import warnings
+
+    warnings.simplefilter("ignore")
     fault = os.fdopen(fault_fd, "w", buffering=1)
     faulthandler.enable(file=fault, all_threads=False)
     faulthandler.register(signal.SIGUSR1, file=fault, all_threads=False, chain=False)
