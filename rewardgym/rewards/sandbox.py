@@ -5,9 +5,10 @@ syntax before any of it runs; every violation is reported at once as
 ``file:line:col: construct: reason`` (:class:`ProgramRejected`), so an LLM synthesis loop
 can feed all of them back in one round. Programs that pass run with :data:`SAFE_BUILTINS`
 only (see :mod:`rewardgym.rewards.program`) and, for ``rewardgym check`` and synthesis,
-in a child process under time and memory limits (:mod:`rewardgym.rewards.limits`): the
+in a worker process under time and memory limits (:mod:`rewardgym.rewards.worker`): the
 static check keeps a program from reaching the interpreter, the file system or numpy's
-I/O; the limits stop it from looping or allocating forever.
+I/O; the limits stop it from looping or allocating forever. Validation itself evaluates
+nothing the program wrote, and any exception inside it is a rejection.
 
 The rules (the decisions are recorded here, next to the code that enforces them):
 
@@ -17,10 +18,12 @@ Module level
     at import time: constants may use numbers, strings, tuples/lists/dicts/sets of them,
     arithmetic, earlier constants, ``np.pi``-style module constants and a few pure numpy
     /math calls (``np.array([...])``, ``np.zeros(3)``, ``np.deg2rad(30)``, ``math.sqrt(2)``).
-    The validator *evaluates* these expressions itself with size guards (integers up to
-    4096 bits, sequences up to 1e5 items, arrays up to 1e6 elements and 8 MB, numeric
-    dtypes only), so import-time code is provably cheap: ``[0] * 10**10``, ``9**9**9`` or
-    ``np.zeros(10**6, dtype="V1000000")`` is rejected before anything runs.
+    The validator never *evaluates* these expressions: it checks their shape only (text
+    reaches numpy calls only as a numeric dtype name), so validation costs one walk over the
+    syntax whatever the constants are. Their values are computed by the module body in the
+    reward worker (:mod:`rewardgym.rewards.worker`), under its time and memory limits:
+    ``[0] * 10**10``, ``9**9**9`` or a fancy index of a huge shape ends there as a
+    ``MemoryError`` or a time-out naming the line, never in the caller.
     Default values of module-level functions are evaluated at ``def`` time and follow the
     same rule; annotations must be plain type expressions (``np.ndarray``, ``tuple[float, dict]``).
 Imports
