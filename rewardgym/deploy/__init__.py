@@ -1,4 +1,4 @@
-"""Deployment: exported policies on robots through a safety layer (idea 11 of docs/DESIGN).
+"""Deployment: exported policies on robots through a safety layer (docs/ARCHITECTURE.md, "Deployment").
 
 * :mod:`rewardgym.deploy.robot` — the :class:`Robot` protocol, :class:`TcpRobot`, :class:`SimRobot`
 * :mod:`rewardgym.deploy.simrobot` — the simulated robot process (perturbed MuJoCo, real time, watchdog)

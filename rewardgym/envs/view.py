@@ -6,7 +6,7 @@ that computes the field from the *raw batch*.
 
 The raw batch is a ``dict[str, np.ndarray]`` whose arrays have a leading batch dimension
 ``B`` (one row per environment). Each environment produces one raw row per step
-(:meth:`rewardgym.envs.task_env.TaskEnv.raw_state`, read from the simulator: MjData,
+(:meth:`rewardgym.envs.task.TaskEnv.raw_state`, read from the simulator: MjData,
 NetHack's structures), the injection wrapper stacks the rows, and the view derives the
 documented fields lazily: a reward that reads only ``torso_lin_vel`` never pays for
 ``torso_euler``.
