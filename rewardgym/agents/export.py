@@ -51,14 +51,49 @@ import numpy as np
 import torch
 from torch import nn
 
-from rewardgym.version import __version__
 from rewardgym.agents.runs import RunDir, atomic_write_bytes, atomic_write_text
+from rewardgym.files import confined, read_json
+from rewardgym.version import __version__
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "rewardgym-policy"
 MANIFEST_VERSION = 1
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few kB
 FORMATS = {"onnx": "policy.onnx", "torchscript": "policy.pt"}
 PARITY_ATOL = 1e-5
+
+# What a received policy file may be (checked before any runtime sees it; see validate_onnx_policy).
+ONNX_OPS = frozenset({
+    # what torch's exporter writes for rewardgym's exports (DeployablePolicy, opset 20): the
+    # normaliser (Sub, Mul, Clip), the actor MLP with each activation of
+    # rewardgym.agents.policies.ACTIVATIONS (Gemm, Tanh, Relu, Elu, Gelu), the action bounds (Max, Min)
+    "Sub", "Mul", "Clip", "Gemm", "Tanh", "Relu", "Elu", "Gelu", "Max", "Min",
+    # plain elementwise / linear ops another exporter version may write for the same layers
+    "Add", "Div", "Neg", "Abs", "MatMul", "Identity", "Sigmoid", "LeakyRelu", "Selu", "Softplus", "Erf",
+})
+"""ONNX operators (default domain only) a policy graph may use. Everything else is refused,
+control flow (``Loop``, ``Scan``, ``If``) and operators whose output size is computed from
+data (``Expand``, ``Tile``, ``ConstantOfShape``, ``Resize``, ``Range``, ``Reshape`` ...) first:
+with only these, every value's shape follows from the initializers' declared shapes and the
+batch size, and the graph runs in one pass."""
+ONNX_TENSOR_TYPES = frozenset({1, 10, 11, 16, 6, 7})
+"""Initializer element types: FLOAT, FLOAT16, DOUBLE, BFLOAT16, INT32, INT64 (onnx.TensorProto)."""
+MAX_ONNX_NODES = 512
+"""Nodes of a policy graph, subgraphs included (rewardgym's widest config, 64 hidden layers, needs ~140)."""
+MAX_ONNX_INITIALIZER_BYTES = 256 * 2**20
+"""Declared size of all the graph's tensors together (256 MiB of weights: far above any MLP policy a
+PPO config may ask for, rewardgym.agents.ppo.MAX_POLICY_PARAMETERS)."""
+MAX_ONNX_BYTES = MAX_ONNX_INITIALIZER_BYTES + 16 * 2**20
+"""Largest policy file read (its tensors plus the graph around them)."""
+MAX_ONNX_ROW_ELEMENTS = 2**24
+"""Elements of all the graph's values together, per observation of the batch (64 MiB of float32
+per row; an MLP policy's values are its layer widths)."""
+MAX_POLICY_IO = 65_536
+"""Largest observation or action size in a manifest."""
+MAX_PARITY_ROWS = 1_000_000
+"""Most observations a parity record (parity.npz) may declare (an export records 1,000 by default)."""
+MAX_PARITY_BYTES = 256 * 2**20
+"""Declared uncompressed size of parity.npz, its members together."""
 
 
 class ExportError(ValueError):
@@ -253,7 +288,7 @@ def export_run(run_path: str | Path, fmt: str = "onnx", out: str | Path | None =
     expected = reference(observations)
     metadata = {"rewardgym.task": task, "rewardgym.layout_digest": layout.digest, "rewardgym.run": run.path.name}
     data = _to_onnx(policy, obs_dim, metadata) if fmt == "onnx" else _to_torchscript(policy)
-    runtime = _load_runtime(fmt, data, "<export>")
+    runtime = _load_runtime(fmt, data, "<export>", obs_dim)
     got = runtime(observations)
     max_diff = float(np.max(np.abs(got - expected)))
     if not max_diff <= atol:
@@ -306,42 +341,154 @@ def export_run(run_path: str | Path, fmt: str = "onnx", out: str | Path | None =
 
 
 # ----------------------------------------------------------------------------- loading
-def _refuse_external_data(data: bytes, where: str) -> None:
+def _refuse_external_data(model: Any, where: str) -> None:
     """An ONNX file may point tensors at other files ("external data", any path); an exported
     policy is self-contained, so a received one that does is refused before a runtime reads it."""
-    import onnx
     from onnx.external_data_helper import uses_external_data
 
-    try:
-        model = onnx.load_model_from_string(data)
-    except Exception as exc:  # noqa: BLE001 - any unreadable graph gets one clear line
-        raise ExportError(f"{where}: not an ONNX model ({type(exc).__name__})") from None
-
-    def tensors(graph):  # every tensor, subgraphs included (onnx's own walker is private)
-        yield from graph.initializer
-        for sparse in graph.sparse_initializer:
-            yield sparse.values
-            yield sparse.indices
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                    yield from tensors(sub)
-
-    for tensor in tensors(model.graph):
+    for tensor, _ in _tensors(model.graph):
         if uses_external_data(tensor) or len(tensor.external_data):
             raise ExportError(f"{where}: tensor {tensor.name!r} refers to external data; an exported policy "
                               "must be self-contained (re-export it with `rewardgym export`)")
 
 
-def _load_runtime(fmt: str, data: bytes, where: str):
-    """``(B, obs_dim) -> (B, act_dim)`` float32 callable running ``data`` in its own runtime."""
-    if fmt == "onnx":
-        import onnxruntime as ort
+def _graphs(graph: Any):
+    """``graph`` and every subgraph held by a node attribute, at any depth."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _graphs(sub)
 
-        _refuse_external_data(data, where)
+
+def _tensors(graph: Any):
+    """``(tensor, node or None)`` of every tensor in the graph, subgraphs included (onnx's own
+    walker is private): initializers, sparse initializers' parts and tensor attributes."""
+    for sub in _graphs(graph):
+        for tensor in sub.initializer:
+            yield tensor, None
+        for sparse in sub.sparse_initializer:
+            yield sparse.values, None
+            yield sparse.indices, None
+        for node in sub.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t, node
+                for tensor in attr.tensors:
+                    yield tensor, node
+                if attr.HasField("sparse_tensor"):
+                    yield attr.sparse_tensor.values, node
+                for sparse in attr.sparse_tensors:
+                    yield sparse.values, node
+
+
+def _node_name(node: Any) -> str:
+    return f"node {node.name or (node.output[0] if node.output else '?')!r}"
+
+
+def validate_onnx_policy(data: bytes, where: str, obs_dim: int | None = None) -> None:
+    """Refuse an ONNX policy that is not a plain feed-forward graph of bounded size, before any
+    runtime session exists (a session runs graph optimisations, and the caller runs the graph).
+
+    Checked, in order: the file size (:data:`MAX_ONNX_BYTES`); every node, subgraphs included,
+    uses an operator of :data:`ONNX_OPS` in the default domain and there are at most
+    :data:`MAX_ONNX_NODES`; no model-local functions or training graphs; tensors are
+    self-contained (no external data), of :data:`ONNX_TENSOR_TYPES`, and their declared sizes
+    total at most :data:`MAX_ONNX_INITIALIZER_BYTES`; one input ``obs`` and one output
+    ``actions``; and, with the input fixed to ``(batch, obs_dim)``, ONNX's shape inference gives
+    every value a static shape with ``batch`` at most once and at most
+    :data:`MAX_ONNX_ROW_ELEMENTS` elements per row over all values (no broadcast blow-up).
+
+    Raises:
+        ExportError: one line naming the file and, for a graph, the node and its operator.
+    """
+    import onnx
+
+    if len(data) > MAX_ONNX_BYTES:
+        raise ExportError(f"{where}: {len(data):,} bytes; a policy file is at most {MAX_ONNX_BYTES:,} bytes")
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # noqa: BLE001 - any unreadable graph gets one clear line
+        raise ExportError(f"{where}: not an ONNX model ({type(exc).__name__})") from None
+    nodes = 0
+    for graph in _graphs(model.graph):
+        for node in graph.node:
+            nodes += 1
+            if nodes > MAX_ONNX_NODES:
+                raise ExportError(f"{where}: more than {MAX_ONNX_NODES} nodes; a policy graph is a small MLP")
+            if node.domain not in ("", "ai.onnx") or node.op_type not in ONNX_OPS:
+                op = f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+                raise ExportError(f"{where}: {_node_name(node)} uses operator {op!r}, which a policy graph does not "
+                                  f"need (allowed: {', '.join(sorted(ONNX_OPS))})")
+    for graph in _graphs(model.graph):
+        if len(graph.sparse_initializer):  # a runtime densifies them to their declared shape
+            raise ExportError(f"{where}: sparse initializer {graph.sparse_initializer[0].values.name!r}; a policy "
+                              "graph's weights are dense")
+        for node in graph.node:  # an allowed operator has no subgraph to run, nor a sparse tensor
+            if any(attr.HasField("g") or len(attr.graphs) or attr.HasField("sparse_tensor") or len(attr.sparse_tensors)
+                   for attr in node.attribute):
+                raise ExportError(f"{where}: {_node_name(node)} ({node.op_type}) carries a subgraph or a sparse "
+                                  "tensor; a policy graph has neither")
+    if len(model.functions) or len(model.training_info):
+        raise ExportError(f"{where}: the model defines functions or training graphs; a policy graph has neither")
+    _refuse_external_data(model, where)
+    total = 0
+    for tensor, node in _tensors(model.graph):
+        what = f"tensor {tensor.name!r}" + (f" of {_node_name(node)}" if node is not None else "")
+        if tensor.data_type not in ONNX_TENSOR_TYPES or any(d < 0 for d in tensor.dims):
+            raise ExportError(f"{where}: {what} has element type {tensor.data_type} or shape {list(tensor.dims)}, "
+                              "not a numeric weight")
+        total += math.prod(tensor.dims) * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        if total > MAX_ONNX_INITIALIZER_BYTES:
+            raise ExportError(f"{where}: {what} brings the declared tensor sizes above "
+                              f"{MAX_ONNX_INITIALIZER_BYTES:,} bytes; a policy is smaller")
+    graph = model.graph
+    weights = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in weights]
+    if [i.name for i in inputs] != ["obs"] or [o.name for o in graph.output] != ["actions"] or any(
+            v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT for v in (*inputs, *graph.output)):
+        raise ExportError(f"{where}: the graph must take one float32 input 'obs' and give one float32 output "
+                          f"'actions', it takes {[i.name for i in inputs]} and gives {[o.name for o in graph.output]}")
+    declared = inputs[0].type.tensor_type.shape.dim
+    if obs_dim is None:
+        obs_dim = declared[1].dim_value if len(declared) == 2 and declared[1].HasField("dim_value") else 0
+    if not 1 <= obs_dim <= MAX_POLICY_IO:
+        raise ExportError(f"{where}: input 'obs' must have shape (batch, size) with 1 <= size <= {MAX_POLICY_IO}")
+    # shapes as inference derives them from the input (batch, obs_dim) and the weights alone
+    inputs[0].type.tensor_type.ClearField("shape")
+    inputs[0].type.tensor_type.shape.dim.add().dim_param = "batch"
+    inputs[0].type.tensor_type.shape.dim.add().dim_value = obs_dim
+    del graph.value_info[:]
+    for output in graph.output:
+        output.type.tensor_type.ClearField("shape")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True).graph
+    except Exception as exc:  # noqa: BLE001 - inconsistent shapes or types
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ExportError(f"{where}: the graph's shapes are inconsistent ({type(exc).__name__}: {first})") from None
+    shapes = {v.name: v for v in list(inferred.value_info) + list(inferred.output)}
+    row_elements = 0
+    for node in graph.node:
+        for name in node.output:
+            value = shapes.get(name)
+            dims = value.type.tensor_type.shape.dim if value is not None else None
+            static = dims is not None and value.type.tensor_type.HasField("shape") and all(
+                d.HasField("dim_value") or d.dim_param == "batch" for d in dims)
+            if not static or sum(d.dim_param == "batch" for d in dims) > 1:
+                raise ExportError(f"{where}: {_node_name(node)} ({node.op_type}) has no static (batch, ...) shape "
+                                  f"for its output {name!r}; a policy graph's shapes follow from its input")
+            row_elements += math.prod(d.dim_value for d in dims if d.HasField("dim_value"))
+            if row_elements > MAX_ONNX_ROW_ELEMENTS:
+                raise ExportError(f"{where}: {_node_name(node)} ({node.op_type}) brings the graph's values above "
+                                  f"{MAX_ONNX_ROW_ELEMENTS:,} elements per observation; a policy is smaller")
+
+
+def _load_runtime(fmt: str, data: bytes, where: str, obs_dim: int | None = None):
+    """``(B, obs_dim) -> (B, act_dim)`` float32 callable running ``data`` in its own runtime
+    (an ONNX graph only after :func:`validate_onnx_policy`)."""
+    if fmt == "onnx":
+        validate_onnx_policy(data, where, obs_dim)
+        import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # a small MLP: one thread has the lowest latency
@@ -435,9 +582,9 @@ class ExportedPolicy:
             raise ExportError(f"{path}: no {MANIFEST_NAME} (expected an export directory from `rewardgym export`)")
         where = str(manifest_path)
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ExportError(f"{where}: invalid JSON ({exc})") from None
+            manifest = read_json(manifest_path, max_bytes=MAX_MANIFEST_BYTES)
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
         if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
             raise ExportError(f"{where}: not a rewardgym policy manifest (format must be {MANIFEST_FORMAT!r})")
         if manifest.get("format_version") != MANIFEST_VERSION:
@@ -460,6 +607,9 @@ class ExportedPolicy:
             if len(shape) != 2 or not isinstance(shape[1], int) or isinstance(shape[1], bool) or shape[1] < 1:
                 raise ExportError(f"{where}: field 'policy.{key}.shape' must be ['batch', size]")
         obs_dim, act_dim = shapes[0][1], shapes[1][1]
+        if max(obs_dim, act_dim) > MAX_POLICY_IO:
+            raise ExportError(f"{where}: fields 'policy.input.shape' and 'policy.output.shape' must be at most "
+                              f"{MAX_POLICY_IO} wide")
         if _field(manifest, "observation.size", int, where) != obs_dim:
             raise ExportError(f"{where}: field 'observation.size' disagrees with policy.input.shape")
         _field(manifest, "observation.digest", str, where)
@@ -470,14 +620,20 @@ class ExportedPolicy:
         period = _field(manifest, "control_period_s", (int, float), where)
         if not (math.isfinite(period) and 0.0 < period <= 10.0):
             raise ExportError(f"{where}: field 'control_period_s' = {period!r} must be in (0, 10] seconds")
-        policy_path = directory / file_name
+        try:  # the policy file is the export's own: no link out of its directory
+            policy_path = confined(directory, file_name, f"{where}: field 'policy.file'", plain=True)
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
         if not policy_path.is_file():
             raise ExportError(f"{where}: the policy file {policy_path} is missing")
+        if fmt == "onnx" and policy_path.stat().st_size > MAX_ONNX_BYTES:
+            raise ExportError(f"{policy_path}: {policy_path.stat().st_size:,} bytes; a policy file is at most "
+                              f"{MAX_ONNX_BYTES:,} bytes")
         data = policy_path.read_bytes()
         if _sha256(data) != _field(manifest, "policy.sha256", str, where):
             raise ExportError(f"{policy_path}: sha256 does not match the manifest's policy.sha256 "
                               "(changed after export?)")
-        runtime = _load_runtime(fmt, data, str(policy_path))
+        runtime = _load_runtime(fmt, data, str(policy_path), obs_dim)
         policy = cls(manifest, policy_path, runtime)
         probe = policy(np.zeros((1, obs_dim), dtype=np.float32))
         if probe.shape != (1, act_dim):
@@ -497,12 +653,21 @@ class ExportedPolicy:
     def verify(self, atol: float = PARITY_ATOL) -> float:
         """Max abs difference between this runtime and the run's torch policy on the recorded
         parity observations (``parity.npz``); raises :class:`ExportError` above ``atol``."""
+        from rewardgym.perceptual.demos import read_npz
+
         path = self.path.parent / "parity.npz"
-        try:
-            with np.load(path, allow_pickle=False) as record:
-                obs, expected = record["obs"], record["actions"]
-        except (OSError, KeyError, ValueError) as exc:
-            raise ExportError(f"{path}: unreadable parity record ({exc})") from None
+
+        def rows(width: int):
+            def check(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+                ok = dtype == np.float32 and len(shape) == 2 and shape[1] == width and shape[0] <= MAX_PARITY_ROWS
+                return None if ok else f"must be (N <= {MAX_PARITY_ROWS:,}, {width}) float32"
+            return check
+
+        record = read_npz(path, {"obs": rows(self.obs_dim), "actions": rows(self.act_dim)},
+                          MAX_PARITY_BYTES, ExportError, "parity record")
+        if set(record) != {"obs", "actions"} or len(record["obs"]) != len(record["actions"]):
+            raise ExportError(f"{path}: a parity record holds 'obs' and 'actions' with one row each per observation")
+        obs, expected = record["obs"], record["actions"]
         diff = float(np.max(np.abs(self(obs) - expected)))
         if not diff <= atol:
             raise ExportError(f"{self.path}: differs from the run's torch policy by {diff:.3g} (> {atol:g})")

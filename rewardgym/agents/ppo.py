@@ -77,6 +77,21 @@ CHECKPOINT_FORMAT = 1
 COMPILE_AUTO_MIN_STEPS = 100_000
 """``compile="auto"`` compiles the update of a ``learn`` call with at least this many steps to go."""
 
+# What a run can be: a config (often a received file: --hyperparams, a run's config.json) that
+# asks for more is an error naming its key before anything is allocated (PPOConfig.check_sizes).
+MAX_POLICY_PARAMETERS = 50_000_000
+"""Parameters of the actor and critic MLPs together (200 MB of float32, ~800 MB with gradients
+and Adam's state; the default (64, 64) network has ~10,000, a (1024, 1024) one ~2.5 million)."""
+MAX_ROLLOUT_BYTES = 4 * 2**30
+"""Rollout storage of one update: the buffer plus the epoch's shuffled copy of it (4 GiB; the
+defaults use ~1 MB, 4096 GPU envs x 24 steps of 348 observations ~0.3 GB)."""
+MAX_ACTIVATION_BYTES = 4 * 2**30
+"""Activations of one minibatch (or one rollout step of all envs) through the networks, with
+their gradients (4 GiB)."""
+_TRANSITION_OVERHEAD_BYTES = 80
+"""Rollout bytes per transition besides observation and action: log-prob, value, reward, discounted
+return, flags, episode return and length, then advantages, returns and weights in the update."""
+
 
 class ConfigError(ValueError):
     """A PPO configuration key is unknown or has a value of the wrong type."""
@@ -180,7 +195,9 @@ class PPOConfig:
                   source: str = "<dict>") -> "PPOConfig":
         """:meth:`from_dict` of ``data`` over the defaults of the network that
         ``observation_space`` gets (``PPO_DEFAULTS`` of its policy class; see the class docstring)."""
-        return cls.from_dict({**policy_defaults(observation_space), **(data or {})}, source)
+        config = cls.from_dict({**policy_defaults(observation_space), **(data or {})}, source)
+        config.check_sizes(observation_space, source=source)
+        return config
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> "PPOConfig":
@@ -247,6 +264,59 @@ class PPOConfig:
         if self.batch_size % self.num_minibatches:
             raise ConfigError(f"{_locate(source, 'num_minibatches')}: PPO config num_minibatches="
                               f"{self.num_minibatches} must divide the batch num_envs * num_steps = {self.batch_size}")
+        self.check_sizes(source=source)
+
+    def check_sizes(self, observation_space: gym.Space | None = None, action_space: gym.Space | None = None,
+                    source: str = "<config>") -> None:
+        """Refuse a config whose run would allocate more than a run can be: actor-critic
+        parameters (:data:`MAX_POLICY_PARAMETERS`), rollout storage (:data:`MAX_ROLLOUT_BYTES`)
+        and minibatch activations (:data:`MAX_ACTIVATION_BYTES`). Without spaces (``validate``)
+        the observation and the action count as one float each, a lower bound; ``for_space``
+        and :class:`PPO` check again with the task's spaces, before building anything.
+
+        Raises:
+            ConfigError: one line naming the source (``file:line``) and the key.
+        """
+        obs_elems, obs_bytes = _space_size(observation_space)
+        act_elems, act_bytes = _space_size(action_space)
+        hidden = list(self.hidden_sizes)
+        mlp_in = obs_elems if observation_space is None or isinstance(observation_space, gym.spaces.Box) else 1
+        params = sum(a * b + b for a, b in zip([mlp_in, *hidden], [*hidden, act_elems]))  # actor
+        params += sum(a * b + b for a, b in zip([mlp_in, *hidden], [*hidden, 1]))  # critic
+        inputs = f" for {obs_elems:,} observations" if observation_space is not None else ""
+        if params > MAX_POLICY_PARAMETERS:
+            raise ConfigError(f"{_locate(source, 'hidden_sizes')}: PPO config value hidden_sizes={hidden!r} makes an "
+                              f"actor-critic of {params:,} parameters{inputs}, more than a run trains "
+                              f"({MAX_POLICY_PARAMETERS:,})")
+        per_transition = 2 * (obs_bytes + act_bytes) + _TRANSITION_OVERHEAD_BYTES
+        rollout = self.batch_size * per_transition
+        if rollout > MAX_ROLLOUT_BYTES:
+            raise ConfigError(f"{_locate(source, 'num_steps')}: PPO config value num_envs * num_steps = "
+                              f"{self.batch_size:,} transitions of {per_transition:,} bytes{inputs} need "
+                              f"{rollout / 2**30:.1f} GiB of rollout storage, more than a run allocates "
+                              f"({MAX_ROLLOUT_BYTES / 2**30:g} GiB)")
+        rows = max(self.minibatch_size, self.num_envs)
+        activations = rows * (obs_elems + act_elems + 2 * sum(hidden)) * 4 * 4  # values, saved, grads, slack
+        if activations > MAX_ACTIVATION_BYTES:
+            raise ConfigError(f"{_locate(source, 'num_minibatches')}: PPO config value num_minibatches="
+                              f"{self.num_minibatches} gives minibatches of {rows:,} transitions that need "
+                              f"{activations / 2**30:.1f} GiB of activations through hidden_sizes={hidden!r}"
+                              f"{inputs}, more than a run allocates ({MAX_ACTIVATION_BYTES / 2**30:g} GiB)")
+
+
+def _space_size(space: gym.Space | None) -> tuple[int, int]:
+    """``(elements, bytes)`` one transition stores of ``space`` (float32 Box observations and
+    actions, int64 Discrete actions, a Dict's arrays as they are); ``(1, 4)`` for None."""
+    if space is None:
+        return 1, 4
+    if isinstance(space, gym.spaces.Dict):  # stored per key with the key's own dtype
+        sizes = [(math.prod(int(d) for d in (sub.shape or (1,))), np.dtype(sub.dtype or np.int64).itemsize)
+                 for sub in space.spaces.values()]
+        return sum(e for e, _ in sizes), sum(e * b for e, b in sizes)
+    if isinstance(space, gym.spaces.Discrete):
+        return 1, 8
+    elements = math.prod(int(d) for d in (getattr(space, "shape", None) or (1,)))
+    return elements, 4 * elements  # Box observations and actions are stored as float32
 
 
 def _locate(source: str, key: str) -> str:
@@ -454,6 +524,7 @@ class PPO:
         cfg = config if isinstance(config, PPOConfig) else PPOConfig.for_space(
             env.single_observation_space, config, source="PPO(config=...)")
         cfg.validate()
+        cfg.check_sizes(env.single_observation_space, env.single_action_space, source="PPO config")
         mode = getattr(env, "metadata", {}).get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
         if str(getattr(mode, "value", mode)) != gym.vector.AutoresetMode.NEXT_STEP.value:
             raise ValueError(f"PPO needs a vector env with next-step autoreset (Gymnasium's default), got {mode}")

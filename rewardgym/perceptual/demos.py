@@ -17,15 +17,146 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from rewardgym.envs.frames import FrameSpec
 
 DEMOS_FORMAT = 1
+DEMOS_MEMBERS = ("frames", "obs", "actions", "episode", "success", "meta")
+"""The arrays of a demonstrations file: its members are these names + ``.npy`` and nothing else."""
+MAX_DEMOS_BYTES = 2 * 2**30
+"""Declared uncompressed size of a demonstrations file, all members together (2 GiB: ~170,000
+frames of 64x64, 200 episodes of Meta-World's longest at 128x128; ``demos collect``'s default of
+10 episodes is ~60 MB, and ``PerceptualModel.fit`` holds them all in memory)."""
+MAX_FRAME_SIDE = 1024
+"""Largest frame height or width (``demos collect --size``; perceptual rewards use 64)."""
+MAX_DEMO_ROW = 65_536
+"""Largest observation or action size of one frame."""
+MAX_DEMOS_META_BYTES = 2**20
+"""Largest ``meta`` array (JSON text: task, camera, seeds)."""
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what np.savez / np.savez_compressed write
+_EOCD = struct.Struct("<4s4H2LH")  # zip's end-of-central-directory record
+
+
+def read_npz(path: str | Path, members: Mapping[str, Callable[[tuple[int, ...], np.dtype], str | None]],
+             max_bytes: int, error: type[Exception] = ValueError, what: str = "file") -> dict[str, np.ndarray]:
+    """The arrays of a received ``.npz``, read only after the archive's declarations are checked.
+
+    Before any member is decompressed: the file is at most ``max_bytes`` (plus headers); its
+    end record lists at most ``len(members)`` entries and no ZIP64 end record; every member is
+    ``<name>.npy`` for a name of ``members`` (once), stored or deflated, not encrypted, and the
+    declared uncompressed sizes total at most ``max_bytes``. Then each member's ``.npy`` header
+    alone is read (``numpy.lib.format``): no object dtype, a size that agrees with the member's
+    declared size, and ``members[name](shape, dtype)`` returns no complaint. Only then are the
+    arrays read (``allow_pickle=False``), each exactly its declared size.
+
+    Raises:
+        error: one line naming the file and the member (``what`` says what the file should be).
+    """
+    path = Path(path)
+    limit = len(members)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes + limit * 2**16:
+            raise error(f"{path}: {size:,} bytes, larger than a {what} can be ({max_bytes:,} bytes)")
+        with open(path, "rb") as handle:  # the end record, as zipfile finds it, before zipfile parses anything
+            handle.seek(max(0, size - _EOCD.size - 0xFFFF - 20))
+            tail = handle.read()
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({type(exc).__name__}: {exc})") from None
+    last = len(tail) - _EOCD.size  # zipfile: a record without comment at the very end, else the last one
+    end = last if last >= 0 and tail[last:last + 4] == b"PK\x05\x06" and tail[-2:] == b"\0\0" else \
+        tail.rfind(b"PK\x05\x06")
+    if end < 0 or len(tail) - end < _EOCD.size:
+        raise error(f"{path}: not a {what} (not a zip archive)")
+    _, _, _, _, entries, directory, _, _ = _EOCD.unpack_from(tail, end)
+    if end >= 20 and tail[end - 20:end - 16] == b"PK\x06\x07" or entries > limit or directory > limit * 1024:
+        raise error(f"{path}: not a {what} (its zip directory declares {entries} members in {directory:,} bytes; "
+                    f"a {what} has at most {limit})")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise error(f"{path}: not a {what} ({type(exc).__name__}: {exc})") from None
+    with archive:
+        infos = archive.infolist()
+        total = 0
+        seen: set[str] = set()
+        for info in infos:
+            name = info.filename[:-4] if info.filename.endswith(".npy") else None
+            where = f"{path}: member {info.filename[:100]!r}"
+            if len(infos) > limit or name not in members or name in seen:
+                raise error(f"{where}: not a member of a {what} (expected {', '.join(f'{m}.npy' for m in members)})")
+            seen.add(name)
+            if info.compress_type not in _ZIP_METHODS or info.flag_bits & 0x1:
+                raise error(f"{where}: compression method {info.compress_type} or encryption is not what numpy "
+                            "writes (stored or deflate)")
+            total += info.file_size
+            if info.file_size > max_bytes or total > max_bytes:
+                raise error(f"{where}: declares {info.file_size:,} bytes uncompressed ({total:,} with the members "
+                            f"before it), more than a {what} can hold ({max_bytes:,} bytes)")
+        for info in infos:
+            name, where = info.filename[:-4], f"{path}: member {info.filename!r}"
+            try:
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version not in ((1, 0), (2, 0)):
+                        raise ValueError(f".npy format version {version}")
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(member)
+                    offset = member.tell()
+            except Exception as exc:  # noqa: BLE001 - a corrupt stream, a bad header: one line
+                raise error(f"{where}: not a .npy array ({type(exc).__name__}: {str(exc)[:200]})") from None
+            if dtype.hasobject:
+                raise error(f"{where}: object arrays are not read (allow_pickle=False)")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if offset + nbytes != info.file_size:
+                raise error(f"{where}: its header declares {shape} {dtype} ({nbytes:,} bytes) but the archive "
+                            f"declares {info.file_size - offset:,} bytes of data")
+            problem = members[name](shape, dtype)
+            if problem:
+                raise error(f"{where}: {problem}, got shape {shape} {dtype}")
+        arrays = {}
+        for info in infos:
+            try:
+                with archive.open(info) as member:
+                    arrays[info.filename[:-4]] = np.lib.format.read_array(member, allow_pickle=False)
+            except Exception as exc:  # noqa: BLE001 - truncated or corrupt data
+                raise error(f"{path}: member {info.filename!r}: unreadable ({type(exc).__name__}: "
+                            f"{str(exc)[:200]})") from None
+    return arrays
+
+
+def _demo_members() -> dict[str, Callable[[tuple[int, ...], np.dtype], str | None]]:
+    """What each array of a demonstrations file may declare (rows are checked to agree after)."""
+    def rows(kinds: str, ndims: tuple[int, ...]) -> Callable[[tuple[int, ...], np.dtype], str | None]:
+        def check(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+            if len(shape) not in ndims or dtype.kind not in kinds or math.prod(shape[1:]) > MAX_DEMO_ROW:
+                return (f"must be {' or '.join(f'{n}-d' for n in ndims)} with kind {kinds!r} and at most "
+                        f"{MAX_DEMO_ROW} values per frame")
+            return None
+        return check
+
+    def frames(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+        if len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8 or not all(1 <= s <= MAX_FRAME_SIDE
+                                                                            for s in shape[1:3]):
+            return f"frames must be (N, H, W, 3) uint8 with H, W <= {MAX_FRAME_SIDE}"
+        return None
+
+    def meta(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+        if shape != () or dtype.kind != "U" or dtype.itemsize > MAX_DEMOS_META_BYTES:
+            return f"meta must be one JSON string of at most {MAX_DEMOS_META_BYTES:,} bytes"
+        return None
+
+    return {"frames": frames, "obs": rows("biuf", (1, 2)), "actions": rows("biuf", (1, 2)),
+            "episode": rows("biuf", (1,)), "success": rows("biuf", (1,)), "meta": meta}
 
 
 class DemoError(ValueError):
@@ -78,12 +209,9 @@ class Demos:
         path = Path(path)
         if not path.is_file():
             raise DemoError(f"{path}: no such demonstrations file")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
-            raise DemoError(f"{path}: not a rewardgym demonstrations file ({type(exc).__name__}: {exc})") from None
-        missing = {"frames", "obs", "actions", "episode", "success", "meta"} - set(arrays)
+        arrays = read_npz(path, _demo_members(), MAX_DEMOS_BYTES, DemoError,
+                          "rewardgym demonstrations file")  # declarations checked before anything is inflated
+        missing = set(DEMOS_MEMBERS) - set(arrays)
         if missing:
             raise DemoError(f"{path}: not a rewardgym demonstrations file (missing arrays: {sorted(missing)})")
         try:
