@@ -311,15 +311,36 @@ def test_ctrl_c_stops_a_run_whose_program_hangs(tmp_path):
     proc = subprocess.Popen(CLI + ["train", "Hopper-Hop", "--reward", str(path), "--steps", "4096", "--num-envs",
                                    "2", "--runs-dir", str(tmp_path / "runs"), "--name", "r", "--reward-timeout",
                                    "600", "--config", str(_ppo_config(tmp_path))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not _worker_of(proc.pid) and proc.poll() is None:
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()[1]
-    proc.send_signal(signal.SIGINT)  # first: "stopping after this update"
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)  # second: now
-    _, stderr = proc.communicate(timeout=120)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import threading
+
+    lines: list[str] = []
+    heard = threading.Event()  # the trainer's answer to the first Ctrl-C
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if "stopping after this update" in line:
+                heard.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not _worker_of(proc.pid) and proc.poll() is None:
+            time.sleep(0.2)  # poll for the reward worker: the program is running (and hanging)
+        assert proc.poll() is None, "".join(lines)
+        proc.send_signal(signal.SIGINT)  # first: "stopping after this update"
+        # the second must not merge with the first (signals do not queue): wait until it was handled
+        assert heard.wait(240), "".join(lines)
+        proc.send_signal(signal.SIGINT)  # second: now
+        proc.wait(240)  # the bound only guards against a hang
+        reader.join(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = "".join(lines)
     assert proc.returncode == 130, stderr
     assert "checkpoint saved" in stderr and "--resume" in stderr and "Traceback" not in stderr
     assert (tmp_path / "runs" / "r" / "checkpoints" / "latest.pt").is_file()
@@ -568,3 +589,198 @@ def test_limits_hold_for_multiagent_programs(tmp_path, source, kind):
             env.step({a: 0 for a in env.agents})
     assert info.value.kind == kind and info.value.filename == str(path)
     env.close()
+
+
+# -- 10. issue 21's classes: validation, lifetimes, received runs, attribute types --------------
+# (class 4, data formats: tests/test_hostile_formats.py; class 5, terminal text:
+#  tests/test_hostile_terminal.py; class 6, robot floods: tests/test_hostile_robot.py)
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+HASH_CHAIN = "A0 = ()\n" + "".join(f"A{i} = (A{i - 1}, A{i - 1})\n" for i in range(1, 80)) + "S = {A79}\n"
+FANCY_INDEX = "A = np.arange(1000)\nB = A[np.zeros((10**5, 10**5), dtype='int64')]\n"
+MANY_ARRAYS = "T = (" + ", ".join(f"np.ones(10**6) + {i}" for i in range(300)) + ")\n"
+
+
+@pytest.mark.parametrize("constants,kind", [(HASH_CHAIN, "timeout"), (FANCY_INDEX, "memory"), (MANY_ARRAYS, "memory")],
+                         ids=["hash-chain", "fancy-index", "many-arrays"])
+def test_constants_are_computed_only_in_the_limited_worker(tmp_path, constants, kind):
+    """Class 1: the caller never evaluates a program's constants. Validation admits them (it
+    only reads the syntax); the worker computes them under its limits and the run ends with
+    an error naming the file and line, while the caller's memory stays where it was."""
+    path = program(tmp_path, constants + "def compute_reward(state, action):\n    return state.torso_height\n")
+    before = _peak_rss_mb()
+    env = gym.make(TASK, reward=str(path), reward_limits=FAST)
+    with pytest.raises(RewardProgramError) as info:
+        run_random(env, 1)
+    env.close()
+    assert info.value.kind == kind and str(path) in str(info.value)
+    assert "loading" in str(info.value)
+    assert _peak_rss_mb() - before < 200  # the 3 GB / 2.5 GB / 2^80 constants never reached the caller
+
+
+def test_the_critic_rejects_what_validation_cannot_print_and_never_raises(tmp_path):
+    """Class 1: an exception inside validation is a rejection of the candidate, not a crash of
+    the synthesis run (a literal too long for repr(), an unknown name next to it)."""
+    from rewardgym.llm_rewards.critic import critique
+
+    source = "X = 0x" + "f" * 20000 + "\nY = X + nope\ndef compute_reward(state, action):\n    return state.torso_height\n"
+    result = critique(source, TASK, tmp_path / "c", steps=2, num_envs=1, timeout_s=30)
+    assert not result.ok and result.stage == "validate" and result.line == 2
+
+
+def test_term_names_are_bounded_over_a_programs_lifetime(tmp_path):
+    """Class 2: a program that invents new term names every call is stopped once it has used
+    MAX_TERM_NAMES names, before metrics, checkpoints or prompts can swell."""
+    from rewardgym.rewards.program import MAX_TERM_NAMES
+
+    path = program(tmp_path, """
+        SEEN = []
+        def compute_reward(state, action):
+            SEEN.append(1)
+            return state.torso_height, {f"t{len(SEEN)}": state.torso_height}
+        """)
+    env = gym.make(TASK, reward=str(path))
+    env.reset(seed=0)
+    with pytest.raises(RewardProgramError, match="different term names over its lifetime") as info:
+        for _ in range(MAX_TERM_NAMES + 5):
+            env.step(env.action_space.sample())
+    env.close()
+    assert info.value.filename == str(path)
+
+
+def test_a_reward_expression_holds_a_bounded_number_of_workers(tmp_path):
+    """Class 2: repeating a program in an expression adds weight, not workers; distinct
+    programs per expression are capped (each has its own time and memory limits)."""
+    from rewardgym.envs.registry import get_task
+    from rewardgym.rewards.resolve import MAX_PROGRAMS, resolve_reward
+    from rewardgym.rewards.source import WeightedSum
+
+    path = program(tmp_path, "def compute_reward(state, action):\n    return state.torso_height\n")
+    source = resolve_reward(" + ".join([str(path)] * 8), get_task(TASK))
+    assert isinstance(source, WeightedSum) and len(source.parts) == 1 and source.parts[0][0] == 8.0
+    others = [program(tmp_path, "def compute_reward(state, action):\n    return state.torso_height\n", f"p{i}.py")
+              for i in range(MAX_PROGRAMS + 1)]
+    with pytest.raises(ValueError, match=f"at most {MAX_PROGRAMS}"):
+        resolve_reward(" + ".join(map(str, others)), get_task(TASK))
+
+
+def test_field_names_reach_nothing_on_values_of_other_types(tmp_path):
+    """Class 7: attribute access depends on the value's type. A view field named like an
+    attribute of some other object (here `hand_pos` read from a function) gives nothing
+    outside a state view."""
+    path = program(tmp_path, """
+        def helper():
+            return 1
+        def compute_reward(state, action):
+            f = helper
+            return state.torso_height + f.torso_height
+        """)
+    env = gym.make(TASK, reward=str(path))
+    with pytest.raises(RewardProgramError, match=r"may not read \.torso_height of a function value") as info:
+        run_random(env, 1)
+    env.close()
+    assert info.value.line == 5
+
+
+def _received_synthesis(tmp_path: Path, config: dict, state: dict | None = None) -> Path:
+    from rewardgym.llm_rewards.synthesize import SYNTH_FORMAT, SynthesisSpec
+
+    run = tmp_path / "received-synth"
+    run.mkdir()
+    from dataclasses import asdict
+
+    spec = asdict(SynthesisSpec(task=TASK, rounds=2, samples=1, steps=64, num_envs=1, eval_episodes=1))
+    (run / "config.json").write_text(json.dumps({"format": SYNTH_FORMAT, **spec, **config}))
+    if state is not None:
+        (run / "state.json").write_text(json.dumps({"format": SYNTH_FORMAT, **state}))
+    return run
+
+
+def test_a_received_synthesis_run_cannot_direct_the_key_or_read_local_files(tmp_path):
+    """Class 3: the endpoint, model and files a received run names are not used. The user's
+    key goes only to the user's endpoint; the run's feedback file is never read into a prompt."""
+    from rewardgym.testing.openai_server import ScriptedOpenAIServer
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-FEEDBACK-TEXT")
+    prose = [{"kind": "reply", "text": "no code here"}] * 4
+    with ScriptedOpenAIServer(prose) as honest, ScriptedOpenAIServer(prose, api_key="other") as attacker:
+        attacker_url = attacker.base_url
+        run = _received_synthesis(tmp_path, {"base_url": attacker.base_url, "model": attacker.model,
+                                             "feedback": str(secret)})
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OPENAI_API_KEY": honest.api_key,
+               "OPENAI_BASE_URL": honest.base_url, "REWARDGYM_LLM_MODEL": honest.model,
+               "REWARDGYM_LLM_CACHE": str(tmp_path / "cache"), "MUJOCO_GL": "osmesa"}
+        result = subprocess.run(CLI + ["synthesize", "--resume", str(run)], capture_output=True, text=True,
+                                timeout=300, env=env)
+        assert attacker.requests == []  # not one request, so no key, reached the run's endpoint
+        assert honest.chat_request_count >= 1
+        sent = json.dumps([r.body for r in honest.requests])
+        assert "SECRET-FEEDBACK-TEXT" not in sent
+    assert "not used" in result.stderr and attacker_url in result.stderr
+    assert "SECRET-FEEDBACK-TEXT" not in (run / "state.json").read_text()
+
+
+def test_a_received_synthesis_state_cannot_name_paths_outside_the_run(tmp_path):
+    """Class 3: candidate ids are names, never paths: an id that walks out of the run is a
+    one-line error naming state.json, and nothing outside the run is removed or read."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep")
+    cand = {"id": "../../victim", "status": "pending", "mode": "whole", "source": "", "todo": None, "attempts": []}
+    run = _received_synthesis(tmp_path, {}, {"rounds": [{"round": 0, "candidates": [cand], "designed": True}],
+                                             "best": None, "done": False, "timings": {}})
+    env = {**os.environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "REWARDGYM_LLM_MODEL": "m",
+           "HOME": str(tmp_path)}
+    result = subprocess.run(CLI + ["synthesize", "--resume", str(run)], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "state.json" in result.stderr and "candidate id" in result.stderr
+    assert (victim / "keep.txt").read_text() == "keep"
+
+
+def test_a_received_training_run_names_no_oni_endpoint_or_file(tmp_path):
+    """Class 3: a resumed ONI run keeps its labels in its own directory and takes its LLM
+    endpoint from the person resuming it, whatever config.json says."""
+    from rewardgym.agents.train import TrainSpec, _reward_kwargs
+    from rewardgym.agents.runs import RunDir
+
+    outside = tmp_path / "outside.sqlite"
+    run = _fake_run(tmp_path, reward="sparse", intrinsic="oni", oni={
+        "annotator": "llm", "base_url": "http://127.0.0.1:9/v1", "llm_model": "theirs", "api_key": "x",
+        "store_path": str(outside), "stats_path": str(outside), "transcript_path": str(outside), "beta": 0.2})
+    spec = TrainSpec.from_config(json.loads((run / "config.json").read_text()))
+    assert spec.oni == {"annotator": "llm", "beta": 0.2}
+    options = _reward_kwargs(spec, RunDir(run))["oni"]
+    assert all(Path(options[k]).parent == run for k in ("store_path", "stats_path", "transcript_path"))
+    assert "base_url" not in options and "llm_model" not in options
+
+
+def test_a_received_run_reads_only_its_own_reward_files(tmp_path):
+    """Class 3: a reward or shaping file named by config.json is the run's own copy or nothing."""
+    outside = program(tmp_path, "def compute_reward(state, action):\n    return state.torso_height\n", "mine.py")
+    run = _fake_run(tmp_path, reward=f"sparse + 0.1*{outside}")
+    (run / "checkpoints" / "latest.pt").write_bytes(b"")
+    result = cli("eval", str(run), "--episodes", "1")
+    assert result.returncode == 2 and "holds no copy" in result.stderr and "Traceback" not in result.stderr
+    (run / "mine.py").symlink_to(outside)  # a link out of the run is not a copy
+    result = cli("eval", str(run), "--episodes", "1")
+    assert result.returncode == 2 and "outside" in result.stderr
+
+
+def test_the_llm_cache_is_keyed_by_endpoint(tmp_path):
+    """Class 3: a reply cached from one server is never served as another server's."""
+    from rewardgym.llm_rewards.client import LLMClient
+    from rewardgym.testing.openai_server import ScriptedOpenAIServer
+
+    messages = [{"role": "user", "content": "hello"}]
+    with ScriptedOpenAIServer([{"kind": "reply", "text": "POISON"}]) as one, \
+            ScriptedOpenAIServer([{"kind": "reply", "text": "honest"}]) as two:
+        first = LLMClient(model=one.model, base_url=one.base_url, api_key=one.api_key, cache_dir=tmp_path / "c")
+        assert first.complete(messages).text == "POISON"
+        second = LLMClient(model=two.model, base_url=two.base_url, api_key=two.api_key, cache_dir=tmp_path / "c")
+        assert second.complete(messages).text == "honest" and two.chat_request_count == 1

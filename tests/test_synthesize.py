@@ -119,7 +119,7 @@ def test_outage_during_a_repair_stops_the_run_and_resume_sends_the_repair(tmp_pa
         assert cand["status"] == "pending" and len(cand["attempts"]) == 1  # not rejected by the outage
         assert state["stop"]["kind"] == "server" and not state["done"]
         report = (run / "report.md").read_text()
-        assert "**stopped** (server)" in report and f"Resume with: `rewardgym synthesize --resume {run}`" in report
+        assert "**stopped** (server)" in report and f"Resume with: `rewardgym synthesize --resume {run} --model {server.model} --base-url {server.base_url}`" in report
         assert "pending: waiting for a repair reply" in report
 
         server.add({"kind": "reply", "text": f"```python{good}```", "match": "repair request"})
@@ -148,7 +148,7 @@ def test_budget_stop_reports_and_resume_counts_the_whole_run(tmp_path):
         assert "1 of max 1 requests" in result.stderr
         assert f"resume with: rewardgym synthesize --resume {run} --max-requests 2" in result.stderr
         report = (run / "report.md").read_text()
-        assert "**stopped** (budget)" in report and "--max-requests 2`" in report
+        assert "**stopped** (budget)" in report and "--max-requests 2 --model" in report
         assert "pending: waiting for a repair reply" in report
         assert "Traceback" not in result.stderr and server.chat_request_count == 1
 

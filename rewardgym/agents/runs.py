@@ -20,11 +20,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from rewardgym.files import (atomic_write_bytes, atomic_write_text, confined, read_json,  # noqa: F401 (re-exported)
+                             save_figure)
+
+MAX_METRICS_BYTES = 256 * 2**20  # metrics.jsonl read back from a (possibly received) run
 RUN_FORMAT = 1  # bumped when the layout or the checkpoint contents change incompatibly
 
 
@@ -35,26 +38,6 @@ class RunError(RuntimeError):
 UNSAFE_PICKLE_WARNING = ("loading a pickled checkpoint: it can run any code its author put in it; only do this "
                          "for runs you made yourself")
 """Shown whenever a checkpoint is loaded by unpickling (``--unsafe-pickle``)."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; run files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def slug(text: str) -> str:
@@ -123,9 +106,12 @@ class RunDir:
 
     def config(self) -> dict[str, Any]:
         try:
-            return json.loads(self.config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise RunError(f"{self.config_path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+            config = read_json(self.config_path)
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
+        if not isinstance(config, dict):
+            raise RunError(f"{self.config_path}: not a JSON object")
+        return config
 
     def append_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append rows to metrics.jsonl (one line each, flushed and fsynced)."""
@@ -139,6 +125,10 @@ class RunDir:
         """Every complete metrics row (a line cut by a crash is ignored)."""
         if not self.metrics_path.is_file():
             return []
+        size = self.metrics_path.stat().st_size
+        if size > MAX_METRICS_BYTES:
+            raise RunError(f"{self.metrics_path}: {size:,} bytes; rewardgym reads metrics files of at most "
+                           f"{MAX_METRICS_BYTES:,} bytes (a run writes about 1 kB per update)")
         rows = []
         for line in self.metrics_path.read_text().splitlines():
             try:
@@ -177,22 +167,33 @@ class RunDir:
         fig.suptitle(f"{config['task']}  reward={config['reward']}  {config['algo']}  seed={config['seed']}",
                      fontsize=10)
         fig.tight_layout()
-        out = self.path / "learning_curve.png"
-        tmp = self.path / ".learning_curve.tmp.png"
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        os.replace(tmp, out)
-        return out
+        return save_figure(fig, self.path / "learning_curve.png", dpi=110)
 
 
 # -- reward files -----------------------------------------------------------------------------
 def run_copy(run: "RunDir", token: str) -> str:
-    """``token`` (``w*path.py`` or ``path.pt``) pointing at the run's own copy of the file when it
-    has one: the run's reward is the one it was trained with, wherever it is resumed or evaluated."""
+    """``token`` (``w*path.py`` or ``path.pt``) pointing at the run's own copy of the file.
+
+    A run reads only its own files: a token that names a file (a ``.py``/``.pt`` name or any
+    path) resolves to the copy the run holds under that file name (:func:`confined`: no
+    link out of the run), wherever the run is resumed or evaluated; the path written in
+    ``config.json`` is never opened. Kinds (``expert``, ``sparse``, ``oni`` ...) pass through.
+
+    Raises:
+        RunError: the run holds no copy of a file its config names.
+    """
     core = token.split("*")[-1]
-    if core.endswith((".py", ".pt")) and (run.path / Path(core).name).is_file():
-        return token.replace(core, str(run.path / Path(core).name))
-    return token
+    if not (core.endswith((".py", ".pt")) or "/" in core or os.sep in core):
+        return token
+    what = f"{run.config_path}: reward file {core[:120]!r}"
+    try:
+        path = confined(run.path, Path(core).name, what, plain=True)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    if not path.is_file():
+        raise RunError(f"{what}: the run holds no copy of it ({path.name}); a run reads only its own files, "
+                       f"so it cannot be resumed or evaluated with a file from elsewhere")
+    return token.replace(core, str(path))
 
 
 def reward_for_run(run: "RunDir") -> str:

@@ -43,6 +43,9 @@ MARL_ALGOS = ("ippo", "mappo")
 ALGOS = ("ppo", "sb3-ppo", *MARL_ALGOS)
 PPO_ALGOS = ("ppo", *MARL_ALGOS)
 """The algorithms trained by rewardgym's PPO (:mod:`rewardgym.agents.ppo`)."""
+MAX_NUM_ENVS = 1024
+"""Most environments of a run: each is a simulator in this process (or, ``asynchronous``, a process
+of its own), so a received config.json asking for more is refused before any is built."""
 
 
 class TrainingInterrupted(Exception):
@@ -131,13 +134,18 @@ class TrainSpec:
         from it (a received run cannot grant itself trust or lift its limits)."""
         keys = {f for f in cls.__dataclass_fields__} - {"trusted", "reward_limits"}
         spec = cls(**{k: v for k, v in config.items() if k in keys})
+        if isinstance(spec.oni, dict):  # files and endpoints are never taken from a run (PLACE_FIELDS)
+            from rewardgym.intrinsic.oni import PLACE_FIELDS
+
+            spec.oni = {k: v for k, v in spec.oni.items() if k not in PLACE_FIELDS}
         spec.validate(source)
         return spec
 
     def validate(self, source: str = "the train options") -> None:
         """Types and ranges of what config.json or the command line gave (one-line errors)."""
         checks = [("task", isinstance(self.task, str)), ("reward", isinstance(self.reward, str)),
-                  ("steps", _positive_int(self.steps)), ("num_envs", _positive_int(self.num_envs)),
+                  ("steps", _positive_int(self.steps)),
+                  ("num_envs", _positive_int(self.num_envs) and self.num_envs <= MAX_NUM_ENVS),
                   ("seed", isinstance(self.seed, int) and not isinstance(self.seed, bool)),
                   ("algo", self.algo in ALGOS), ("device", self.device in ("auto", "cpu", "cuda")),
                   ("hyperparams", isinstance(self.hyperparams, dict)),
@@ -211,9 +219,11 @@ class Tracker:
 
             import wandb
 
-            os.environ.setdefault("WANDB_MODE", "offline")  # offline unless the user configured it
+            # offline (files in the run directory, `wandb sync` later) unless the user configured W&B
+            configured = os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY")
             self._wandb = wandb.init(project="rewardgym", dir=str(run.path), name=run.path.name,
-                                     config=config, resume="allow", id=run.path.name)
+                                     config=config, resume="allow", id=run.path.name,
+                                     mode=None if configured else "offline")
         elif kind is not None:
             raise ValueError(f"--track takes 'tensorboard' or 'wandb', got {kind!r}")
 
@@ -262,7 +272,7 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
 
 def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | None = None, *,
            trusted: bool = False, reward_limits: dict[str, Any] | None = None,
-           unsafe_pickle: bool = False) -> RunDir:
+           unsafe_pickle: bool = False, llm_model: str | None = None, base_url: str | None = None) -> RunDir:
     """Continue an interrupted run from its last checkpoint.
 
     Args:
@@ -271,9 +281,14 @@ def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | N
         reward_limits: limits of untrusted reward programs (default limits otherwise).
         unsafe_pickle: accept a checkpoint that only loads by unpickling (runs made by
             rewardgym before weights-only checkpoints; see :data:`UNSAFE_PICKLE_WARNING`).
+        llm_model, base_url: the LLM endpoint of ONI's llm annotator (default: the
+            environment's). Never taken from the run: a received run cannot direct the
+            caller's key, or its files, anywhere (:data:`rewardgym.intrinsic.oni.PLACE_FIELDS`).
     """
     run = RunDir.open(run_path)
     spec = TrainSpec.from_config(run.config(), source=str(run.config_path))
+    if _uses_oni(spec):
+        spec.oni.update({k: v for k, v in (("llm_model", llm_model), ("base_url", base_url)) if v})
     spec.trusted = trusted
     spec.reward_limits = dict(reward_limits or {})
     spec.reward = reward_for_run(run)  # the copies inside the run: resumable from any directory
@@ -292,7 +307,7 @@ def _check_algo(spec: TrainSpec, task: Any) -> None:
             spec.algo = "ippo"
         if spec.algo not in MARL_ALGOS:
             raise ValueError(f"{task.id} is a multi-agent task: train it with --algo mappo (a centralised critic) or "
-                             f"--algo ippo; for Stable-Baselines3, see the README (SuperSuit)")
+                             f"--algo ippo; for Stable-Baselines3, see docs/MULTIAGENT.md (SuperSuit)")
         if spec.randomize is not None:
             raise ValueError(f"{task.id} is a multi-agent task: --randomize (domain randomisation) is supported on "
                              f"single-agent MuJoCo tasks only")
@@ -368,8 +383,9 @@ def _reward_kwargs(spec: TrainSpec, run: RunDir) -> dict[str, dict[str, Any]]:
     """Options of the reward kinds the run uses: ONI keeps its labels and stats in the run directory."""
     if not _uses_oni(spec):
         return {}
-    return {"oni": {"store_path": str(run.path / "oni_labels.sqlite"), "stats_path": str(run.path / "oni_stats.json"),
-                    "transcript_path": str(run.path / "oni_llm_transcript.jsonl"), **spec.oni}}
+    return {"oni": {**spec.oni, "store_path": str(run.path / "oni_labels.sqlite"),
+                    "stats_path": str(run.path / "oni_stats.json"),
+                    "transcript_path": str(run.path / "oni_llm_transcript.jsonl")}}
 
 
 def _reward_names_oni(reward: str) -> bool:

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from rewardgym.cli.console import SafeConsole  # escapes control characters in everything printed
+from rewardgym.text import escape_control
 
 app = typer.Typer(
     name="rewardgym",
@@ -29,8 +31,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(markup=False, highlight=False)
-err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # paths stay on one line
+console = SafeConsole(markup=False, highlight=False)
+err = SafeConsole(stderr=True, markup=False, highlight=False, soft_wrap=True)  # paths stay on one line
 
 
 @app.callback()
@@ -92,7 +94,7 @@ def list_tasks(
     available_only: bool = typer.Option(False, "--available", help="Hide tasks that cannot run here."),
     wide: bool = typer.Option(False, "--wide", help="Also the simulator and the instruction (needs a wide "
                               "terminal)."),
-    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (as in the README)."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (as in docs/TASKS.md)."),
 ) -> None:
     """List every task id, its family, and whether it can run on this machine (80 columns; --wide for more)."""
     from rewardgym.envs.registry import all_tasks
@@ -102,7 +104,7 @@ def list_tasks(
         for spec in all_tasks().values():
             if family and spec.family != family:
                 continue
-            print(f"| `{spec.id}` | {spec.base_id} | {spec.instruction} | {spec.success_doc} |")
+            print(escape_control(f"| `{spec.id}` | {spec.base_id} | {spec.instruction} | {spec.success_doc} |"))
         return
 
     table = Table(show_lines=wide)
@@ -124,7 +126,7 @@ def list_tasks(
         row = [spec.id, spec.family, "yes" if ok else (f"no: {reason}" if wide else "no")]
         table.add_row(*row, *([spec.base_id, spec.instruction] if wide else []))
     # --wide asked for the long columns: never squash them into a narrow (or piped, 80-column) console
-    (Console(width=max(console.width, 200), markup=False, highlight=False) if wide else console).print(table)
+    (SafeConsole(width=max(console.width, 200), markup=False, highlight=False) if wide else console).print(table)
     if not wide:
         for reason, names in missing.items():
             console.print(f"not available here: {', '.join(names)}: {reason}", markup=False, highlight=False)
@@ -142,7 +144,7 @@ def describe(task: str = typer.Argument(..., help="Task id, e.g. rewardgym/Hoppe
 
         text += "\n\n" + describe_prelude()
     # Plain print: this is the exact prompt text, not rich markup.
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(escape_control(text) + "\n")
 
 
 @app.command()
@@ -300,8 +302,18 @@ def train(
         try:
             run_dir = training.RunDir.open(resume)
             spec = training.TrainSpec.from_config(run_dir.config(), source=str(run_dir.config_path))
+            saved = run_dir.config().get("oni")
         except (RunError, ValueError) as exc:
             _fail(str(exc))
+        saved_url = saved.get("base_url") if isinstance(saved, dict) else None
+        if saved_url and training._uses_oni(spec):
+            import os
+
+            now = base_url or os.environ.get("OPENAI_BASE_URL") or "the default endpoint"
+            if saved_url != now:
+                err.print(f"the run's config.json names the LLM endpoint {str(saved_url)[:200]}; this resume uses "
+                          f"{now} (--base-url or OPENAI_BASE_URL): endpoints are never taken from a run directory",
+                          markup=False, highlight=False, soft_wrap=True)
     else:
         spec_task = _task_or_fail(task).id
         spec = training.TrainSpec(task=spec_task, reward=reward, steps=steps, algo=algo, num_envs=num_envs,
@@ -336,7 +348,8 @@ def train(
     try:
         with progress:
             run = training.resume(resume, on_update=on_update, trusted=trusted, reward_limits=limits,
-                                  unsafe_pickle=unsafe_pickle) if resume else training.train(
+                                  unsafe_pickle=unsafe_pickle, llm_model=model,
+                                  base_url=base_url) if resume else training.train(
                 spec, runs_root=runs_dir, run_name=name, on_update=on_update)
     except training.TrainingInterrupted as exc:
         err.print(str(exc), style="yellow")
@@ -633,8 +646,8 @@ def synthesize(
     from datetime import datetime, timezone
 
     from rewardgym.llm_rewards.client import Budget, LLMClient, LLMError
-    from rewardgym.llm_rewards.synthesize import (SynthesisSpec, Synthesizer, load_spec, new_run_dir, resume_command,
-                                                  save_spec)
+    from rewardgym.llm_rewards.synthesize import (RECEIVED_PLACES, SynthesisSpec, Synthesizer, load_spec, new_run_dir,
+                                                  resume_command, save_spec)
 
     # options typed on this command line (typer vendors its own click: compare the source by name)
     given = {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") in
@@ -660,15 +673,20 @@ def synthesize(
         if fixed:
             _fail(f"--resume continues a run with its own {', '.join(fixed)}; start a new run to change "
                   f"{'it' if len(fixed) == 1 else 'them'}")
+        received_notes: list[str] = []
         try:
-            spec = load_spec(resume)
+            spec = load_spec(resume, received_notes)
         except (FileNotFoundError, ValueError, TypeError) as exc:
             _fail(str(exc))
+        for note in received_notes:
+            err.print(note, markup=False, highlight=False, soft_wrap=True)
         for option, field in _RESUMABLE.items():
             value = ctx.params[option]
-            if option in given and getattr(spec, field) != value:
+            if option in given and getattr(spec, field) != value and field not in RECEIVED_PLACES:
                 changed[field] = {"old": getattr(spec, field), "new": value}
-        spec = dataclasses.replace(spec, **{f: v["new"] for f, v in changed.items()})
+        # the endpoint and model are this command line's (or the environment's), never the run's
+        spec = dataclasses.replace(spec, model=model, base_url=base_url,
+                                   **{f: v["new"] for f, v in changed.items()})
         run_dir = resume
     else:
         spec = SynthesisSpec(task=_task_or_fail(task).id, instruction=instruction, rounds=rounds, samples=samples,
@@ -715,7 +733,7 @@ def synthesize(
     try:
         best = synth.run_loop()
     except KeyboardInterrupt:
-        err.print(f"interrupted; resume with: {resume_command(run_path)}", markup=False, highlight=False,
+        err.print(f"interrupted; resume with: {resume_command(run_path, spec=spec)}", markup=False, highlight=False,
                   soft_wrap=True)
         raise typer.Exit(130)
     except Exception as exc:  # noqa: BLE001 - every stop (LLMError, PromptTooLong, a crash) ends with a report
@@ -728,7 +746,7 @@ def synthesize(
         else:
             reason = stop.get("reason", str(exc))
         _fail(f"{reason}\nstopped; report: {str(run_path / 'report.md')}\n"
-              f"resume with: {stop.get('resume', resume_command(run_path))}", code=1)
+              f"resume with: {stop.get('resume', resume_command(run_path, spec=spec))}", code=1)
     if best is None:
         _fail(f"no candidate could be trained; see {str(run_path / 'report.md')}", code=1)
     log(f"best: {best['id']} success {best['eval']['success_rate']:.2f}  -> {run_path / 'best_reward.py'}")
@@ -766,7 +784,7 @@ def library_show(name: str = typer.Argument(..., help="Program name (see `reward
         entry = get_program(name)
     except (LibraryError, KeyError) as exc:
         _fail(str(exc).strip("'\""))
-    sys.stdout.write(entry.source())
+    sys.stdout.write(escape_control(entry.source()))
 
 
 demos_app = typer.Typer(help="Demonstrations and perceptual rewards learned from them (Sermanet et al. 2016).",

@@ -172,6 +172,15 @@ class OniOptions:
         return cls(**data)
 
 
+PLACE_FIELDS = ("store_path", "stats_path", "transcript_path", "llm_cache_dir", "llm_model", "base_url", "api_key")
+""":class:`OniOptions` fields that name a place: files, the LLM endpoint, its model and key.
+
+A run directory may come from a stranger, so a resumed run never takes these from its
+``config.json`` (:meth:`rewardgym.agents.train.TrainSpec.from_config` drops them): its files
+are the run's own (``oni_labels.sqlite`` ...), and its endpoint, model and key are the ones
+given on the command line or in the environment of the person resuming it."""
+
+
 class OniSystem:
     """Store + annotator + service + reward model + trainer thread, shared by a run's envs.
 

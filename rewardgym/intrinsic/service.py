@@ -28,14 +28,13 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
 import random
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from rewardgym.files import atomic_write_text
 from rewardgym.intrinsic.annotators import AnnotationParseError, Annotator
 from rewardgym.intrinsic.store import LabelStore, caption_key, normalize_caption, pair_key
 
@@ -311,11 +310,7 @@ class AnnotationService:
             return
         self._last_stats_write = now
         try:
-            self.stats_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".oni_stats.", dir=self.stats_path.parent)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.stats(), fh, indent=1)
-            os.replace(tmp, self.stats_path)
+            atomic_write_text(self.stats_path, json.dumps(self.stats(), indent=1))
         except OSError as exc:
             log.debug("could not write ONI stats to %s: %s", self.stats_path, exc)
 

@@ -41,10 +41,11 @@ Design decisions
   :class:`LLMModelError`, listing the models the server does serve when ``/models``
   answers), or any other 4xx (:class:`LLMRequestError`: retrying the same request cannot
   help).
-* **Cache.** A request is keyed by the sha256 of its canonical JSON (model, messages,
-  sampling parameters, sample index; sorted keys, no whitespace). The base URL and key are
-  not part of the key: the same model name answering the same request is the same
-  request. Entries are one JSON file each, ``cache_dir/<key[:2]>/<key>.json``, written to a
+* **Cache.** A request is keyed by the sha256 of its canonical JSON (endpoint, model,
+  messages, sampling parameters, sample index; sorted keys, no whitespace). The endpoint
+  (base URL) is part of the key: a reply one server gave is never served as another
+  server's, so a run against a server you do not control cannot put replies in front of
+  your later runs. The key (credential) is not part of it and never stored. Entries are one JSON file each, ``cache_dir/<key[:2]>/<key>.json``, written to a
   temporary file and ``os.replace``-d (atomic on POSIX), so an interrupted run never
   leaves a torn entry and a resumed or repeated run pays nothing for requests it already
   made. Cache hits cost no budget. To draw *fresh* samples for the same prompt, change
@@ -102,7 +103,6 @@ import math
 import os
 import random
 import re
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -112,6 +112,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import openai
+
+from rewardgym.files import atomic_write_text
 
 Message = Mapping[str, str]
 """A chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
@@ -266,30 +268,14 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def request_key(model: str, messages: Sequence[Message], params: Mapping[str, Any], sample_index: int = 0) -> str:
-    """sha256 hex of the canonical JSON of a request (the cache key; see the module docstring)."""
-    canonical = json.dumps({"model": model, "messages": [dict(m) for m in messages],
+def request_key(model: str, messages: Sequence[Message], params: Mapping[str, Any], sample_index: int = 0,
+                endpoint: str | None = None) -> str:
+    """sha256 hex of the canonical JSON of a request to ``endpoint`` (the cache key; see the module docstring)."""
+    canonical = json.dumps({"endpoint": endpoint, "model": model, "messages": [dict(m) for m in messages],
                             "params": {k: v for k, v in params.items() if v is not None},
                             "sample_index": sample_index},
                            sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _retry_after_s(headers: Any) -> float | None:
@@ -508,7 +494,7 @@ class LLMClient:
                        "max_tokens": self.defaults["max_tokens"] if max_tokens is None else max_tokens,
                        "seed": seed, **params}
         call_params = {k: v for k, v in call_params.items() if v is not None}
-        key = request_key(self.model, messages, call_params, sample_index)
+        key = request_key(self.model, messages, call_params, sample_index, endpoint=self.base_url)
         record: dict[str, Any] = {"time": _now_iso(), "key": key, "model": self.model, "base_url": self.base_url,
                                   "messages": messages, "params": call_params, "sample_index": sample_index}
         cached = self._cache_get(key)
@@ -851,7 +837,7 @@ class LLMClient:
                  "reply": result.text, "finish_reason": result.finish_reason,
                  "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
                  "created": _now_iso()}
-        _atomic_write(path, json.dumps(entry, ensure_ascii=False))
+        atomic_write_text(path, json.dumps(entry, ensure_ascii=False))
 
     def _log(self, record: dict[str, Any], result: Completion | None, trace: dict[str, Any],
              error: BaseException | None) -> None:

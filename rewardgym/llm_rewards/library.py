@@ -38,6 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from rewardgym.files import atomic_write_text
 from rewardgym.envs.task import LIBRARY_DIR, TaskSpec
 
 ENV_LIBRARY = "REWARDGYM_LIBRARY"
@@ -230,10 +231,8 @@ def add_program(program: str | Path, task_id: str, metadata: Mapping[str, Any] |
     meta.update({"task_id": task.id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     if origin_file:
         meta.setdefault("source_file", origin_file)
-    from rewardgym.llm_rewards.client import _atomic_write
-
-    _atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
-    _atomic_write(path, source if source.endswith("\n") else source + "\n")
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
+    atomic_write_text(path, source if source.endswith("\n") else source + "\n")
     return _entry(path, "user")
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -53,6 +54,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from rewardgym.agents.runs import RunDir, atomic_write_text, slug
+from rewardgym.files import NAME_PATTERN, confined, read_json, save_figure
+from rewardgym.text import escape_control
 from rewardgym.envs.registry import get_task
 from rewardgym.llm_rewards.extract import NoCodeFound, extract_programs
 
@@ -119,10 +122,12 @@ def train_candidate(task: str, program: str, run_root: str, name: str, steps: in
     from rewardgym.agents.evaluate import evaluate
     from rewardgym.agents.train import TrainSpec, resume, train
 
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"training run name {name[:100]!r} is not a plain name")
     run_path = Path(run_root) / name
     if (run_path / "eval.json").is_file():
         run = RunDir.open(run_path)
-        return {"run": str(run.path), "eval": json.loads((run.path / "eval.json").read_text()),
+        return {"run": str(run.path), "eval": read_json(run.path / "eval.json"),
                 "analysis": analyse_run(run)}
     from rewardgym.agents.runs import latest_checkpoint
 
@@ -243,7 +248,7 @@ class Synthesizer:
         self.ask_feedback = ask_feedback
         self.task = get_task(spec.task)
         state_path = self.run / "state.json"
-        self.state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {
+        self.state: dict[str, Any] = load_state(self.run) if state_path.is_file() else {
             "format": SYNTH_FORMAT, "rounds": [], "best": None, "done": False, "timings": {}}
         self.timings: dict[str, float] = self.state.setdefault("timings", {})
         self._wall_before = float(self.state.get("wall_s", 0.0))
@@ -265,6 +270,15 @@ class Synthesizer:
 
     def _candidates(self) -> list[dict[str, Any]]:
         return [c for r in self.state["rounds"] for c in r["candidates"]]
+
+    def _dir(self, cid: str) -> Path:
+        """A candidate's directory, from its id (a validated name, :func:`load_state`), never
+        from a path stored in ``state.json``."""
+        return candidate_dir(self.run, cid)
+
+    def _program(self, cand: dict[str, Any]) -> Path:
+        """The validated program of a candidate: ``round_<r>/<id>/program.py`` of this run."""
+        return self._dir(cand["id"]) / "program.py"
 
     # -- LLM requests: fitted to the context window, truncation reported ---------------------
     def _fit(self, build: Callable[[int, str], list], examples: Sequence[str]) -> tuple[Any, int]:
@@ -354,7 +368,7 @@ class Synthesizer:
             n = len(attempts)
             if cand.get("todo") is not None:  # a program waiting for the critic
                 start = time.perf_counter()
-                result = critique(cand["todo"], self.task.id, round_dir / cand["id"], steps=s.check_steps,
+                result = critique(cand["todo"], self.task.id, self._dir(cand["id"]), steps=s.check_steps,
                                   num_envs=s.check_envs, timeout_s=s.check_timeout_s, memory_mb=s.check_memory_mb,
                                   seed=s.seed, name=f"attempt{n}.py")
                 self._time("validation", time.perf_counter() - start)
@@ -363,10 +377,10 @@ class Synthesizer:
                 cand["todo"] = None
                 self.log(f"  {cand['id']} attempt {n}: {result.summary()}")
                 if result.ok:
-                    program = round_dir / cand["id"] / "program.py"
-                    text = (round_dir / cand["id"] / f"attempt{n}.py").read_text()
+                    program = self._program(cand)
+                    text = (self._dir(cand["id"]) / f"attempt{n}.py").read_text()
                     atomic_write_text(program, text)
-                    cand.update(status="valid", program=str(program))
+                    cand.update(status="valid", program=str(program.relative_to(self.run)))
                     self._save()
                     return
                 self._save()
@@ -382,7 +396,8 @@ class Synthesizer:
                     self._repair_edit(cand, round_dir, record)
                 else:
                     tried = next(a for a in reversed(attempts) if a.get("file"))
-                    source = (round_dir / cand["id"] / tried["file"]).read_text()
+                    source = confined(self._dir(cand["id"]), tried["file"], f"{self.run / 'state.json'}: "
+                                      f"attempt file of {cand['id']}", plain=True).read_text()
                     failure = format_failure(tried)
                     reply = self._ask(lambda k, prelude: repair_messages(
                         self.task, source, failure, instruction=s.instruction, attempt=n, max_attempts=s.max_repairs,
@@ -417,7 +432,7 @@ class Synthesizer:
 
         best = self.state["best"]
         if best is not None:
-            return parameterize(Path(best["program"]).read_text(), best["id"])
+            return parameterize(self._program(best).read_text(), best["id"])
         from rewardgym.llm_rewards.library import rank
 
         for scored in rank(self.spec.instruction or self.task.instruction, self.task):
@@ -454,7 +469,7 @@ class Synthesizer:
         from rewardgym.llm_rewards.edit import parameterize
         from rewardgym.llm_rewards.prompts import format_failure
 
-        base = parameterize((round_dir / cand["id"] / "base.py").read_text(), cand["base"])
+        base = parameterize((self._dir(cand["id"]) / "base.py").read_text(), cand["base"])
         last = cand["attempts"][-1]
         reply = self._edit_request(base, record, seed=self.spec.seed + len(cand["attempts"]) - 1,
                                    previous=cand.get("edit", ""), failure=format_failure(last))
@@ -529,7 +544,7 @@ class Synthesizer:
                               record, seed=s.seed + 1000 * index, examples=[e.name for e in examples])
         else:
             feedback = self.state["rounds"][index - 1].get("feedback") or None if index else None
-            best_source = Path(best["program"]).read_text()
+            best_source = self._program(best).read_text()
             reply = self._ask(lambda k, prelude: reflection_messages(
                 self.task, best_source, format_analysis(best), instruction=s.instruction,
                 human_feedback=feedback, k=s.samples, prelude=prelude), record, seed=s.seed + 1000 * index)
@@ -587,7 +602,7 @@ class Synthesizer:
 
     def _train(self, candidates: list[dict[str, Any]], round_dir: Path) -> None:
         s = self.spec
-        jobs = [(self.task.id, c["program"], str(round_dir), f"{c['id']}_run", s.steps, s.num_envs, s.seed,
+        jobs = [(self.task.id, str(self._program(c)), str(round_dir), f"{c['id']}_run", s.steps, s.num_envs, s.seed,
                  s.algo, s.hyperparams, s.eval_episodes, 1 if s.workers > 1 else None) for c in candidates]
         self.log(f"  training {len(jobs)} candidate(s) for {s.steps} steps each on {s.workers} worker(s) "
                  f"({s.executor})")
@@ -599,7 +614,8 @@ class Synthesizer:
                 cand.update(status="failed", reason=f"training failed: {type(result).__name__}: {result}")
                 self.log(f"  {cand['id']}: {cand['reason']}")
                 continue
-            cand.update(status="trained", run=result["run"], eval=result["eval"], analysis=result["analysis"])
+            cand.update(status="trained", run=str(self._dir(cand["id"]).relative_to(self.run)) + "_run",
+                        eval=result["eval"], analysis=result["analysis"])
             self.log(f"  {cand['id']}: success {result['eval']['success_rate']:.2f}, env return "
                      f"{result['eval']['env_return']['mean']:.3g}")
         self._save()
@@ -639,7 +655,7 @@ class Synthesizer:
                 self._round(index)
         except BaseException as exc:
             self._time("total", time.perf_counter() - start)
-            self.state["stop"] = describe_stop(exc, self.run)
+            self.state["stop"] = describe_stop(exc, self.run, self.spec)
             self._save()
             try:
                 self.write_report()
@@ -661,7 +677,7 @@ class Synthesizer:
         best = self.state["best"]
         if best is None:
             return None
-        source = Path(best["program"]).read_text()
+        source = self._program(best).read_text()
         ev = best["eval"]
         header = (f'"""Reward program found by `rewardgym synthesize` for {self.task.id}.\n\n'
                   f"Instruction: {self.spec.instruction or self.task.instruction}\n"
@@ -700,7 +716,7 @@ class Synthesizer:
         elif stop:
             status = f"**stopped** ({stop['kind']}): {stop['reason']}\n\nResume with: `{stop['resume']}`"
         else:
-            status = f"in progress (resume with `{resume_command(self.run)}` if this process is gone)."
+            status = f"in progress (resume with `{resume_command(self.run, spec=self.spec)}` if this process is gone)."
         parts = [f"# Reward synthesis: {self.task.id}", "",
                  f"Instruction: {s.instruction or self.task.instruction}", "",
                  f"Model `{self.client.model}` at {self.client.base_url}; {s.rounds} round(s) x {s.samples} "
@@ -731,7 +747,7 @@ class Synthesizer:
         parts += ["", "## Candidates", "", self.round_table(), ""]
         if best is not None:
             parts += ["## Best program", "", f"`{best['id']}` (success rate {best['eval']['success_rate']:.2f}), "
-                      "written to `best_reward.py`:", "", "```python", Path(best["program"]).read_text().rstrip(),
+                      "written to `best_reward.py`:", "", "```python", self._program(best).read_text().rstrip(),
                       "```", "", "### Training summary", "", "```", format_analysis(best), "```", ""]
         usage = self.client.summary()
         parts += ["## Cost", "", f"LLM (whole run, every process): {usage.get('requests', 0)} request(s), "
@@ -739,7 +755,7 @@ class Synthesizer:
                   f"({usage.get('prompt_tokens', 0)} prompt, {usage.get('completion_tokens', 0)} completion).",
                   f"Wall time (every process): {self.state.get('wall_s', 0.0):.1f} s; in the loop: "
                   + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(t.items())), ""]
-        atomic_write_text(self.run / "report.md", "\n".join(parts))
+        atomic_write_text(self.run / "report.md", escape_control("\n".join(parts)))
         self._plot()
 
     def _plot(self) -> None:
@@ -764,7 +780,8 @@ class Synthesizer:
         ax.grid(alpha=0.3)
         best = self.state["best"]
         if best is not None:
-            rows = [r for r in RunDir(best["run"]).metrics() if r.get("episode_return") is not None]
+            rows = [r for r in RunDir(self._dir(best["id"]).parent / f"{best['id']}_run").metrics()
+                    if r.get("episode_return") is not None]
             steps = [r["global_step"] for r in rows]
             axes[1].plot(steps, [r.get("success_rate") for r in rows], label="success rate")
             ax2 = axes[1].twinx()
@@ -774,10 +791,7 @@ class Synthesizer:
             ax2.set_ylabel("env return")
             axes[1].set_title(f"best: {best['id']}")
         fig.tight_layout()
-        tmp = self.run / ".report.tmp.png"
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        os.replace(tmp, self.run / "report.png")
+        save_figure(fig, self.run / "report.png")
 
 
 VALID_STATUSES = ("valid", "trained", "failed")
@@ -809,13 +823,19 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def resume_command(run: Path, option: str = "", value: Any = None) -> str:
-    """The command that continues ``run`` (with ``option value`` when a cap must be raised)."""
+def resume_command(run: Path, option: str = "", value: Any = None, spec: SynthesisSpec | None = None) -> str:
+    """The command that continues ``run`` (with ``option value`` when a cap must be raised).
+
+    With ``spec``, the model and endpoint this process was given on its command line are
+    part of the command: a resume never takes them from the run directory."""
     extra = f" {option} {value}" if option else ""
+    for flag, given in (("--model", spec.model if spec else None), ("--base-url", spec.base_url if spec else None)):
+        if given:
+            extra += f" {flag} {shlex.quote(str(given))}"
     return f"rewardgym synthesize --resume {shlex.quote(str(run))}{extra}"
 
 
-def describe_stop(exc: BaseException, run: Path) -> dict[str, Any]:
+def describe_stop(exc: BaseException, run: Path, spec: SynthesisSpec | None = None) -> dict[str, Any]:
     """``{"kind", "reason", "resume", "time"}`` for the exception that stopped a run."""
     from rewardgym.llm_rewards.client import BudgetExceeded, LLMError, LLMUnavailableError
     from rewardgym.llm_rewards.prompts import PromptTooLong
@@ -835,7 +855,7 @@ def describe_stop(exc: BaseException, run: Path) -> dict[str, Any]:
         kind, reason = "llm", str(exc)
     else:
         kind, reason = "crash", f"{type(exc).__name__}: {exc}"
-    return {"kind": kind, "reason": reason, "resume": resume_command(run, option, value),
+    return {"kind": kind, "reason": reason, "resume": resume_command(run, option, value, spec),
             "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
@@ -901,17 +921,153 @@ def new_run_dir(spec: SynthesisSpec, root: str | Path = "runs", name: str | None
     return path
 
 
-def load_spec(run_dir: str | Path) -> SynthesisSpec:
+# Received settings: (type, low, high) of each field of config.json; a synthesis run may come
+# from a stranger, so its sizes are bounded by what a run can be, not by a type's range.
+_SPEC_BOUNDS: dict[str, tuple[type | tuple[type, ...], float, float]] = {
+    "rounds": (int, 1, 1_000), "samples": (int, 1, 64), "steps": (int, 1, 10**10), "num_envs": (int, 1, 1_024),
+    "seed": (int, -2**63, 2**63 - 1), "workers": (int, 1, 256), "max_repairs": (int, 0, 100),
+    "few_shot": (int, 0, 64), "eval_episodes": (int, 1, 10_000), "check_steps": (int, 1, 100_000),
+    "check_envs": (int, 1, 256), "check_timeout_s": ((int, float), 0.001, 3_600.0),
+    "check_memory_mb": (int, 16, 65_536), "max_candidates": (int, 1, 100_000), "max_tokens": (int, 1, 10**12),
+    "max_requests": (int, 1, 10**9), "max_wall_s": ((int, float), 0.001, 10**9),
+    "llm_timeout_s": ((int, float), 0.001, 86_400.0), "llm_retries": (int, 0, 100),
+    "temperature": ((int, float), 0.0, 10.0), "max_reply_tokens": (int, 16, 10**7),
+    "context_size": (int, 256, 10**8), "edit_after": (int, 0, 1_000),
+}
+_SPEC_TEXT = {"task": 200, "instruction": 20_000, "algo": 20, "executor": 10, "feedback": 4_096, "mode": 10,
+              "model": 300, "base_url": 2_000}
+RECEIVED_PLACES = ("model", "base_url")
+"""Settings of a synthesis run that name a destination: never taken from ``config.json`` on
+resume (the endpoint, model and key come from the command line or the environment)."""
+
+
+def load_spec(run_dir: str | Path, notes: list[str] | None = None) -> SynthesisSpec:
+    """The settings of the synthesis run in ``run_dir``, checked as received data.
+
+    Types and ranges are checked (:data:`_SPEC_BOUNDS`); the endpoint and model
+    (:data:`RECEIVED_PLACES`) are dropped, a feedback *file* is dropped (only ``none`` and
+    ``interactive`` are kept: a run never names a local file to read into a prompt), and the
+    critic's limits are capped at their defaults (a run cannot lift its own limits). Each
+    such change is described in ``notes`` when given.
+
+    Raises:
+        FileNotFoundError: not a synthesis run. ValueError: naming the file and the field.
+    """
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a synthesis run (no config.json)")
-    data = json.loads(path.read_text())
-    if data.pop("format", None) != SYNTH_FORMAT:
+    data = read_json(path)
+    if not isinstance(data, dict) or data.pop("format", None) != SYNTH_FORMAT:
         raise ValueError(f"{path}: synthesis run format not supported by this rewardgym")
     unknown = sorted(set(data) - set(SynthesisSpec.__dataclass_fields__))
     if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)} (written by a newer rewardgym?)")
+        raise ValueError(f"{path}: unknown setting(s) {', '.join(u[:40] for u in unknown[:10])} (written by a "
+                         f"newer rewardgym?)")
+    for key, value in data.items():
+        if value is None and SynthesisSpec.__dataclass_fields__[key].default is None:
+            continue
+        if key in _SPEC_BOUNDS:
+            kind, low, high = _SPEC_BOUNDS[key]
+            if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+                raise ValueError(f"{path}: {key}={str(value)[:60]!r} is not valid (expected a number in "
+                                 f"[{low:g}, {high:g}])")
+        elif key in _SPEC_TEXT:
+            if not isinstance(value, str) or len(value) > _SPEC_TEXT[key]:
+                raise ValueError(f"{path}: {key} must be text of at most {_SPEC_TEXT[key]} characters")
+        elif key == "zero_shot":
+            if not isinstance(value, bool):
+                raise ValueError(f"{path}: zero_shot must be true or false")
+        elif key == "hyperparams":
+            if not isinstance(value, dict) or len(json.dumps(value)) > 100_000:
+                raise ValueError(f"{path}: hyperparams must be a small JSON object")
+    notes = notes if notes is not None else []
+    for key in RECEIVED_PLACES:
+        if data.get(key):
+            notes.append(f"the run's config.json names {key} {str(data[key])[:200]!r}: not used (endpoints and "
+                         f"models come from --{key.replace('_', '-')} or the environment, never from a run)")
+            data[key] = None
+    if data.get("feedback") not in (None, "none", "interactive"):
+        notes.append(f"the run's config.json names the feedback file {str(data['feedback'])[:200]!r}: not read "
+                     f"(pass --feedback FILE to use one)")
+        data["feedback"] = "none"
+    defaults = SynthesisSpec(task="")
+    for key in ("check_timeout_s", "check_memory_mb"):
+        if key in data and data[key] > getattr(defaults, key):
+            notes.append(f"the run's config.json raises the critic's {key} to {data[key]}: capped at "
+                         f"{getattr(defaults, key)} (limits come from this command line)")
+            data[key] = getattr(defaults, key)
     return SynthesisSpec(**data)
+
+
+CANDIDATE_ID = re.compile(r"^r(\d{1,4})c(\d{1,4})$")
+"""A candidate's id, ``r<round>c<index>``: a name, from which its directory is derived."""
+_ATTEMPT_FILE = re.compile(r"^attempt\d{1,3}\.py$")
+_STATUSES = ("pending", "valid", "rejected", "trained", "failed")
+
+
+def candidate_dir(run: Path, cid: str) -> Path:
+    """``run/round_<r>/<cid>`` for a candidate id (ValueError for anything else)."""
+    match = CANDIDATE_ID.match(cid) if isinstance(cid, str) else None
+    if match is None:
+        raise ValueError(f"{str(cid)[:60]!r} is not a candidate id (r<round>c<index>)")
+    return Path(run) / f"round_{int(match.group(1))}" / cid
+
+
+def load_state(run: str | Path) -> dict[str, Any]:
+    """``state.json`` of a synthesis run, checked as received data.
+
+    Every candidate id is a name of its round (``r<round>c<index>``: its files are derived
+    from it, never read from a stored path); attempt files are plain names; statuses,
+    rounds and the best candidate are of the expected shape. Raises ValueError naming
+    the file and the field.
+    """
+    path = Path(run) / "state.json"
+    state = read_json(path)
+
+    def bad(where: str, why: str) -> ValueError:
+        return ValueError(f"{path}: {where}: {why}")
+
+    if not isinstance(state, dict) or state.get("format") != SYNTH_FORMAT:
+        raise bad("format", "not a synthesis state written by this rewardgym")
+    rounds = state.get("rounds")
+    if not isinstance(rounds, list) or len(rounds) > 1_000:
+        raise bad("rounds", "expected a list of rounds")
+    ids: set[str] = set()
+    for i, rnd in enumerate(rounds):
+        if not isinstance(rnd, dict) or rnd.get("round") != i or not isinstance(rnd.get("candidates"), list):
+            raise bad(f"rounds[{i}]", "expected {round: i, candidates: [...]}")
+        if not isinstance(rnd.get("feedback", ""), str) or len(rnd.get("feedback", "")) > 20_000:
+            raise bad(f"rounds[{i}].feedback", "expected text of at most 20000 characters")
+        for j, cand in enumerate(rnd["candidates"]):
+            where = f"rounds[{i}].candidates[{j}]"
+            if not isinstance(cand, dict):
+                raise bad(where, "expected an object")
+            cid = cand.get("id")
+            match = CANDIDATE_ID.match(cid) if isinstance(cid, str) else None
+            if match is None or int(match.group(1)) != i or cid in ids:
+                raise bad(f"{where}.id", f"{str(cid)[:60]!r} is not a candidate id of round {i} (r{i}c<index>)")
+            ids.add(cid)
+            if cand.get("status") not in _STATUSES:
+                raise bad(f"{where}.status", f"{str(cand.get('status'))[:40]!r} is not one of {', '.join(_STATUSES)}")
+            attempts = cand.get("attempts", [])
+            if not isinstance(attempts, list) or len(attempts) > 1_000:
+                raise bad(f"{where}.attempts", "expected a list")
+            for k, attempt in enumerate(attempts):
+                if not isinstance(attempt, dict):
+                    raise bad(f"{where}.attempts[{k}]", "expected an object")
+                if "file" in attempt and not (isinstance(attempt["file"], str)
+                                              and _ATTEMPT_FILE.match(attempt["file"])):
+                    raise bad(f"{where}.attempts[{k}].file", f"{str(attempt['file'])[:60]!r} is not an attempt "
+                              f"file name (attempt<N>.py)")
+            for key in ("source", "todo"):
+                if cand.get(key) is not None and not isinstance(cand[key], str):
+                    raise bad(f"{where}.{key}", "expected program text")
+    best = state.get("best")
+    if best is not None and (not isinstance(best, dict) or best.get("id") not in ids):
+        raise bad("best", "expected one of the run's candidates")
+    return state
+
+
 
 
 def save_spec(run_dir: str | Path, spec: SynthesisSpec) -> None:
