@@ -784,3 +784,17 @@ def test_the_llm_cache_is_keyed_by_endpoint(tmp_path):
         assert first.complete(messages).text == "POISON"
         second = LLMClient(model=two.model, base_url=two.base_url, api_key=two.api_key, cache_dir=tmp_path / "c")
         assert second.complete(messages).text == "honest" and two.chat_request_count == 1
+
+
+@pytest.mark.parametrize("hyper,key", [({"tensorboard_log": "/tmp/elsewhere"}, "tensorboard_log"),
+                                       ({"policy_kwargs": {"net_arch": [65536, 65536]}}, "net_arch"),
+                                       ({"n_steps": 65536}, "n_steps x num_envs")])
+def test_received_sb3_hyper_parameters_are_an_allow_list_with_sizes(tmp_path, hyper, key):
+    """Class 3/4: a received sb3-ppo config names no path and no absurd size: refused, naming the
+    key, before any env or network is built."""
+    from rewardgym.agents.train import resume
+
+    run = _fake_run(tmp_path, algo="sb3-ppo", num_envs=256, hyperparams=hyper)
+    with pytest.raises(ValueError, match=key):
+        resume(run)
+    assert not (tmp_path / "elsewhere").exists()

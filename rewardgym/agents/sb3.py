@@ -117,6 +117,57 @@ def single_env_for_sb3(venv: Any):
     return DummyVecEnv([lambda: _SpacesOnly(obs, act)])
 
 
+# Stable-Baselines3 PPO keyword arguments a run may set, with what each may be. An allow-list:
+# SB3 also takes paths (tensorboard_log), classes and callables, which a received config.json
+# must never name; sizes are bounded by what a run can be (the rollout buffer, the networks).
+SB3_NUMBERS = {"learning_rate": (0.0, 1.0), "n_steps": (1, 1 << 16), "batch_size": (1, 1 << 20),
+               "n_epochs": (1, 1_000), "gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "clip_range": (0.0, 10.0),
+               "ent_coef": (0.0, 100.0), "vf_coef": (0.0, 100.0), "max_grad_norm": (0.0, 1e6),
+               "target_kl": (0.0, 100.0), "sde_sample_freq": (-1, 1 << 16)}
+SB3_FLAGS = ("normalize_advantage", "use_sde")
+SB3_MAX_WIDTH, SB3_MAX_DEPTH = 4_096, 8
+
+
+def check_sb3_hyperparams(hyperparams: dict[str, Any], source: str) -> None:
+    """Refuse sb3-ppo hyper-parameters outside :data:`SB3_NUMBERS`/:data:`SB3_FLAGS` and a
+    ``policy_kwargs`` of ``net_arch`` (at most 8 layers of 4,096) and ``log_std_init`` /
+    ``ortho_init``; a ValueError names ``source`` and the key."""
+    for key, value in hyperparams.items():
+        if key in SB3_NUMBERS:
+            low, high = SB3_NUMBERS[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"{source}: sb3-ppo hyper-parameter {key}={str(value)[:40]!r} must be a number "
+                                 f"in [{low:g}, {high:g}]")
+        elif key in SB3_FLAGS:
+            if not isinstance(value, bool):
+                raise ValueError(f"{source}: sb3-ppo hyper-parameter {key} must be true or false")
+        elif key == "policy_kwargs":
+            _check_policy_kwargs(value, source)
+        else:
+            raise ValueError(f"{source}: sb3-ppo hyper-parameter {str(key)[:40]!r} is not one rewardgym passes to "
+                             f"Stable-Baselines3 (known: {', '.join(sorted([*SB3_NUMBERS, *SB3_FLAGS]))}, "
+                             f"policy_kwargs)")
+
+
+def _check_policy_kwargs(value: Any, source: str) -> None:
+    if not isinstance(value, dict) or set(value) - {"net_arch", "log_std_init", "ortho_init"}:
+        raise ValueError(f"{source}: sb3-ppo policy_kwargs takes net_arch, log_std_init and ortho_init only")
+    arch = value.get("net_arch", [])
+    layers = list(arch.values()) if isinstance(arch, dict) else [arch]
+    if isinstance(arch, dict) and set(arch) - {"pi", "vf"}:
+        raise ValueError(f"{source}: sb3-ppo net_arch takes a list of widths or {{pi: [...], vf: [...]}}")
+    for widths in layers:
+        if not isinstance(widths, list) or len(widths) > SB3_MAX_DEPTH or not all(
+                isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= SB3_MAX_WIDTH for w in widths):
+            raise ValueError(f"{source}: sb3-ppo net_arch layers must be at most {SB3_MAX_DEPTH} widths of 1 to "
+                             f"{SB3_MAX_WIDTH}")
+    log_std = value.get("log_std_init", 0.0)
+    if isinstance(log_std, bool) or not isinstance(log_std, (int, float)) or not -20 <= log_std <= 20:
+        raise ValueError(f"{source}: sb3-ppo log_std_init must be a number in [-20, 20]")
+    if not isinstance(value.get("ortho_init", True), bool):
+        raise ValueError(f"{source}: sb3-ppo ortho_init must be true or false")
+
+
 def new_sb3_model(env: Any, seed: int, device: str, hyperparams: dict[str, Any]):
     """SB3's PPO with an ``MlpPolicy`` for ``env``; bad hyper-parameters are a ValueError."""
     from stable_baselines3 import PPO as SB3PPO

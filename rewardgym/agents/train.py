@@ -159,6 +159,14 @@ class TrainSpec:
         for key, value in self.hyperparams.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{source}: hyper-parameter {key}={value!r} is not finite")
+        if self.algo == "sb3-ppo":
+            from rewardgym.agents.sb3 import check_sb3_hyperparams
+
+            check_sb3_hyperparams(self.hyperparams, source)
+            rollout = self.hyperparams.get("n_steps", 2048) * self.num_envs
+            if rollout > 1 << 22:
+                raise ValueError(f"{source}: sb3-ppo n_steps x num_envs = {rollout:,} transitions per rollout; at most "
+                                 f"{1 << 22:,}")
 
 
 def _positive_int(value: Any) -> bool:
