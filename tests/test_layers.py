@@ -1,9 +1,10 @@
 """The import graph of rewardgym/: no cycles (function-level imports included), imports point
-down the layers of DESIGN.md, and ``import rewardgym`` writes nothing to ``os.environ``.
+down the layers of docs/ARCHITECTURE.md, and ``import rewardgym`` writes nothing to ``os.environ``.
 
 envs -> rewards -> wrappers -> perceptual, intrinsic, llm_rewards, agents, deploy, multiagent,
 testing -> cli; ``rewardgym/__init__`` (the package's public face) sits on top of them all.
-``version`` and ``threads`` (thread budgets, used by every layer) import nothing from rewardgym.
+``version``, ``threads`` (thread budgets), ``files`` (atomic writes, confined paths) and ``text``
+(escaping untrusted text), used by every layer, import nothing from rewardgym.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rewardgym"
-LAYERS = {"version": 0, "threads": 0, "envs": 1, "rewards": 2, "wrappers": 3, "perceptual": 4, "intrinsic": 4,
+LAYERS = {"version": 0, "threads": 0, "files": 0, "text": 0, "envs": 1, "rewards": 2, "wrappers": 3, "perceptual": 4, "intrinsic": 4,
           "llm_rewards": 4, "agents": 4, "deploy": 4, "multiagent": 4, "testing": 4, "cli": 5}
 
 
@@ -116,15 +117,113 @@ def test_import_rewardgym_writes_nothing_to_the_environment():
 
 
 def test_no_test_asserts_a_speed():
-    """Speeds belong in benchmarks/: no test compares a measured duration or rate with a bound."""
+    """Speeds belong in benchmarks/, and tests pass on a busy machine. Flagged in tests/test_*.py:
+
+    * an ``assert`` on a clock, a duration or a rate;
+    * ``time.sleep(<literal>)`` used to synchronise: outside a poll loop (a loop that ends on a
+      condition, where the sleep is only the poll interval), wait for the event itself instead;
+    * a literal ``timeout=``, ``timeout_s=``, ``deadline=`` (``_s``/``_ms``) keyword under 5 s, or a
+      deadline ``time.monotonic() + <literal under 5 s>``;
+    * a deployment under the deploy loop's real-time observation deadline (two control periods,
+      16 ms for Hopper): ``run_deployment(...)`` without ``timeout_periods=``, a ``deploy``
+      command line (a list or call with ``"deploy"`` and ``--options``) without
+      ``--timeout-periods``, or either one under 100 periods.
+
+    ``allowed`` names the exceptions, ``(file, enclosing function, what) -> why``; an entry that no
+    longer matches anything is reported too, so the list stays true.
+    """
     clocks = {"elapsed", "perf_counter", "monotonic", "duration", "fps", "steps_per_s"}
-    offenders = []
-    for path in Path(__file__).resolve().parent.glob("test_*.py"):
+    deadlines = {"timeout", "timeout_s", "timeout_ms", "deadline", "deadline_s", "deadline_ms"}
+    allowed = {
+        ("test_limits.py", "test_infinite_loop_times_out_at_the_limit", "timeout_s=1.0"):
+            "the limit under test: the child spins forever",
+        ("test_limits.py", "test_timeout_also_kills_what_the_child_started", "timeout_s=1.0"):
+            "the limit under test: the child spins forever",
+        ("test_limits.py", "test_bad_arguments", "timeout_s=0"): "an invalid argument: nothing runs",
+        ("test_limits.py", "test_bad_arguments", "timeout_s=1"): "refused for its memory_mb: nothing runs",
+        ("test_hostile.py", "<module>", "timeout_s=2.0"):
+            "FAST, the per-call limit of hostile programs: they loop forever (the limit under test) or fail "
+            "or return in a call of milliseconds",
+        ("test_hostile_robot.py", "test_one_tick_reads_a_bounded_number_of_messages", "deadline=0.0"):
+            "ReadBudget's absolute perf_counter deadline, long past: a tick past its deadline reads nothing",
+        ("test_llm_client.py", "test_hung_connection_times_out_and_a_timeout_is_retried_once_with_another_seed",
+         "timeout_s=0.3"): "the limit under test: the server hangs for 30 s",
+        ("test_llm_client.py", "test_connection_refused_is_retried_then_reported", "timeout_s=2"):
+            "nothing listens on the port: the connection is refused at once",
+        ("test_deploy.py", "test_nonfinite_policy_output_stops_with_a_host_clocked_driver", "run_deployment"):
+            "TemplateRobot: a host-clocked driver whose observe returns at once (nothing to be late)",
+        ("test_hostile_robot.py", "_deploy_cli", "deploy"):
+            "the flood comes with the first observation, under the 30 s first-observation timeout",
+    }
+
+    def literal(node: ast.AST) -> float | None:
+        value = node.value if isinstance(node, ast.Constant) else None
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def is_poll_loop(loop: ast.AST) -> bool:
+        ends = any(isinstance(n, (ast.Break, ast.Return)) for n in ast.walk(loop))
+        return ends or (isinstance(loop, ast.While) and not (isinstance(loop.test, ast.Constant) and loop.test.value))
+
+    offenders, used = [], set()
+    for path in sorted(Path(__file__).resolve().parent.glob("test_*.py")):
         tree = ast.parse(path.read_text())
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+        def flag(node: ast.AST, what: str, why: str) -> None:
+            scope = parents.get(node)
+            while scope is not None and not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                scope = parents.get(scope)
+            key = (path.name, scope.name if scope is not None else "<module>", what)
+            if key in allowed:
+                used.add(key)
+            else:
+                offenders.append(f"{path.name}:{node.lineno}: {why}: {ast.unparse(node)[:160]}")
+
         for node in ast.walk(tree):
             if isinstance(node, ast.Assert):
                 names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)} | \
                     {n.attr for n in ast.walk(node.test) if isinstance(n, ast.Attribute)}
                 if names & clocks:
-                    offenders.append(f"{path.name}:{node.lineno}: {ast.unparse(node.test)}")
-    assert not offenders, "timing assertions:\n" + "\n".join(offenders)
+                    flag(node, "assert", "a timing assertion")
+            if isinstance(node, (ast.List, ast.Tuple, ast.Call)):
+                items = node.args if isinstance(node, ast.Call) else node.elts
+                words = [item.value if isinstance(item, ast.Constant) else None for item in items]
+                if "deploy" in words and any(isinstance(w, str) and w.startswith("--") for w in words):
+                    at = words.index("--timeout-periods") if "--timeout-periods" in words else None
+                    periods = literal(items[at + 1]) if at is not None and at + 1 < len(items) else None
+                    if at is None or (periods is not None and periods < 100):
+                        flag(node, "deploy", "a deploy command under the real-time observation deadline")
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):  # time.monotonic() + 2.0
+                now, step = sorted((node.left, node.right), key=lambda side: not isinstance(side, ast.Call))
+                clock = getattr(getattr(now, "func", None), "attr", None)
+                seconds = literal(step) if not isinstance(getattr(step, "value", None), str) else None
+                if clock in ("monotonic", "perf_counter", "time") and seconds is not None and seconds < 5:
+                    flag(node, ast.unparse(node), "a short literal deadline")
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            if func == "sleep" and node.args and literal(node.args[0]) is not None \
+                    and not isinstance(node.args[0].value, str):
+                loop = parents.get(node)
+                while loop is not None and not isinstance(loop, (ast.While, ast.For, ast.FunctionDef,
+                                                                 ast.AsyncFunctionDef, ast.Lambda)):
+                    loop = parents.get(loop)
+                if not (isinstance(loop, (ast.While, ast.For)) and is_poll_loop(loop)):
+                    flag(node, ast.unparse(node), "a fixed sleep to synchronise (wait for the event)")
+            if func == "run_deployment":
+                periods = next((kw.value for kw in node.keywords if kw.arg == "timeout_periods"), None)
+                if periods is None or (literal(periods) is not None and literal(periods) < 100):
+                    flag(node, "run_deployment", "a deployment under the real-time observation deadline")
+            for kw in node.keywords:
+                seconds = literal(kw.value) if kw.arg in deadlines else None
+                if seconds is not None and not isinstance(kw.value.value, str) and \
+                        (seconds / 1000 if kw.arg.endswith("_ms") else seconds) < 5:
+                    flag(node, f"{kw.arg}={ast.unparse(kw.value)}", f"a short literal {kw.arg}")
+    stale = [f"{k}: {why}" for k, why in allowed.items() if k not in used]
+    assert not offenders and not stale, "waits that a busy machine breaks:\n" + "\n".join(offenders) + \
+        ("\nallow-list entries that match nothing:\n" + "\n".join(stale) if stale else "")

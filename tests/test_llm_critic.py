@@ -17,7 +17,8 @@ from rewardgym.rewards.prelude import describe_prelude
 from rewardgym.testing import ScriptedOpenAIServer
 from rewardgym.testing.openai_server import load_transcript_file
 
-CRITIC_LIMITS = dict(steps=20, num_envs=2, timeout_s=3.0, memory_mb=1024)
+CRITIC_LIMITS = dict(steps=20, num_envs=2, timeout_s=120.0, memory_mb=1024)  # generous: a busy machine
+LOOP_TIMEOUT_S = 3.0  # only for the program that loops forever: the limit under test
 
 
 def reply_of(name: str, index: int = 0) -> str:
@@ -133,7 +134,8 @@ def test_critic_catches_each_bad_program(name, tmp_path):
     data = load_transcript_file(name)
     expect = data["expect"]
     (program,) = extract_programs(data["responses"][0]["text"])
-    result = critique(program.source, data["task"], tmp_path, **CRITIC_LIMITS)
+    limits = {**CRITIC_LIMITS, "timeout_s": LOOP_TIMEOUT_S} if name == "infinite_loop" else CRITIC_LIMITS
+    result = critique(program.source, data["task"], tmp_path, **limits)
     assert not result.ok and result.stage == expect["stage"], result.reason
     assert result.file is not None and result.file.startswith(str(tmp_path))
     assert str(tmp_path) not in result.reason  # the reason names the file, not its full path
