@@ -30,7 +30,7 @@ from typing import Any
 warnings.filterwarnings("ignore", message=".*pkg_resources.*")
 
 import rewardgym  # noqa: E402,F401  (registers ids)
-from rewardgym.agents.train import TrainSpec, train  # noqa: E402
+from rewardgym.runs.train import TrainSpec, train  # noqa: E402
 
 TASK = "rewardgym/MiniHack-KeyRoom-S5-v0"
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
-from rewardgym.agents.evaluate import evaluate
-from rewardgym.agents.runs import RunDir
-from rewardgym.agents.train import TrainSpec, train
+from rewardgym.runs.evaluate import evaluate
+from rewardgym.runs.directory import RunDir
+from rewardgym.runs.train import TrainSpec, train
 
 # (task, env steps, hyper-parameters): budgets sized for a 2-core CPU.
 CASES = [

@@ -9,7 +9,7 @@ injected reward) and the batched parameter-sharing vector env that training uses
 blocks, median of repeats.
 
 Part 2, learning (``--part learning``): MAPPO and IPPO (rewardgym's PPO with shared
-parameters, :mod:`rewardgym.agents.mappo`) with the expert team reward on MPE simple_spread
+parameters, :mod:`rewardgym.learners.mappo`) with the expert team reward on MPE simple_spread
 and on MaMuJoCo HalfCheetah 2x3, and single-agent PPO on the same robot
 (``rewardgym/HalfCheetah-Run-v0``: the same HalfCheetah-v5 and the same reward, one agent
 driving all six joints), at equal env-step budgets and seeds; each final policy is
@@ -135,9 +135,9 @@ def throughput(repeats: int, steps: int) -> list[dict]:
 
 # -- part 2: learning -------------------------------------------------------------------------------------
 def learning(tasks: list[str], seeds: int, scale: float, out: Path) -> list[dict]:
-    from rewardgym.agents.evaluate import evaluate
-    from rewardgym.agents.runs import RunDir
-    from rewardgym.agents.train import TrainSpec, train
+    from rewardgym.runs.evaluate import evaluate
+    from rewardgym.runs.directory import RunDir
+    from rewardgym.runs.train import TrainSpec, train
 
     results = []
     for group in tasks:
@@ -192,7 +192,7 @@ def plot(out: Path, results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rewardgym.agents.runs import RunDir
+    from rewardgym.runs.directory import RunDir
 
     groups = [g for g in ("mpe", "cheetah") if any(r["group"] == g for r in results)]
     titles = {"mpe": "MPE simple_spread (3 agents), expert team reward",

@@ -45,8 +45,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import rewardgym  # noqa: E402,F401  (registers ids)
-from rewardgym.agents.policies import NetHackActorCritic, layer_init  # noqa: E402
-from rewardgym.agents.ppo import PPO, PPOConfig  # noqa: E402
+from rewardgym.learners.nethack import NetHackActorCritic  # noqa: E402
+from rewardgym.learners.policies import layer_init  # noqa: E402
+from rewardgym.learners.ppo import PPO, PPOConfig  # noqa: E402
 
 TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before any learner changes it
 TASKS = ["rewardgym/NetHack-Score-v0", "rewardgym/MiniHack-KeyRoom-S5-v0"]

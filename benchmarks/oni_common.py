@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from rewardgym.agents.runs import RunDir
-from rewardgym.agents.train import TrainSpec, train
+from rewardgym.runs.directory import RunDir
+from rewardgym.runs.train import TrainSpec, train
 
 # PPO for the NetHack network on a 2-core CPU: one intra-op thread (with two, the CNN's small
 # ops wait on each other on a busy machine: ~10x slower), 16 envs x 128 steps, 4 epochs.

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import rewardgym  # noqa: E402,F401
-from rewardgym.agents.train import TrainSpec, train  # noqa: E402
+from rewardgym.runs.train import TrainSpec, train  # noqa: E402
 from rewardgym.intrinsic import AnnotationService, EmbeddingAnnotator, LabelStore  # noqa: E402
 from rewardgym.intrinsic.encoder import CaptionEncoder, load_sentence_model  # noqa: E402
 

@@ -55,8 +55,8 @@ def _job(args: tuple) -> dict:
     import torch
 
     torch.set_num_threads(1)  # two trainings share two cores
-    from rewardgym.agents.evaluate import evaluate
-    from rewardgym.agents.train import TrainSpec, train
+    from rewardgym.runs.evaluate import evaluate
+    from rewardgym.runs.train import TrainSpec, train
 
     name = f"{task}-{variant}-s{seed}"
     if (out / name / "eval.json").is_file():
@@ -119,7 +119,7 @@ def _plot(out: Path, args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rewardgym.agents.runs import RunDir
+    from rewardgym.runs.directory import RunDir
 
     fig, axes = plt.subplots(1, len(args.tasks), figsize=(4.2 * len(args.tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], args.tasks):

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import rewardgym  # noqa: E402,F401  (registers ids)
-from rewardgym.agents.ppo import PPO, PPOConfig  # noqa: E402
+from rewardgym.learners.ppo import PPO, PPOConfig  # noqa: E402
 
 NUM_ENVS, NUM_STEPS, BATCH, EPOCHS, LR = 8, 256, 64, 10, 3e-4
 TASKS = ["rewardgym/HalfCheetah-Run-v0:env", "rewardgym/MetaWorld-Reach-v0:expert"]

@@ -25,9 +25,9 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 import numpy as np
 
-from rewardgym.agents.evaluate import evaluate
-from rewardgym.agents.runs import RunDir
-from rewardgym.agents.train import TrainSpec, train
+from rewardgym.runs.evaluate import evaluate
+from rewardgym.runs.directory import RunDir
+from rewardgym.runs.train import TrainSpec, train
 
 VARIANTS = [("sparse", "sparse", None), ("sparse+shaping", "sparse", "expert"), ("expert", "expert", None)]
 

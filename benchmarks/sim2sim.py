@@ -50,8 +50,8 @@ TIMEOUT_PERIODS = 10.0
 
 
 def train_and_export(out: Path, steps: int, seeds: list[int]) -> dict[tuple[str, int], Path]:
-    from rewardgym.agents.export import export_run
-    from rewardgym.agents.train import TrainSpec, train
+    from rewardgym.runs.export import export_run
+    from rewardgym.runs.train import TrainSpec, train
 
     exports = {}
     for variant, randomize in VARIANTS.items():
@@ -72,8 +72,8 @@ def train_and_export(out: Path, steps: int, seeds: list[int]) -> dict[tuple[str,
 
 
 def measure(exports: dict[tuple[str, int], Path], out: Path, deploy_seeds: list[int], episodes: int) -> dict:
-    from rewardgym.agents.export import ExportedPolicy
-    from rewardgym.agents.rollout import evaluate_policy
+    from rewardgym.runs.export import ExportedPolicy
+    from rewardgym.runs.evaluate import evaluate_policy
     from rewardgym.deploy import SimRobot, run_deployment
 
     results = {}

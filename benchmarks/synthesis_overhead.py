@@ -25,7 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
-from rewardgym.llm_rewards.client import LLMClient
+from rewardgym.llm.client import LLMClient
 from rewardgym.llm_rewards.synthesize import SynthesisSpec, Synthesizer, new_run_dir
 from rewardgym.testing.openai_server import ScriptedOpenAIServer, load_transcript_file
 

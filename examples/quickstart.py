@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 
 import rewardgym
-from rewardgym.agents.evaluate import evaluate
-from rewardgym.agents.train import TrainSpec, train
+from rewardgym.runs.evaluate import evaluate
+from rewardgym.runs.train import TrainSpec, train
 from rewardgym.rewards.check import check_program
 
 

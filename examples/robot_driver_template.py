@@ -48,7 +48,7 @@ from typing import Literal
 
 import numpy as np
 
-from rewardgym.agents.export import ExportedPolicy
+from rewardgym.runs.export import ExportedPolicy
 from rewardgym.deploy import EStop, RobotInfo, RobotObservation, RobotTimeout, SafetyConfig, run_deployment
 from rewardgym.envs.observation import observation_layout
 

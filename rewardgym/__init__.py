@@ -18,6 +18,7 @@ from __future__ import annotations
 from rewardgym.envs.declare import TaskField, generic_view, register_task
 from rewardgym.envs.registry import all_tasks, get_task
 from rewardgym.envs.view import Field, StateView, ViewSpec
+from rewardgym.learners.registry import register_policy
 from rewardgym.rewards.program import ProgramLimits, RewardProgram
 from rewardgym.rewards.resolve import (register_potential_kind, register_reward_kind, resolve_potential,
                                        resolve_reward)
@@ -31,8 +32,10 @@ register_reward_kind("perceptual", "rewardgym.perceptual.reward:resolve_perceptu
                      "MODEL.pt: a perceptual reward model from `rewardgym demos fit`")
 register_potential_kind("perceptual", "rewardgym.perceptual.reward:resolve_perceptual_potential",
                         "a perceptual model (MODEL.pt)")
-register_potential_kind("value", "rewardgym.agents.potential:resolve_value_potential",
+register_potential_kind("value", "rewardgym.runs.potential:resolve_value_potential",
                         "a trained PPO run directory (its value function)")
+register_policy("NetHack/MiniHack Dict observations with 'glyphs' and 'blstats'",
+                "rewardgym.learners.nethack:is_nethack_observation", "rewardgym.learners.nethack:NetHackActorCritic")
 register_gym_ids()
 
 

@@ -66,7 +66,7 @@ TINY_PPO = {"num_steps": 128, "num_minibatches": 4, "update_epochs": 2}
 def tiny_hopper_run(tmp_path_factory):
     """A short real PPO run on Hopper-Hop (2048 steps, trained with domain randomisation) for the
     export, deploy and robustness tests; returns its run directory."""
-    from rewardgym.agents.train import TrainSpec, train
+    from rewardgym.runs.train import TrainSpec, train
 
     spec = TrainSpec(task="Hopper-Hop", reward="env", steps=2048, num_envs=4, seed=3, hyperparams=dict(TINY_PPO),
                      randomize={"friction": [0.8, 1.2]})
@@ -76,6 +76,6 @@ def tiny_hopper_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_hopper_exports(tiny_hopper_run):
     """``{"onnx": dir, "torchscript": dir}``: the tiny run exported in both formats."""
-    from rewardgym.agents.export import export_run
+    from rewardgym.runs.export import export_run
 
     return {fmt: export_run(tiny_hopper_run, fmt) for fmt in ("onnx", "torchscript")}

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rewardgym.agents.export import ExportedPolicy
+from rewardgym.runs.export import ExportedPolicy
 from rewardgym.deploy import EStop, ProtocolError, SafetyConfig, SafetyLayer, SimRobot, run_deployment
 from rewardgym.deploy.loop import read_log
 from rewardgym.deploy.protocol import ConnectionLost, MessageStream, decode, encode

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from rewardgym.agents.export import (ExportError, ExportedPolicy, evaluate_exported, export_run, is_exported_policy,
+from rewardgym.runs.export import (ExportError, ExportedPolicy, evaluate_exported, export_run, is_exported_policy,
                                      load_run_agent)
-from rewardgym.agents.runs import RunDir
+from rewardgym.runs.directory import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def test_manifest_describes_the_policy(exports):
 
 
 def test_eval_of_the_export_matches_the_run(hopper_run, exports):
-    from rewardgym.agents.evaluate import evaluate
-    from rewardgym.agents.rollout import evaluate_policy
+    from rewardgym.runs.evaluate import evaluate
+    from rewardgym.runs.evaluate import evaluate_policy
 
     run_report = evaluate(hopper_run, episodes=3, seed=100)  # `rewardgym eval RUN`
     _, config, agent = load_run_agent(hopper_run)

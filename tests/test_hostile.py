@@ -369,7 +369,7 @@ class _WritesOnUnpickle:
 
 
 def _fake_run(tmp_path: Path, reward: str = "expert", **config) -> Path:
-    from rewardgym.agents.runs import RUN_FORMAT
+    from rewardgym.runs.directory import RUN_FORMAT
 
     run = tmp_path / "received"
     (run / "checkpoints").mkdir(parents=True)
@@ -746,8 +746,8 @@ def test_a_received_synthesis_state_cannot_name_paths_outside_the_run(tmp_path):
 def test_a_received_training_run_names_no_oni_endpoint_or_file(tmp_path):
     """Class 3: a resumed ONI run keeps its labels in its own directory and takes its LLM
     endpoint from the person resuming it, whatever config.json says."""
-    from rewardgym.agents.train import TrainSpec, _reward_kwargs
-    from rewardgym.agents.runs import RunDir
+    from rewardgym.runs.train import TrainSpec, _reward_kwargs
+    from rewardgym.runs.directory import RunDir
 
     outside = tmp_path / "outside.sqlite"
     run = _fake_run(tmp_path, reward="sparse", intrinsic="oni", oni={
@@ -774,7 +774,7 @@ def test_a_received_run_reads_only_its_own_reward_files(tmp_path):
 
 def test_the_llm_cache_is_keyed_by_endpoint(tmp_path):
     """Class 3: a reply cached from one server is never served as another server's."""
-    from rewardgym.llm_rewards.client import LLMClient
+    from rewardgym.llm.client import LLMClient
     from rewardgym.testing.openai_server import ScriptedOpenAIServer
 
     messages = [{"role": "user", "content": "hello"}]
@@ -792,7 +792,7 @@ def test_the_llm_cache_is_keyed_by_endpoint(tmp_path):
 def test_received_sb3_hyper_parameters_are_an_allow_list_with_sizes(tmp_path, hyper, key):
     """Class 3/4: a received sb3-ppo config names no path and no absurd size: refused, naming the
     key, before any env or network is built."""
-    from rewardgym.agents.train import resume
+    from rewardgym.runs.train import resume
 
     run = _fake_run(tmp_path, algo="sb3-ppo", num_envs=256, hyperparams=hyper)
     with pytest.raises(ValueError, match=key):

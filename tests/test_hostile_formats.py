@@ -26,7 +26,7 @@ import zlib
 import numpy as np
 import pytest
 
-from rewardgym.agents.export import ExportError, ExportedPolicy, validate_onnx_policy
+from rewardgym.runs.export import ExportError, ExportedPolicy, validate_onnx_policy
 
 OBS, ACT = 11, 3
 
@@ -132,8 +132,8 @@ def test_hostile_onnx_policy_is_refused_before_any_session(tmp_path, sessions):
     # rewardgym's own exports pass: every activation, with and without normaliser, bounded actions
     import torch
 
-    from rewardgym.agents.export import DeployablePolicy, _to_onnx
-    from rewardgym.agents.policies import ACTIVATIONS, mlp
+    from rewardgym.runs.export import DeployablePolicy, _to_onnx
+    from rewardgym.learners.policies import ACTIVATIONS, mlp
 
     for activation in ACTIVATIONS:
         for normalise in (True, False):
@@ -308,9 +308,9 @@ def test_no_single_store_statement_runs_unbounded(tmp_path, monkeypatch):
 def test_oversize_hyperparameters_are_a_one_line_error_before_any_allocation(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from rewardgym.agents import train as training
-    from rewardgym.agents.ppo import ConfigError, PPOConfig
-    from rewardgym.agents.runs import RunDir
+    from rewardgym.runs import train as training
+    from rewardgym.learners.ppo import ConfigError, PPOConfig
+    from rewardgym.runs.directory import RunDir
     from rewardgym.cli.main import app
 
     # 65,536 x 65,536 float32 weights: 17 GB; each width is within its field's range

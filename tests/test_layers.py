@@ -1,10 +1,12 @@
 """The import graph of rewardgym/: no cycles (function-level imports included), imports point
-down the layers of docs/ARCHITECTURE.md, and ``import rewardgym`` writes nothing to ``os.environ``.
+down a total order of packages (docs/ARCHITECTURE.md), and ``import rewardgym`` writes nothing
+to ``os.environ``.
 
-envs -> rewards -> wrappers -> perceptual, intrinsic, llm_rewards, agents, deploy, multiagent,
-testing -> cli; ``rewardgym/__init__`` (the package's public face) sits on top of them all.
-``version``, ``threads`` (thread budgets), ``files`` (atomic writes, confined paths) and ``text``
-(escaping untrusted text), used by every layer, import nothing from rewardgym.
+version, threads, files, text (import nothing from rewardgym) -> llm (the LLM client) -> envs
+-> rewards -> wrappers -> learners -> intrinsic -> perceptual -> multiagent -> runs ->
+llm_rewards -> deploy -> testing -> cli -> agents (compatibility names) -> ``rewardgym/__init__``
+(the package's public face). Every package has its own rank: an import between two packages
+must point down, so the package graph is a DAG by construction (and a test checks it as one).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rewardgym"
-LAYERS = {"version": 0, "threads": 0, "files": 0, "text": 0, "envs": 1, "rewards": 2, "wrappers": 3, "perceptual": 4, "intrinsic": 4,
-          "llm_rewards": 4, "agents": 4, "deploy": 4, "multiagent": 4, "testing": 4, "cli": 5}
+LAYERS = {"version": 0, "threads": 0, "files": 0, "text": 0, "llm": 1, "envs": 2, "rewards": 3, "wrappers": 4,
+          "learners": 5, "intrinsic": 6, "perceptual": 7, "multiagent": 8, "runs": 9, "llm_rewards": 10,
+          "deploy": 11, "testing": 12, "cli": 13, "agents": 14}
 
 
 def _module_name(path: Path) -> str:
@@ -68,7 +71,7 @@ def _graph() -> dict[str, set[str]]:
 def _layer(module: str) -> int | None:
     parts = module.split(".")
     if len(parts) == 1:
-        return 6  # the package's __init__: the top
+        return 15  # the package's __init__: the top
     return LAYERS.get(parts[1])
 
 
@@ -93,6 +96,32 @@ def test_no_import_cycles_including_function_level_imports():
         if node not in state:
             visit(node)
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_packages_form_a_dag():
+    """The graph of packages (an edge for any module of one importing any module of another) has no cycle."""
+    packages: dict[str, set[str]] = {}
+    for module, targets in _graph().items():
+        mine = module.split(".")[1] if "." in module else ""
+        for target in targets:
+            theirs = target.split(".")[1] if "." in target else ""
+            if theirs != mine:
+                packages.setdefault(mine, set()).add(theirs)
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(packages.get(node, ())):
+            assert state.get(nxt) != 1, "package cycle: " + " -> ".join(path + [node, nxt])
+            if nxt not in state:
+                visit(nxt, path + [node])
+        state[node] = 2
+        order.append(node)
+
+    for node in sorted(packages):
+        if node not in state:
+            visit(node, [])
 
 
 def test_imports_point_down_the_layers():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from rewardgym.agents.evaluate import evaluate
-from rewardgym.agents.train import TrainSpec, train
+from rewardgym.runs.evaluate import evaluate
+from rewardgym.runs.train import TrainSpec, train
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rewardgym.llm_rewards.client import (DEFAULT_MAX_TOKENS, RETRY_SEED_STEP, BudgetExceeded, Budget,
+from rewardgym.llm.client import (DEFAULT_MAX_TOKENS, RETRY_SEED_STEP, BudgetExceeded, Budget,
                                           ContextLengthError, LLMAuthError, LLMClient, LLMConfigError, LLMModelError,
                                           LLMRequestError, LLMUnavailableError, request_key)
 from rewardgym.testing import ScriptedOpenAIServer, ScriptedResponse, load_transcript

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rewardgym.envs.registry import get_task
-from rewardgym.llm_rewards.client import LLMClient, estimate_tokens
+from rewardgym.llm.client import LLMClient, estimate_tokens
 from rewardgym.llm_rewards.critic import critique
 from rewardgym.llm_rewards.extract import NoCodeFound, extract_programs
 from rewardgym.llm_rewards.library import retrieve

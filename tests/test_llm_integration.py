@@ -22,7 +22,7 @@ import sys
 
 import pytest
 
-from rewardgym.llm_rewards.client import ContextLengthError, LLMClient
+from rewardgym.llm.client import ContextLengthError, LLMClient
 
 pytestmark = pytest.mark.llm
 

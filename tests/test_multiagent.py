@@ -408,7 +408,7 @@ def test_per_agent_shaping_is_zero_at_termination_kept_at_truncation_and_never_c
 
 
 def test_shaping_uses_the_learners_gamma():
-    from rewardgym.agents.ppo import PPO, PPOConfig
+    from rewardgym.learners.ppo import PPO, PPOConfig
 
     env = gym.make_vec(MPE, num_envs=1, reward="sparse", shaping="expert", gamma=0.95)
     with pytest.raises(ValueError, match="gamma=0.95"):
@@ -484,8 +484,8 @@ def test_agent_vector_env_rows_are_agents_of_copies_with_ids_and_state():
 def test_mappo_actor_reads_only_the_agent_and_the_critic_only_id_and_state():
     import torch
 
-    from rewardgym.agents.mappo import MAPPOActorCritic
-    from rewardgym.agents.ppo import PPOConfig
+    from rewardgym.learners.mappo import MAPPOActorCritic
+    from rewardgym.learners.ppo import PPOConfig
 
     layout = {"obs": (0, 4), "agent_id": (4, 6), "state": (6, 11)}
     torch.manual_seed(0)
@@ -504,7 +504,7 @@ def test_mappo_actor_reads_only_the_agent_and_the_critic_only_id_and_state():
 
 
 def test_algorithms_are_checked_against_the_task():
-    from rewardgym.agents.train import TrainSpec, train
+    from rewardgym.runs.train import TrainSpec, train
 
     with pytest.raises(ValueError, match="multi-agent task: train it with --algo mappo"):
         train(TrainSpec(task=MPE, algo="sb3-ppo", steps=10))
@@ -615,8 +615,8 @@ def test_shared_policy_learns(tmp_path, task, algo, key, margin, hyper):
     """150k env steps with the expert team reward: MPE's coverage term (the summed distance from each
     landmark to its nearest agent) and HalfCheetah's return rise well above the first episodes'
     (benchmarks/marl.py: about +15 and +400 there), and the evaluated policy keeps the gain."""
-    from rewardgym.agents.evaluate import evaluate
-    from rewardgym.agents.train import TrainSpec, train
+    from rewardgym.runs.evaluate import evaluate
+    from rewardgym.runs.train import TrainSpec, train
 
     run = train(TrainSpec(task=task, reward="expert", algo=algo, steps=150_000, num_envs=8, seed=0,
                           hyperparams=hyper), runs_root=tmp_path)

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 import rewardgym
-from rewardgym.agents.episodes import public
+from rewardgym.learners.episodes import public
 from rewardgym.intrinsic import (AnnotationParseError, AnnotationService, ClassificationModel, EmbeddingAnnotator,
                                  Label, LabelStore, LLMAnnotator, OniOptions, OniReward, OniSystem, OniWrapper,
                                  Preference, RankingModel, RetrievalModel, caption_key, normalize_caption,
                                  parse_reply)
 from rewardgym.intrinsic.annotators import default_goal
 from rewardgym.intrinsic.encoder import CaptionEncoder
-from rewardgym.llm_rewards.client import LLMClient
+from rewardgym.llm.client import LLMClient
 from rewardgym.testing import ScriptedOpenAIServer
 
 MINIHACK = "rewardgym/MiniHack-Room-5x5-v0"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import rewardgym  # noqa: F401 - registers the ids
-from rewardgym.agents.episodes import public
+from rewardgym.learners.episodes import public
 from rewardgym.envs.frames import FrameRenderer, FrameSpec
 from rewardgym.perceptual import DemoError, Demos, PerceptualModel, collect
 from rewardgym.perceptual.model import segment
@@ -165,7 +165,7 @@ def test_pretrained_features_load_user_weights_and_reject_another_architecture(t
 
 
 def test_value_function_of_a_trained_run_is_a_shaping_potential(tmp_path):
-    from rewardgym.agents.train import TrainSpec, train
+    from rewardgym.runs.train import TrainSpec, train
 
     task = "rewardgym/MetaWorld-Reach-v0"
     run = train(TrainSpec(task=task, reward="expert", steps=1024, num_envs=2, seed=0, device="cpu",
@@ -174,7 +174,7 @@ def test_value_function_of_a_trained_run_is_a_shaping_potential(tmp_path):
     obs0, _ = env.reset(seed=0)
     obs1, _, _, _, info = env.step(np.zeros(4, dtype=np.float32))
     potential = env.unwrapped  # noqa: F841 - the env builds the potential; recompute it by hand below
-    from rewardgym.agents.potential import ValuePotential
+    from rewardgym.runs.potential import ValuePotential
 
     value = ValuePotential(run.path, rewardgym.envs.registry.get_task(task))
 
@@ -194,11 +194,13 @@ def test_value_function_of_a_trained_run_is_a_shaping_potential(tmp_path):
     # the same run demonstrates: its policy drives `demos collect --from-run`; this barely
     # trained one does not succeed, which is reported with the count, never saved as demos
     from rewardgym.perceptual.demos import DemoError, collect
+    from rewardgym.runs.directory import RunError
+    from rewardgym.runs.evaluate import demonstration_policy
 
     with pytest.raises(DemoError, match=r"only 0 of 2 demonstration episodes succeeded"):
-        collect(task, episodes=1, from_run=run.path, max_attempts=2, after_success=0)
-    with pytest.raises(DemoError, match="trained task 'rewardgym/MetaWorld-Reach-v0', not 'rewardgym/MetaWorld-Push-v0'"):
-        collect("rewardgym/MetaWorld-Push-v0", episodes=1, from_run=run.path)
+        collect(task, episodes=1, policy=demonstration_policy(run.path, task), max_attempts=2, after_success=0)
+    with pytest.raises(RunError, match="trained task 'rewardgym/MetaWorld-Reach-v0', not 'rewardgym/MetaWorld-Push-v0'"):
+        demonstration_policy(run.path, "rewardgym/MetaWorld-Push-v0")
 
 
 def test_cli_collects_and_fits(tmp_path):

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import rewardgym  # noqa: F401  (registers ids)
-from rewardgym.agents.policies import NetHackActorCritic, make_policy
-from rewardgym.agents.ppo import PPO, ConfigError, PPOConfig, compute_gae
+from rewardgym.learners.nethack import NetHackActorCritic
+from rewardgym.learners.policies import make_policy
+from rewardgym.learners.ppo import PPO, ConfigError, PPOConfig, compute_gae
 
 
 def params_of(agent: PPO) -> dict[str, torch.Tensor]:
@@ -486,7 +487,7 @@ def test_compile_auto_compiles_long_mlp_runs_only(monkeypatch):
     """``compile="auto"`` (the default) asks for the compiled update only for an MLP policy on a
     run of at least ``COMPILE_AUTO_MIN_STEPS``; ``compile=False`` never does, the NetHack network
     never does under "auto". The spy hands back the eager update, so nothing is compiled here."""
-    from rewardgym.agents import ppo as ppo_module
+    from rewardgym.learners import ppo as ppo_module
 
     calls: list[str] = []
 

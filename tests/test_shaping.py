@@ -126,7 +126,7 @@ def test_env_shaping_term_uses_zero_potential_on_termination_and_keeps_it_on_tru
 def test_shaping_needs_gamma_and_refuses_another_agent_gamma(tmp_path):
     with pytest.raises(ValueError, match="needs gamma"):
         gym.make("rewardgym/MetaWorld-Reach-v0", reward="sparse", shaping="expert")
-    from rewardgym.agents.ppo import PPO, PPOConfig
+    from rewardgym.learners.ppo import PPO, PPOConfig
 
     env = gym.make_vec("rewardgym/MetaWorld-Reach-v0", num_envs=1, reward="sparse", shaping="expert", gamma=0.9)
     with pytest.raises(ValueError, match="gamma=0.9 but the agent discounts with gamma=0.99"):

@@ -311,7 +311,7 @@ def test_interactive_feedback_is_read_after_each_round(tmp_path):
 
 
 def test_a_crash_leaves_a_report_with_the_reason_and_the_resume_command(tmp_path):
-    from rewardgym.llm_rewards.client import LLMClient
+    from rewardgym.llm.client import LLMClient
     from rewardgym.llm_rewards.synthesize import SynthesisSpec, Synthesizer, new_run_dir
 
     class Crashing(LLMClient):

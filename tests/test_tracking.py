@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rewardgym.agents.train import TrainSpec, train
+from rewardgym.runs.train import TrainSpec, train
 
 HYPER = {"num_steps": 64, "num_minibatches": 1, "update_epochs": 1}
 

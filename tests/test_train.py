@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from rewardgym.agents.evaluate import evaluate
-from rewardgym.agents.runs import RunDir, RunError
-from rewardgym.agents.train import TrainSpec, load_ppo_checkpoint, train
+from rewardgym.runs.evaluate import evaluate
+from rewardgym.runs.directory import RunDir, RunError
+from rewardgym.runs.train import TrainSpec, load_ppo_checkpoint, train
 
 CLI = [sys.executable, "-m", "rewardgym.cli.main"]
 
@@ -128,7 +128,7 @@ def test_ppo_run_resumes_from_its_checkpoint_and_evaluates(tmp_path):
     config = run.config()
     config["steps"] = 2048
     run.write_config({k: v for k, v in config.items() if k != "run_format"})
-    from rewardgym.agents.train import resume
+    from rewardgym.runs.train import resume
 
     resume(run.path)
     steps = [r["global_step"] for r in run.metrics()]

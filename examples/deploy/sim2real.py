@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rewardgym.agents.export import ExportedPolicy, evaluate_exported, export_run
+from rewardgym.runs.export import ExportedPolicy, evaluate_exported, export_run
 from rewardgym.deploy import SafetyConfig, run_deployment
 from rewardgym.deploy import robustness as rb
 from rewardgym.deploy.robot import robot_from_spec

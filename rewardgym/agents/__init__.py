@@ -1,6 +1,8 @@
-"""rewardgym.agents: PPO (:mod:`rewardgym.agents.ppo`), its networks and normalisers.
+"""Former home of PPO and the run tools, kept so that existing scripts keep working.
 
-Exports are resolved lazily, so ``import rewardgym.agents.runs`` does not import torch.
+``rewardgym.agents.PPO``, ``PPOConfig``, ``ConfigError`` and ``compute_gae`` are
+:mod:`rewardgym.learners`'; new code imports from :mod:`rewardgym.learners` (algorithms)
+and :mod:`rewardgym.runs` (run directories, training, evaluation, export).
 """
 
 from typing import Any
@@ -10,7 +12,7 @@ __all__ = ["PPO", "PPOConfig", "ConfigError", "compute_gae"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from rewardgym.agents import ppo
+        from rewardgym.learners import ppo
 
         return getattr(ppo, name)
     raise AttributeError(f"module 'rewardgym.agents' has no attribute {name!r}")

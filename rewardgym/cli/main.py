@@ -286,8 +286,8 @@ def train(
     """Train an agent on TASK with an injected reward; writes a resumable run directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from rewardgym.agents import train as training
-    from rewardgym.agents.runs import RunError
+    from rewardgym.runs import train as training
+    from rewardgym.runs.directory import RunError
     from rewardgym.rewards.program import RewardProgramError
     from rewardgym.rewards.sandbox import ProgramRejected
 
@@ -325,7 +325,7 @@ def train(
                                                                         goal, oni_option, model, base_url),
                                   randomize=_randomize_or_fail(randomize))
         if config is not None and algo in training.PPO_ALGOS:  # report bad keys against the file they came from
-            from rewardgym.agents.ppo import PPOConfig
+            from rewardgym.learners.ppo import PPOConfig
 
             agents = len(getattr(_task_or_fail(spec_task), "agents", ()) or ()) or 1  # one sub-env per agent
             try:
@@ -380,9 +380,9 @@ def eval_run(
     unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help=_UNSAFE_PICKLE_HELP),
 ) -> None:
     """Success rate and returns (mean ± std) of a trained run or an exported policy, per reward term; optional MP4."""
-    from rewardgym.agents.evaluate import evaluate
-    from rewardgym.agents.export import ExportError, evaluate_exported, is_exported_policy
-    from rewardgym.agents.runs import RunError
+    from rewardgym.runs.evaluate import evaluate
+    from rewardgym.runs.export import ExportError, evaluate_exported, is_exported_policy
+    from rewardgym.runs.directory import RunError
     from rewardgym.rewards.program import RewardProgramError
     from rewardgym.rewards.sandbox import ProgramRejected
 
@@ -418,8 +418,8 @@ def export_cmd(
     parity_obs: int = typer.Option(1000, "--parity-obs", help="Recorded observations of the parity check (>= 1000)."),
 ) -> None:
     """Export a run as a deterministic policy (normaliser, clipping, action bounds inside) with a manifest."""
-    from rewardgym.agents.export import ExportError, ExportedPolicy, export_run
-    from rewardgym.agents.runs import RunError
+    from rewardgym.runs.export import ExportError, ExportedPolicy, export_run
+    from rewardgym.runs.directory import RunError
 
     try:
         with console.status(f"exporting {run} ({fmt}; parity on {parity_obs} recorded observations)..."):
@@ -458,7 +458,7 @@ def deploy(
     """
     import time
 
-    from rewardgym.agents.export import ExportError, ExportedPolicy
+    from rewardgym.runs.export import ExportError, ExportedPolicy
     from rewardgym.deploy.loop import run_deployment
     from rewardgym.deploy.robot import robot_from_spec
     from rewardgym.deploy.safety import EStop, SafetyConfig, SafetyConfigError
@@ -522,8 +522,8 @@ def robustness(
 ) -> None:
     """Sweep physical parameters one at a time (DrEureka's RAPP): success and return per value, the range
     where the policy still succeeds, a table and a plot; --llm asks a model for randomisation ranges."""
-    from rewardgym.agents.export import ExportError
-    from rewardgym.agents.runs import RunError
+    from rewardgym.runs.export import ExportError
+    from rewardgym.runs.directory import RunError
     from rewardgym.deploy import robustness as rb
     from rewardgym.wrappers.randomize import RandomizationError
 
@@ -537,7 +537,7 @@ def robustness(
     try:
         grid = {p: rb.parse_values(p, values[i] if values else None) for i, p in enumerate(param)}
         if llm:
-            from rewardgym.llm_rewards.client import LLMClient
+            from rewardgym.llm.client import LLMClient
 
             client = LLMClient(model=model, base_url=base_url, api_key=api_key)  # fails before the sweep
         batch_policy, task, label = rb.load_batch_policy(policy, trusted=trusted)
@@ -567,7 +567,7 @@ def robustness(
                                     else ("fails at the value nearest nominal", "red")))
     console.print(f"wrote {out / 'robustness.md'}, {out / 'robustness.png'}", highlight=False)
     if client is not None:
-        from rewardgym.llm_rewards.client import LLMError
+        from rewardgym.llm.client import LLMError
 
         client.transcript_path = out / "llm_transcript.jsonl"
         try:
@@ -645,7 +645,7 @@ def synthesize(
     import dataclasses
     from datetime import datetime, timezone
 
-    from rewardgym.llm_rewards.client import Budget, LLMClient, LLMError
+    from rewardgym.llm.client import Budget, LLMClient, LLMError
     from rewardgym.llm_rewards.synthesize import (RECEIVED_PLACES, SynthesisSpec, Synthesizer, load_spec, new_run_dir,
                                                   resume_command, save_spec)
 
@@ -806,16 +806,20 @@ def demos_collect(
 ) -> None:
     """Record successful demonstrations (frames rendered off-screen + states) into one .npz file."""
     from rewardgym.perceptual.demos import DemoError, collect
+    from rewardgym.runs.directory import RunError
+    from rewardgym.runs.evaluate import demonstration_policy
 
     spec = _task_or_fail(task)
     out = out or Path("demos") / f"{spec.short_name}.npz"
     try:
         with console.status(f"recording {episodes} demonstrations of {spec.id}") as status:
-            demos = collect(spec.id, episodes=episodes, from_run=from_run, size=size, camera=camera, seed=seed,
+            policy = demonstration_policy(from_run, spec.id) if from_run else None
+            demos = collect(spec.id, episodes=episodes, policy=policy, source=f"run:{from_run}" if from_run else None,
+                            size=size, camera=camera, seed=seed,
                             after_success=after_success,
                             on_episode=lambda a, ok, n: status.update(
                                 f"episode {a}: {'success' if ok else 'failed'} in {n} steps"))
-    except (DemoError, ValueError) as exc:
+    except (DemoError, RunError, ValueError) as exc:
         _fail(str(exc))
     demos.save(out)
     console.print(f"{demos}\nwrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -906,7 +910,7 @@ def version() -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (an option, a file, a program), not a bug."""
-    from rewardgym.agents.runs import RunError
+    from rewardgym.runs.directory import RunError
     from rewardgym.envs.registry import UnknownTaskError
     from rewardgym.envs.task import TaskUnavailableError
     from rewardgym.intrinsic.store import StoreError

@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from rewardgym.agents.runs import atomic_write_text
+from rewardgym.runs.directory import atomic_write_text
 from rewardgym.deploy.protocol import ConnectionLost, ProtocolError, RobotError, RobotTimeout
 from rewardgym.deploy.robot import Robot, RobotInfo, RobotObservation
 from rewardgym.deploy.safety import EStop, SafetyConfig, SafetyLayer
@@ -191,7 +191,7 @@ def run_deployment(policy: Any, robot: Robot, duration_s: float, out_dir: str | 
     """Drive ``robot`` with ``policy`` for ``duration_s`` seconds (see the module docstring).
 
     Args:
-        policy: an :class:`~rewardgym.agents.export.ExportedPolicy` (task, layout digest, bounds,
+        policy: an :class:`~rewardgym.runs.export.ExportedPolicy` (task, layout digest, bounds,
             control period; called on ``(obs_dim,)`` float32).
         robot: any :class:`~rewardgym.deploy.robot.Robot`.
         duration_s: seconds of control (ticks = ``ceil(duration_s / control period)``).

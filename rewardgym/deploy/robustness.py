@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from rewardgym.agents.runs import atomic_write_text
+from rewardgym.runs.directory import atomic_write_text
 from rewardgym.text import escape_control
 from rewardgym.wrappers.randomize import PARAMS, RandomizationConfig, RandomizationError
 
@@ -99,12 +99,12 @@ def load_batch_policy(path: str | Path, trusted: bool = False) -> tuple[Callable
 
     ``trusted`` allows a TorchScript export (a program; see :meth:`ExportedPolicy.load`).
 
-    A run is evaluated through the same :class:`~rewardgym.agents.export.DeployablePolicy`
+    A run is evaluated through the same :class:`~rewardgym.runs.export.DeployablePolicy`
     that ``rewardgym export`` writes (normaliser and bounds inside), in torch.
     """
     import torch
 
-    from rewardgym.agents.export import ExportedPolicy, deployable_policy, is_exported_policy, load_run_agent
+    from rewardgym.runs.export import ExportedPolicy, deployable_policy, is_exported_policy, load_run_agent
 
     if is_exported_policy(path):
         policy = ExportedPolicy.load(path, trusted=trusted)
@@ -185,7 +185,7 @@ def sweep(policy: Callable[[np.ndarray], np.ndarray], task: str, params: Mapping
         keep_return: fraction of the nominal return that keeps a value (``return``).
         on_row: called with each row as it is measured (progress).
     """
-    from rewardgym.agents.rollout import evaluate_policy
+    from rewardgym.runs.evaluate import evaluate_policy
 
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
@@ -313,7 +313,7 @@ def parse_ranges(reply: str) -> RandomizationConfig:
 
 def suggest_ranges(result: SweepResult, client: Any, out_dir: str | Path, max_repairs: int = 1) -> tuple[
         RandomizationConfig, Path]:
-    """Ask ``client`` (an :class:`~rewardgym.llm_rewards.client.LLMClient`) for randomisation ranges.
+    """Ask ``client`` (an :class:`~rewardgym.llm.client.LLMClient`) for randomisation ranges.
 
     Returns the validated configuration and the ``randomize_llm.toml`` written in ``out_dir``.
 

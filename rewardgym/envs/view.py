@@ -104,6 +104,17 @@ def raw(key: str, dtype: Any = np.float64) -> Callable[[RawBatch], Any]:
     return compute
 
 
+def raw_distance(a: str, b: str) -> Callable[[RawBatch], np.ndarray]:
+    """Field compute function: the Euclidean distance ``(B,)`` between raw points ``a`` and ``b`` ``(B, 3)``."""
+
+    def compute(batch: RawBatch) -> np.ndarray:
+        diff = np.asarray(batch[a], dtype=np.float64) - np.asarray(batch[b], dtype=np.float64)
+        return np.sqrt(np.sum(np.square(diff), axis=-1))
+
+    compute.__name__ = f"dist_{a}_{b}"
+    return compute
+
+
 def common_fields() -> list[Field]:
     """Fields every task view has, whatever the family."""
     return [

@@ -5,7 +5,7 @@ Two back-ends, same interface (``label(captions, attempt=0) -> [Label | None]``,
 fingerprint; ``attempt`` counts earlier failed tries of these items):
 
 * :class:`LLMAnnotator` asks any OpenAI-compatible chat endpoint through
-  :class:`rewardgym.llm_rewards.client.LLMClient` (retries with back-off, cache, JSONL
+  :class:`rewardgym.llm.client.LLMClient` (retries with back-off, cache, JSONL
   transcript). Labels: a batch of numbered messages, "is this a sign of progress in
   NetHack?" one ``<n>: yes|no`` line each (ONI, Zheng et al. 2024, labels single
   captions). Preferences: numbered pairs, ``<n>: 1|2|tie`` (Motif, Klissarov et al. 2023,
@@ -170,7 +170,7 @@ class LLMAnnotator(Annotator):
     """Labels from an OpenAI-compatible LLM (ONI labels, Motif preferences).
 
     Args:
-        client: a :class:`rewardgym.llm_rewards.client.LLMClient` (its retries/back-off
+        client: a :class:`rewardgym.llm.client.LLMClient` (its retries/back-off
             handle 429/5xx/time-outs; what still fails raises and the service counts it).
         context: text put before the task (e.g. the goal: ``"The player's goal: ..."``).
         batch_size: captions (or pairs) per request.

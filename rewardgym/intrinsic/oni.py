@@ -176,7 +176,7 @@ PLACE_FIELDS = ("store_path", "stats_path", "transcript_path", "llm_cache_dir", 
 """:class:`OniOptions` fields that name a place: files, the LLM endpoint, its model and key.
 
 A run directory may come from a stranger, so a resumed run never takes these from its
-``config.json`` (:meth:`rewardgym.agents.train.TrainSpec.from_config` drops them): its files
+``config.json`` (:meth:`rewardgym.runs.train.TrainSpec.from_config` drops them): its files
 are the run's own (``oni_labels.sqlite`` ...), and its endpoint, model and key are the ones
 given on the command line or in the environment of the person resuming it."""
 
@@ -201,7 +201,7 @@ class OniSystem:
                                                 margin=o.margin, encoder=self.encoder,
                                                 batch_size=o.batch_size or 64)
         else:
-            from rewardgym.llm_rewards.client import LLMClient
+            from rewardgym.llm.client import LLMClient
 
             client = LLMClient(model=o.llm_model, base_url=o.base_url, api_key=o.api_key,
                                transcript_path=o.transcript_path, cache_dir=o.llm_cache_dir,
@@ -390,7 +390,7 @@ def release_system(system: OniSystem) -> None:
 def validate(options: OniOptions) -> None:
     """Fail early (ValueError naming the option) on a configuration that cannot run."""
     if options.annotator == "llm":
-        from rewardgym.llm_rewards.client import LLMClient, LLMError
+        from rewardgym.llm.client import LLMClient, LLMError
 
         try:
             LLMClient(model=options.llm_model, base_url=options.base_url, api_key=options.api_key, cache_dir=False)

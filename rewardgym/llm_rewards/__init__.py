@@ -2,7 +2,7 @@
 
 Building blocks:
 
-* :mod:`~rewardgym.llm_rewards.client`: :class:`LLMClient` (OpenAI-compatible endpoint,
+* :mod:`~rewardgym.llm.client`: :class:`LLMClient` (OpenAI-compatible endpoint,
   cache, JSONL transcript, retries, budget).
 * :mod:`~rewardgym.llm_rewards.extract`: :func:`extract_programs` from a reply.
 * :mod:`~rewardgym.llm_rewards.prompts`: design / repair / reflection prompts.
@@ -37,7 +37,9 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    # lazy (start-up time: openai and the simulators load only when used); the client lives in rewardgym.llm
+    path = "rewardgym.llm.client" if module == "client" else f"{__name__}.{module}"
+    value = getattr(importlib.import_module(path), name)
     globals()[name] = value
     return value
 

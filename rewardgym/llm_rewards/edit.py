@@ -39,6 +39,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewardgym.llm_rewards.extract import ReplyRejected
+
 MAX_ADDED_TERMS = 2
 MIN_LIFTED = 1e-4
 """Float literals smaller than this in magnitude (guards such as ``1e-6``) are not lifted."""
@@ -46,12 +48,8 @@ _TERM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _RESERVED = frozenset({"base", "reward", "terms", "state", "action", "np"})
 
 
-class EditError(ValueError):
+class EditError(ReplyRejected):
     """A reply is not a usable edit; ``reason`` is what to tell the model."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,16 @@ _STATEMENT_START = re.compile(r"^(def |import |from \S+ import |[A-Za-z_][A-Za-z
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
 
-class NoCodeFound(ValueError):
-    """The reply holds no program; ``reason`` is a short explanation for the LLM."""
+class ReplyRejected(ValueError):
+    """An LLM reply that cannot be used; ``reason`` is a short explanation for the LLM."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class NoCodeFound(ReplyRejected):
+    """The reply holds no program."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ Three requests, in the spirit of the papers they come from:
 **Fitting a context window.** Each builder takes ``examples`` (how many few-shot programs)
 and ``prelude`` (``"full"``, ``"brief"``: helper signatures only, ``"none"``).
 :func:`fit_prompt` builds the prompt at decreasing sizes until its conservative token
-estimate (:func:`rewardgym.llm_rewards.client.estimate_tokens`) fits the budget, in this
+estimate (:func:`rewardgym.llm.client.estimate_tokens`) fits the budget, in this
 documented order: drop few-shot examples (the least similar first), then shorten the
 helper documentation to signatures, then drop it. The task's state view, the instruction,
 the program rules, and the program under repair or reflection are never cut; a prompt that
@@ -261,7 +261,7 @@ def fit_prompt(build: Callable[[int, str], "Messages"], budget: int | None, exam
     Raises:
         PromptTooLong: not even the smallest form fits.
     """
-    from rewardgym.llm_rewards.client import estimate_tokens
+    from rewardgym.llm.client import estimate_tokens
 
     n = len(examples)
     forms = [(k, "full") for k in range(n, -1, -1)] + [(0, "brief"), (0, "none")]

@@ -53,11 +53,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from rewardgym.agents.runs import RunDir, atomic_write_text, slug
-from rewardgym.files import NAME_PATTERN, confined, read_json, save_figure
-from rewardgym.text import escape_control
 from rewardgym.envs.registry import get_task
+from rewardgym.files import NAME_PATTERN, confined, read_json, save_figure
+from rewardgym.llm.client import (BudgetExceeded, ContextLengthError, LLMError, LLMRequestError, LLMUnavailableError,
+                                  estimate_tokens)
+from rewardgym.llm_rewards.critic import critique
+from rewardgym.llm_rewards.edit import EditError, apply_edit, edit_schema, parameterize, parse_edit
 from rewardgym.llm_rewards.extract import NoCodeFound, extract_programs
+from rewardgym.llm_rewards.library import rank, retrieve
+from rewardgym.llm_rewards.prompts import (FittedPrompt, PromptTooLong, designer_messages, edit_messages, fit_prompt,
+                                           format_failure, reflection_messages, repair_messages)
+from rewardgym.runs.directory import RunDir, atomic_write_text, latest_checkpoint, slug
+from rewardgym.runs.evaluate import evaluate
+from rewardgym.runs.train import TrainSpec, resume, train
+from rewardgym.text import escape_control
 
 SYNTH_FORMAT = 1
 
@@ -119,8 +128,6 @@ def train_candidate(task: str, program: str, run_root: str, name: str, steps: in
         import torch
 
         torch.set_num_threads(threads)
-    from rewardgym.agents.evaluate import evaluate
-    from rewardgym.agents.train import TrainSpec, resume, train
 
     if not NAME_PATTERN.match(name):
         raise ValueError(f"training run name {name[:100]!r} is not a plain name")
@@ -129,7 +136,6 @@ def train_candidate(task: str, program: str, run_root: str, name: str, steps: in
         run = RunDir.open(run_path)
         return {"run": str(run.path), "eval": read_json(run.path / "eval.json"),
                 "analysis": analyse_run(run)}
-    from rewardgym.agents.runs import latest_checkpoint
 
     start = time.perf_counter()
     if (run_path / "config.json").is_file() and latest_checkpoint(RunDir(run_path), algo) is not None:
@@ -233,7 +239,7 @@ class Synthesizer:
     Args:
         spec: settings.
         run_dir: the run directory (created for a new run).
-        client: an :class:`~rewardgym.llm_rewards.client.LLMClient` (its transcript is the
+        client: an :class:`~rewardgym.llm.client.LLMClient` (its transcript is the
             run's; its usage and wall clock are started from the run's earlier processes).
         log: ``log(message)`` for progress lines (the CLI prints them).
         ask_feedback: ``ask_feedback(round_summary_text, plot_path) -> str`` for interactive feedback.
@@ -287,9 +293,6 @@ class Synthesizer:
         The cap is ``--max-reply-tokens``; only when even the smallest prompt leaves less than
         that is the cap lowered (to at least :data:`MIN_REPLY_TOKENS`), and the report says so.
         """
-        from rewardgym.llm_rewards.client import estimate_tokens
-        from rewardgym.llm_rewards.prompts import FittedPrompt, PromptTooLong, fit_prompt
-
         cap = self.spec.max_reply_tokens
         n_ctx = self.client.context_size
         if n_ctx is None:
@@ -313,9 +316,6 @@ class Synthesizer:
              examples: Sequence[str] = (), sample_index: int = 0, schema: dict | None = None):
         """Send the request ``build`` makes, fitted; a context refusal is learnt from and asked
         again once with a prompt fitted to it. ``record`` gets the prompt's size and cuts."""
-        from rewardgym.llm_rewards.client import ContextLengthError
-        from rewardgym.llm_rewards.prompts import PromptTooLong
-
         for attempt in (0, 1):
             try:
                 fitted, cap = self._fit(build, examples)
@@ -358,10 +358,6 @@ class Synthesizer:
         same step: ``todo`` holds a received program not yet validated (never re-validated
         once it has been), and a repair request that got no reply is sent again on resume.
         """
-        from rewardgym.llm_rewards.client import ContextLengthError, LLMRequestError
-        from rewardgym.llm_rewards.critic import critique
-        from rewardgym.llm_rewards.prompts import PromptTooLong, format_failure, repair_messages
-
         s = self.spec
         attempts = cand.setdefault("attempts", [])
         while True:
@@ -428,12 +424,9 @@ class Synthesizer:
     def _base(self) -> Any:
         """The program edit mode starts from: the best so far, else the closest library
         program written for this task's state view (this task's own expert excluded)."""
-        from rewardgym.llm_rewards.edit import parameterize
-
         best = self.state["best"]
         if best is not None:
             return parameterize(self._program(best).read_text(), best["id"])
-        from rewardgym.llm_rewards.library import rank
 
         for scored in rank(self.spec.instruction or self.task.instruction, self.task):
             if scored.entry.view == self.task.view.name:
@@ -442,9 +435,6 @@ class Synthesizer:
 
     def _edit_request(self, base: Any, record: dict[str, Any], seed: int, sample_index: int = 0,
                       previous: str | None = None, failure: Any = None):
-        from rewardgym.llm_rewards.edit import edit_schema
-        from rewardgym.llm_rewards.prompts import edit_messages
-
         best = self.state["best"]
         summary = format_analysis(best) if best is not None and best["id"] == base.name else None
         return self._ask(lambda k, prelude: edit_messages(
@@ -452,8 +442,6 @@ class Synthesizer:
             failure=failure, prelude=prelude), record, seed=seed, sample_index=sample_index, schema=edit_schema(base))
 
     def _take_edit(self, cand: dict[str, Any], base: Any, text: str, record: dict[str, Any]) -> None:
-        from rewardgym.llm_rewards.edit import EditError, apply_edit, parse_edit
-
         cand["edit"] = text.strip()[:4000]
         try:
             edit = parse_edit(text, base)
@@ -466,9 +454,6 @@ class Synthesizer:
         cand["todo"] = apply_edit(base, edit)
 
     def _repair_edit(self, cand: dict[str, Any], round_dir: Path, record: dict[str, Any]) -> None:
-        from rewardgym.llm_rewards.edit import parameterize
-        from rewardgym.llm_rewards.prompts import format_failure
-
         base = parameterize((self._dir(cand["id"]) / "base.py").read_text(), cand["base"])
         last = cand["attempts"][-1]
         reply = self._edit_request(base, record, seed=self.spec.seed + len(cand["attempts"]) - 1,
@@ -527,8 +512,6 @@ class Synthesizer:
         return "whole"
 
     def _design_programs(self, rnd: dict[str, Any], index: int) -> None:
-        from rewardgym.llm_rewards.prompts import designer_messages, reflection_messages
-
         s = self.spec
         best = self.state["best"]
         self.log(f"round {index}: asking {self.client.model} for {s.samples} programs")
@@ -536,8 +519,6 @@ class Synthesizer:
         if best is None:
             examples = []
             if not s.zero_shot and s.few_shot > 0:
-                from rewardgym.llm_rewards.library import retrieve
-
                 examples = retrieve(s.instruction or self.task.instruction, self.task, k=s.few_shot)
             reply = self._ask(lambda k, prelude: designer_messages(self.task, s.instruction, examples[:k],
                                                                    k=s.samples, prelude=prelude),
@@ -837,9 +818,6 @@ def resume_command(run: Path, option: str = "", value: Any = None, spec: Synthes
 
 def describe_stop(exc: BaseException, run: Path, spec: SynthesisSpec | None = None) -> dict[str, Any]:
     """``{"kind", "reason", "resume", "time"}`` for the exception that stopped a run."""
-    from rewardgym.llm_rewards.client import BudgetExceeded, LLMError, LLMUnavailableError
-    from rewardgym.llm_rewards.prompts import PromptTooLong
-
     option, value = "", None
     if isinstance(exc, KeyboardInterrupt):
         kind, reason = "interrupted", "interrupted (Ctrl-C)"

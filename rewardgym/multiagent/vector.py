@@ -23,7 +23,7 @@ multi-agent ids: a standard Gymnasium ``VectorEnv`` with one sub-env per agent o
 agent id and, with ``global_state=True``, the copy's global state (for a centralised critic),
 and receives its own reward. Any single-agent learner trains a shared policy on it: the
 project's PPO then *is* IPPO (de Witt et al., 2020), and MAPPO (Yu et al., 2022) is the same
-PPO with a critic on the global state (:mod:`rewardgym.agents.mappo`).
+PPO with a critic on the global state (:mod:`rewardgym.learners.mappo`).
 """
 
 from __future__ import annotations

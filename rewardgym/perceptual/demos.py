@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from rewardgym.files import atomic_write_bytes
 from rewardgym.envs.frames import FrameSpec
 
 DEMOS_FORMAT = 1
@@ -192,8 +193,6 @@ class Demos:
 
     def save(self, path: str | Path) -> Path:
         """Write the compressed ``.npz`` atomically (a crash never leaves half a file)."""
-        from rewardgym.agents.runs import atomic_write_bytes
-
         meta = {**self.meta, "format": DEMOS_FORMAT, "task": self.task, "frame_spec": self.frame_spec.as_dict()}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, frames=self.frames, obs=self.obs, actions=self.actions, episode=self.episode,
@@ -267,22 +266,8 @@ def scripted_policy(task_id: str) -> Callable[[np.ndarray], np.ndarray]:
                     f"trained run instead (rewardgym demos collect {task.short_name} --from-run RUN)")
 
 
-def _run_policy(run_path: str | Path, task_id: str) -> Callable[[np.ndarray], np.ndarray]:
-    import gymnasium as gym
-
-    from rewardgym.agents.evaluate import RunPolicy
-    from rewardgym.agents.runs import RunDir
-
-    run = RunDir.open(run_path)
-    if run.config()["task"] != task_id:
-        raise DemoError(f"{run.path} trained task {run.config()['task']!r}, not {task_id!r}")
-    spaces_env = gym.make_vec(task_id, num_envs=1)
-    policy = RunPolicy(run, spaces_env)
-    spaces_env.close()
-    return lambda obs: policy(obs[None])[0]
-
-
-def collect(task_id: str, episodes: int = 10, from_run: str | Path | None = None, size: int = 64,
+def collect(task_id: str, episodes: int = 10, policy: Callable[[np.ndarray], np.ndarray] | None = None,
+            source: str | None = None, size: int = 64,
             camera: str | None = "default", seed: int = 0, after_success: int = 10,
             max_attempts: int | None = None, on_episode: Callable[[int, bool, int], None] | None = None) -> Demos:
     """Record ``episodes`` successful demonstrations of ``task_id``.
@@ -290,7 +275,9 @@ def collect(task_id: str, episodes: int = 10, from_run: str | Path | None = None
     Args:
         task_id: a rewardgym task id.
         episodes: successful episodes to keep.
-        from_run: a run directory whose policy demonstrates (default: the scripted expert).
+        policy: ``obs (obs_dim,) -> action`` that demonstrates (default: the simulator's scripted
+            expert); a trained run's is :func:`rewardgym.runs.evaluate.demonstration_policy`.
+        source: where ``policy`` comes from, recorded in the file (e.g. ``"run:runs/NAME"``).
         size: frame height and width in pixels.
         camera: MuJoCo camera name, or ``"default"`` for the family's workspace camera.
         seed: episode ``i`` of the attempts resets with ``seed + i``.
@@ -306,7 +293,8 @@ def collect(task_id: str, episodes: int = 10, from_run: str | Path | None = None
     from rewardgym.envs.registry import get_task
 
     task = get_task(task_id)
-    policy = _run_policy(from_run, task.id) if from_run else scripted_policy(task.id)
+    if policy is None:
+        policy, source = scripted_policy(task.id), "scripted"
     spec = FrameSpec.for_family(task.family, size=size, camera=camera)
     env = gym.make(task.id, reward="sparse")
     task_env = env.get_wrapper_attr("task_env").require(frames=spec)  # RewardInjection.task_env
@@ -354,5 +342,5 @@ def collect(task_id: str, episodes: int = 10, from_run: str | Path | None = None
     return Demos(task.id, spec, np.stack(buffers["frames"]), np.stack(buffers["obs"]),
                  np.stack(buffers["actions"]), np.asarray(buffers["episode"], dtype=np.int32),
                  np.asarray(buffers["success"], dtype=bool),
-                 {"source": f"run:{from_run}" if from_run else "scripted", "seed": seed, "attempts": attempts,
+                 {"source": source or "policy", "seed": seed, "attempts": attempts,
                   "after_success": after_success})

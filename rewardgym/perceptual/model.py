@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rewardgym.files import atomic_write_bytes
 from rewardgym.envs.frames import FrameSpec
 from rewardgym.perceptual.demos import DemoError, Demos
 from rewardgym.perceptual.features import (PretrainedFeatures, TCNEncoder, TorchScriptFeatures, embed, to_tensor,
@@ -268,7 +269,6 @@ class PerceptualModel:
     # -- files ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the model atomically (``.pt``); pretrained weights are referenced by path."""
-        from rewardgym.agents.runs import atomic_write_bytes
 
         state = self.encoder.state_dict() if self.encoder_config["kind"] == "tcn" else None
         payload = {"format": MODEL_FORMAT, "kind": "rewardgym-perceptual-model", "task": self.task,

@@ -21,7 +21,7 @@ callable ``StateView -> (B,)``.
 
 This package is a leaf: kinds defined above it (ONI in :mod:`rewardgym.intrinsic`,
 perceptual models in :mod:`rewardgym.perceptual`, value potentials in
-:mod:`rewardgym.agents`) register a *resolver* here, by object or lazily as a
+:mod:`rewardgym.runs`) register a *resolver* here, by object or lazily as a
 ``"module:function"`` string imported on first use, so ``import rewardgym`` stays light
 and nothing here imports upwards. A resolver is called as
 ``resolver(spec, task, trusted=..., options=...)`` and returns a source (or potential) if

@@ -13,7 +13,7 @@ MDP unchanged, for any potential Φ, provided that
 Φ comes from a reward program's ``compute_potential(state)`` (``shaping="expert"`` for
 the task's expert program, or a program path), a perceptual model's progress
 (``shaping="model.pt"``, :mod:`rewardgym.perceptual`), the value function of a trained
-PPO run (``shaping="runs/NAME"``, :mod:`rewardgym.agents.potential`), or any callable
+PPO run (``shaping="runs/NAME"``, :mod:`rewardgym.runs.potential`), or any callable
 ``StateView -> (B,)``: :func:`rewardgym.rewards.resolve.resolve_potential`.
 ``tests/test_shaping.py`` checks the invariance on tabular MDPs with value iteration,
 and shows that ignoring termination or using another γ changes the optimal policy.

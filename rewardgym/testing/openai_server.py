@@ -1,7 +1,7 @@
 """TEST TOOLING: a local OpenAI-compatible HTTP server that answers from scripted transcripts.
 
 Used by rewardgym's tests (and usable by anyone testing an LLM loop offline) to exercise
-:class:`rewardgym.llm_rewards.client.LLMClient`, the synthesis loop and the CLI over real
+:class:`rewardgym.llm.client.LLMClient`, the synthesis loop and the CLI over real
 HTTP with the official ``openai`` package, without a model. It is not a model and is
 never used by rewardgym at run time.
 

@@ -26,22 +26,10 @@ import gymnasium as gym
 import numpy as np
 
 from rewardgym.envs.task import SimulatorEnv, TaskEnv, TaskSpec, TaskUnavailableError
-from rewardgym.envs.view import Field, RawBatch, StateView, ViewSpec, raw
+from rewardgym.envs.view import Field, RawBatch, StateView, ViewSpec, raw, raw_distance
 
 MAX_EPISODE_STEPS = 50
 _EPS4 = np.finfo(np.float64).eps * 4.0
-
-
-def _norm(x: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.sum(np.square(x), axis=-1))
-
-
-def _dist(a: str, b: str):
-    def compute(batch: RawBatch) -> np.ndarray:
-        return _norm(np.asarray(batch[a], dtype=np.float64) - np.asarray(batch[b], dtype=np.float64))
-
-    compute.__name__ = f"dist_{a}_{b}"
-    return compute
 
 
 def _obj_rot(batch: RawBatch) -> np.ndarray:
@@ -100,11 +88,11 @@ VIEW = ViewSpec.build(
               raw("goal_pos")),
         Field("obj_to_goal", "(B,)", "m",
               "Euclidean distance |obj_pos - goal_pos|: the env's achieved-goal error, which its "
-              "success test thresholds at 0.05 m.", _dist("obj_pos", "goal_pos")),
+              "success test thresholds at 0.05 m.", raw_distance("obj_pos", "goal_pos")),
         Field("grip_to_obj", "(B,)", "m",
-              "Euclidean distance |grip_pos - obj_pos| (0 in Reach).", _dist("grip_pos", "obj_pos")),
+              "Euclidean distance |grip_pos - obj_pos| (0 in Reach).", raw_distance("grip_pos", "obj_pos")),
         Field("grip_to_goal", "(B,)", "m", "Euclidean distance |grip_pos - goal_pos|.",
-              _dist("grip_pos", "goal_pos")),
+              raw_distance("grip_pos", "goal_pos")),
         Field("task_success", "(B,)", "bool",
               "The env's own success test (info['is_success']): |achieved_goal - desired_goal| "
               "< 0.05 m, evaluated on this state.", raw("task_success", np.bool_)),

@@ -25,21 +25,9 @@ import gymnasium as gym
 import numpy as np
 
 from rewardgym.envs.task import SimulatorEnv, TaskEnv, TaskSpec, TaskUnavailableError
-from rewardgym.envs.view import Field, RawBatch, StateView, ViewSpec, raw
+from rewardgym.envs.view import Field, StateView, ViewSpec, raw, raw_distance
 
 MAX_EPISODE_STEPS = 500
-
-
-def _norm(x: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.sum(np.square(x), axis=-1))
-
-
-def _dist(a: str, b: str):
-    def compute(batch: RawBatch) -> np.ndarray:
-        return _norm(np.asarray(batch[a], dtype=np.float64) - np.asarray(batch[b], dtype=np.float64))
-
-    compute.__name__ = f"dist_{a}_{b}"
-    return compute
 
 
 VIEW = ViewSpec.build(
@@ -80,11 +68,11 @@ VIEW = ViewSpec.build(
               raw("hand_init_pos")),
         Field("obj_to_goal", "(B,)", "m",
               "Euclidean distance |obj_pos - goal_pos| (3-D; the success test may use fewer "
-              "axes, see goal_error).", _dist("obj_pos", "goal_pos")),
+              "axes, see goal_error).", raw_distance("obj_pos", "goal_pos")),
         Field("hand_to_obj", "(B,)", "m", "Euclidean distance |hand_pos - obj_pos|.",
-              _dist("hand_pos", "obj_pos")),
+              raw_distance("hand_pos", "obj_pos")),
         Field("hand_to_goal", "(B,)", "m", "Euclidean distance |hand_pos - goal_pos|.",
-              _dist("hand_pos", "goal_pos")),
+              raw_distance("hand_pos", "goal_pos")),
         Field("goal_error", "(B,)", "m",
               "The quantity Meta-World's success test compares with goal_tolerance for this "
               "task (defined in the success test); success iff goal_error <= goal_tolerance.",

@@ -4,7 +4,7 @@ Modelled on CleanRL's ``ppo_continuous_action.py``: every step of the algorithm 
 in order, and comments cite Huang et al., *The 37 Implementation Details of Proximal
 Policy Optimization* (ICLR blog track 2022): "detail N" is its core list (1-13),
 "detail cN" its continuous-action list (c1-c9). Networks are in
-:mod:`rewardgym.agents.policies`, normalisers in :mod:`rewardgym.agents.normalize`.
+:mod:`rewardgym.learners.policies`, normalisers in :mod:`rewardgym.learners.normalize`.
 
 Environments
 ------------
@@ -68,9 +68,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rewardgym.agents.episodes import EpisodeWindow
-from rewardgym.agents.normalize import ObsNormalizer, RewardNormalizer
-from rewardgym.agents.policies import ACTIVATIONS, ActorCritic, MLPActorCritic, make_policy, policy_defaults
+from rewardgym.learners.episodes import EpisodeWindow
+from rewardgym.learners.normalize import ObsNormalizer, RewardNormalizer
+from rewardgym.learners.policies import ACTIVATIONS, ActorCritic, MLPActorCritic, make_policy, policy_defaults
 from rewardgym.rewards.shaping import check_agent_gamma
 
 CHECKPOINT_FORMAT = 1
@@ -505,8 +505,8 @@ class PPO:
         config: a :class:`PPOConfig` (used as given), or a dict / ``None`` for
             :meth:`PPOConfig.for_space` (the network's defaults, overridden by the dict).
         policy: builds the actor-critic from ``(observation_space, action_space, config)``
-            (default :func:`~rewardgym.agents.policies.make_policy`), under the seeded RNG; e.g.
-            MAPPO's centralised critic (:func:`rewardgym.agents.mappo.mappo_policy`) or a network
+            (default :func:`~rewardgym.learners.policies.make_policy`), under the seeded RNG; e.g.
+            MAPPO's centralised critic (:func:`rewardgym.learners.mappo.mappo_policy`) or a network
             class of your own. Its ``ARCH`` is what checkpoints record.
 
     Example::

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from rewardgym.files import (atomic_write_bytes, atomic_write_text, confined, read_json,  # noqa: F401 (re-exported)
                              save_figure)
+from rewardgym.runs.algorithms import ALGORITHMS
 
 MAX_METRICS_BYTES = 256 * 2**20  # metrics.jsonl read back from a (possibly received) run
 RUN_FORMAT = 1  # bumped when the layout or the checkpoint contents change incompatibly
@@ -255,7 +256,8 @@ def latest_checkpoint(run: "RunDir", algo: str, final: bool = False) -> Path | N
     weights-only checkpoints have ``.zip`` files."""
     names = (["final"] if final else []) + ["latest"]
     for name in names:
-        for suffix in ((".pt",) if algo == "ppo" else (".pt", ".zip")):
+        algorithm = ALGORITHMS.get(algo)
+        for suffix in algorithm.checkpoint_suffixes if algorithm else (".pt",):
             path = run.checkpoint_dir / f"{name}{suffix}"
             if path.is_file():
                 return path

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rewardgym.agents.runs import RunDir
+from rewardgym.runs.directory import RunDir
 from rewardgym.envs.view import StateView, raw_batch
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class ValuePotential:
     def __init__(self, run: Any, task: "TaskSpec"):
         import gymnasium as gym
 
-        from rewardgym.agents.evaluate import RunPolicy
+        from rewardgym.runs.evaluate import RunPolicy
 
         path = Path(run)
         run_dir = RunDir.open(path.parent.parent if path.is_file() else path)

@@ -51,8 +51,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rewardgym.agents.runs import RunDir, atomic_write_bytes, atomic_write_text
 from rewardgym.files import confined, read_json
+from rewardgym.runs.algorithms import ALGORITHMS
+from rewardgym.runs.directory import RunDir, atomic_write_bytes, atomic_write_text
 from rewardgym.version import __version__
 
 MANIFEST_NAME = "manifest.json"
@@ -66,7 +67,7 @@ PARITY_ATOL = 1e-5
 ONNX_OPS = frozenset({
     # what torch's exporter writes for rewardgym's exports (DeployablePolicy, opset 20): the
     # normaliser (Sub, Mul, Clip), the actor MLP with each activation of
-    # rewardgym.agents.policies.ACTIVATIONS (Gemm, Tanh, Relu, Elu, Gelu), the action bounds (Max, Min)
+    # rewardgym.learners.policies.ACTIVATIONS (Gemm, Tanh, Relu, Elu, Gelu), the action bounds (Max, Min)
     "Sub", "Mul", "Clip", "Gemm", "Tanh", "Relu", "Elu", "Gelu", "Max", "Min",
     # plain elementwise / linear ops another exporter version may write for the same layers
     "Add", "Div", "Neg", "Abs", "MatMul", "Identity", "Sigmoid", "LeakyRelu", "Selu", "Softplus", "Erf",
@@ -82,7 +83,7 @@ MAX_ONNX_NODES = 512
 """Nodes of a policy graph, subgraphs included (rewardgym's widest config, 64 hidden layers, needs ~140)."""
 MAX_ONNX_INITIALIZER_BYTES = 256 * 2**20
 """Declared size of all the graph's tensors together (256 MiB of weights: far above any MLP policy a
-PPO config may ask for, rewardgym.agents.ppo.MAX_POLICY_PARAMETERS)."""
+PPO config may ask for, rewardgym.learners.ppo.MAX_POLICY_PARAMETERS)."""
 MAX_ONNX_BYTES = MAX_ONNX_INITIALIZER_BYTES + 16 * 2**20
 """Largest policy file read (its tensors plus the graph around them)."""
 MAX_ONNX_ROW_ELEMENTS = 2**24
@@ -140,11 +141,12 @@ def load_run_agent(run_path: str | Path) -> tuple[RunDir, dict[str, Any], Any]:
         RunError: not a run, no checkpoint, another task's checkpoint.
         ExportError: not a rewardgym PPO run, or a policy that cannot be exported.
     """
-    from rewardgym.agents.evaluate import RunPolicy
+    from rewardgym.runs.evaluate import RunPolicy
 
     run = RunDir.open(run_path)
     config = run.config()
-    if config.get("algo") != "ppo":
+    algorithm = ALGORITHMS.get(config.get("algo"))
+    if algorithm is None or not algorithm.exportable:
         raise ExportError(f"{run.config_path}: algo {config.get('algo')!r}: export supports rewardgym's PPO "
                           "runs (algo 'ppo'); export a Stable-Baselines3 policy with SB3's own ONNX recipe")
     env = gym.make(config["task"])
@@ -159,7 +161,7 @@ def load_run_agent(run_path: str | Path) -> tuple[RunDir, dict[str, Any], Any]:
 
 
 def deployable_policy(agent: Any) -> DeployablePolicy:
-    """The :class:`DeployablePolicy` of a trained :class:`~rewardgym.agents.ppo.PPO` (CPU, eval mode)."""
+    """The :class:`DeployablePolicy` of a trained :class:`~rewardgym.learners.ppo.PPO` (CPU, eval mode)."""
     import copy
 
     head = agent.policy.head
@@ -686,7 +688,7 @@ def evaluate_exported(path: str | Path, episodes: int = 10, seed: int = 10_000, 
     ``reward`` is what ``return`` reports (default the simulator's own reward; the manifest
     records the training reward, copied under ``reward/`` when it was a program).
     """
-    from rewardgym.agents.rollout import evaluate_policy
+    from rewardgym.runs.evaluate import evaluate_policy
 
     policy = ExportedPolicy.load(path, trusted=trusted)
     report = evaluate_policy(policy, policy.task, episodes=episodes, seed=seed, reward=reward, randomize=randomize)

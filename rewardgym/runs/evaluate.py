@@ -1,4 +1,5 @@
-"""``rewardgym eval``: success rate and returns of a trained run, and an optional video.
+"""Evaluation: success rate and returns of a trained run (``rewardgym eval``, optional video)
+or of any batch policy (:func:`evaluate_policy`: exported policies, robustness sweeps).
 
 Episodes run with the deterministic policy on fresh seeds (``seed, seed+1, ...``), with
 the run's own reward injected (program files are read from the copies inside the run
@@ -15,13 +16,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 
-from rewardgym.agents.episodes import public
-from rewardgym.agents.runs import RunDir, RunError, atomic_write_text, reward_for_run, run_copy
+from rewardgym.learners.episodes import public
+from rewardgym.learners.mappo import marl_policy
+from rewardgym.learners.ppo import PPO, PPOConfig
+from rewardgym.runs.directory import RunDir, RunError, atomic_write_text, latest_checkpoint, reward_for_run, run_copy
+from rewardgym.runs.sb3 import load_sb3_model, new_sb3_model, single_env_for_sb3
+from rewardgym.runs.algorithms import ALGORITHMS, get_algorithm
+from rewardgym.runs.train import load_ppo_checkpoint
 
 
 class RunPolicy:
@@ -35,24 +41,19 @@ class RunPolicy:
     """
 
     def __init__(self, run: RunDir, env: gym.vector.VectorEnv, unsafe_pickle: bool = False):
-        from rewardgym.agents.runs import latest_checkpoint
-        from rewardgym.agents.train import ALGOS, PPO_ALGOS
-
         config = run.config()
         self.algo = config.get("algo")
-        if self.algo not in ALGOS:
-            raise RunError(f"{run.config_path}: unknown algo {self.algo!r}")
+        try:
+            algorithm = get_algorithm(self.algo, f"{run.config_path}: algo")
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
         ckpt = latest_checkpoint(run, self.algo, final=True)
         if ckpt is None:
             raise RunError(f"{run.path} has no checkpoint (expected {run.checkpoint_dir / 'final.pt'})")
         hyper = config.get("hyperparams", {})
         if not isinstance(hyper, dict):
             raise RunError(f"{run.config_path}: hyperparams must be a table")
-        if self.algo in PPO_ALGOS:
-            from rewardgym.agents.mappo import marl_policy
-            from rewardgym.agents.ppo import PPO, PPOConfig
-            from rewardgym.agents.train import load_ppo_checkpoint
-
+        if algorithm.learner == "ppo":
             payload = load_ppo_checkpoint(ckpt, config["task"], unsafe_pickle, algo=self.algo)
             try:
                 # a vector env (eval: the agent vector env of IPPO/MAPPO) or one env (export)
@@ -62,7 +63,7 @@ class RunPolicy:
                                           source=str(run.config_path))
             except ValueError as exc:
                 raise RunError(str(exc)) from None
-            self.agent = PPO(env, cfg, policy=marl_policy(self.algo, env) if self.algo != "ppo" else None)
+            self.agent = PPO(env, cfg, policy=marl_policy(self.algo, env) if algorithm.multi_agent else None)
             try:
                 self.agent.load_policy(payload["agent"])
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -70,8 +71,6 @@ class RunPolicy:
                                f"{str(exc)[:300]})") from None
             self.agent.global_step = int(payload["global_step"])  # env steps the policy trained for
         else:
-            from rewardgym.agents.sb3 import load_sb3_model, new_sb3_model, single_env_for_sb3
-
             try:
                 self.agent = new_sb3_model(single_env_for_sb3(env), int(config.get("seed", 0)), "cpu", hyper)
             except ValueError as exc:
@@ -85,7 +84,25 @@ class RunPolicy:
 
 def _mean_std(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std())}
+    return {"mean": float(arr.mean()), "std": float(arr.std())} if arr.size else {"mean": float("nan"), "std": 0.0}
+
+
+def demonstration_policy(run_path: str | Path, task_id: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A trained run's deterministic policy as ``obs (obs_dim,) -> action``, for recording
+    demonstrations (:func:`rewardgym.perceptual.demos.collect`).
+
+    Raises:
+        RunError: the run is not readable, or trained another task.
+    """
+    run = RunDir.open(run_path)
+    if run.config()["task"] != task_id:
+        raise RunError(f"{run.path} trained task {run.config()['task']!r}, not {task_id!r}")
+    spaces_env = gym.make_vec(task_id, num_envs=1)
+    try:
+        policy = RunPolicy(run, spaces_env)
+    finally:
+        spaces_env.close()
+    return lambda obs: policy(obs[None])[0]
 
 
 def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video: bool = False,
@@ -106,8 +123,9 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
     if config.get("shaping"):  # the same reward the agent trained on, shaping term included
         gamma = float(config.get("hyperparams", {}).get("gamma", 0.99))
         extra = {"shaping": run_copy(run, config["shaping"]), "gamma": gamma}
-    if config.get("algo") in ("ippo", "mappo"):  # the agent vector env the policy was trained on
-        extra["global_state"] = config["algo"] == "mappo"
+    algorithm = ALGORITHMS.get(config.get("algo"))
+    if algorithm is not None and algorithm.multi_agent:  # the agent vector env the policy was trained on
+        extra["global_state"] = algorithm.global_state
     env = gym.make_vec(config["task"], num_envs=1, reward=reward_for_run(run), trusted=trusted,
                        reward_limits=reward_limits, render_mode="rgb_array" if video else None, **extra)
     try:
@@ -162,3 +180,60 @@ def evaluate(run_path: str | Path, episodes: int = 10, seed: int = 10_000, video
     atomic_write_text(run.path / "eval.json", json.dumps(report, indent=2) + "\n")
     return report
 
+
+# -- any batch policy (exported policies, robustness sweeps) ---------------------------------
+BatchPolicy = Callable[[np.ndarray], np.ndarray]
+"""``(B, obs_dim)`` float32 observations -> ``(B, act_dim)`` actions."""
+
+
+def evaluate_policy(policy: BatchPolicy, task: str, episodes: int = 10, seed: int = 10_000, reward: Any = "env",
+                    randomize: Any = None, max_envs: int = 16, trusted: bool = False) -> dict[str, Any]:
+    """Success rate, returns and lengths of ``episodes`` episodes of ``policy`` on ``task``.
+
+    Args:
+        policy: a batch policy (see :data:`BatchPolicy`).
+        task: task id.
+        episodes: number of episodes.
+        seed: episode ``k`` is reset with ``seed + k``.
+        reward: the injected reward (``return``); ``env_return`` is always the simulator's own.
+        randomize: domain randomisation of the envs (each episode samples its own).
+        max_envs: episodes run side by side.
+        trusted: run reward program files as trusted code.
+
+    Returns:
+        ``{"episodes", "seed", "success_rate", "return", "env_return", "length"`` (mean/std),
+        ``"terms"`` (mean/std per term), ``"per_episode"`` (lists)``}``.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    rows: dict[str, list[float]] = {"return": [], "env_return": [], "length": [], "success": []}
+    terms: dict[str, list[float]] = {}
+    done_so_far = 0
+    while done_so_far < episodes:
+        n = min(max_envs, episodes - done_so_far)
+        venv = gym.make_vec(task, num_envs=n, reward=reward, randomize=randomize, trusted=trusted)
+        try:
+            obs, _ = venv.reset(seed=seed + done_so_far)
+            finished = np.zeros(n, dtype=bool)
+            while not finished.all():
+                obs, _, terminated, truncated, info = venv.step(policy(np.asarray(obs, dtype=np.float32)))
+                ended = np.flatnonzero(np.logical_or(terminated, truncated) & ~finished)
+                if ended.size:
+                    stats = info["episode_stats"]
+                    for i in ended:
+                        for key in rows:
+                            rows[key].append(float(stats[key][i]))
+                        for name, value in stats["terms"].items():
+                            terms.setdefault(name, []).append(float(value[i]))
+                    finished[ended] = True
+        finally:
+            venv.close()
+        done_so_far += n
+    return {
+        "episodes": episodes, "seed": seed, "reward": str(reward),
+        "success_rate": float(np.mean(rows["success"])),
+        "return": _mean_std(rows["return"]), "env_return": _mean_std(rows["env_return"]),
+        "length": _mean_std(rows["length"]),
+        "terms": {name: _mean_std(values) for name, values in terms.items()},
+        "per_episode": rows,
+    }

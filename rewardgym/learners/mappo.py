@@ -6,7 +6,7 @@ task with ``N`` agents each are ``B x N`` sub-envs, and each agent's observation
 observation followed by its one-hot id (so the shared policy can still act differently per
 agent). Every agent-step is one PPO transition with its own reward, value and advantage
 (GAE per agent; an episode ends for all agents of a copy together). Nothing else changes in
-:class:`~rewardgym.agents.ppo.PPO`: its normalisers, ``compile=True``, checkpoints, exact
+:class:`~rewardgym.learners.ppo.PPO`: its normalisers, ``compile=True``, checkpoints, exact
 resume and ``predict`` work as for one agent.
 
 * **IPPO** (independent PPO with parameter sharing; de Witt et al., 2020, *Is Independent
@@ -25,7 +25,7 @@ transitions, and the agent-specific global state of the value input (the MAPPO p
 are not implemented); MAPPO's value normalisation (PopArt/ValueNorm) and Huber value loss are replaced by PPO's
 return-based reward scaling (``norm_reward``) and clipped squared value loss; there is no
 "death masking" since agents never leave an episode early. Hyper-parameters are
-:class:`~rewardgym.agents.ppo.PPOConfig`'s; ``rewardgym train`` counts ``--steps`` in env
+:class:`~rewardgym.learners.ppo.PPOConfig`'s; ``rewardgym train`` counts ``--steps`` in env
 steps (each one is ``N`` agent transitions).
 """
 
@@ -36,12 +36,12 @@ from typing import Any, Callable
 import gymnasium as gym
 import torch
 
-from rewardgym.agents.policies import ActorCritic, make_head, mlp
-from rewardgym.agents.ppo import PPOConfig
+from rewardgym.learners.policies import ActorCritic, make_head, mlp
+from rewardgym.learners.ppo import PPOConfig
 
 class MAPPOActorCritic(ActorCritic):
     """MAPPO's networks: a shared actor on ``[agent obs, agent id]`` and a centralised critic on
-    ``[agent id, global state]`` (separate MLPs, as :class:`~rewardgym.agents.policies.MLPActorCritic`).
+    ``[agent id, global state]`` (separate MLPs, as :class:`~rewardgym.learners.policies.MLPActorCritic`).
 
     Args:
         layout: the observation's column ranges, ``{"obs": (a, b), "agent_id": (b, c),
@@ -85,7 +85,7 @@ class MAPPOActorCritic(ActorCritic):
 
 
 def mappo_policy(layout: dict[str, tuple[int, int]]) -> Callable[[gym.Space, gym.Space, PPOConfig], ActorCritic]:
-    """The ``policy=`` factory of :class:`~rewardgym.agents.ppo.PPO` that builds :class:`MAPPOActorCritic`."""
+    """The ``policy=`` factory of :class:`~rewardgym.learners.ppo.PPO` that builds :class:`MAPPOActorCritic`."""
     def build(observation_space: gym.Space, action_space: gym.Space, config: PPOConfig) -> ActorCritic:
         width = int(observation_space.shape[0])
         if width != layout["state"][1]:

@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
-from rewardgym.agents.episodes import EpisodeWindow
-from rewardgym.agents.runs import (RUN_FORMAT, UNSAFE_PICKLE_WARNING, RunDir, RunError, load_checkpoint,
+from rewardgym.learners.episodes import EpisodeWindow
+from rewardgym.runs.directory import (RUN_FORMAT, UNSAFE_PICKLE_WARNING, RunDir, RunError, load_checkpoint,
                                    save_checkpoint)
 
 
@@ -45,7 +45,7 @@ def make_sb3_vec_env(task_id: str, reward: Any, num_envs: int, seed: int, truste
 
 
 class EpisodeStatsLog(EpisodeWindow):
-    """:class:`~rewardgym.agents.episodes.EpisodeWindow` fed from SB3's callback infos."""
+    """:class:`~rewardgym.learners.episodes.EpisodeWindow` fed from SB3's callback infos."""
 
     def add_vector_info(self, info: dict[str, Any]) -> None:
         """Gymnasium vector info (arrays + ``_episode_stats`` mask)."""

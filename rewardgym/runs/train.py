@@ -1,10 +1,10 @@
 """``rewardgym train``: train an agent on a task with an injected reward into a run directory.
 
-Two algorithms write the same run-directory layout (:mod:`rewardgym.agents.runs`):
-``ppo`` (rewardgym's own, :mod:`rewardgym.agents.ppo`) and ``sb3-ppo``
+Two algorithms write the same run-directory layout (:mod:`rewardgym.runs.directory`):
+``ppo`` (rewardgym's own, :mod:`rewardgym.learners.ppo`) and ``sb3-ppo``
 (Stable-Baselines3's). Multi-agent tasks train one policy shared by their agents with
 rewardgym's PPO: ``ippo`` (``ppo`` means the same there) or ``mappo`` (a centralised critic;
-:mod:`rewardgym.agents.mappo`); ``steps`` and the logged ``global_step`` count env steps
+:mod:`rewardgym.learners.mappo`); ``steps`` and the logged ``global_step`` count env steps
 (``N`` agent transitions each) and ``num_envs`` copies of the task. A run is resumable:
 checkpoints are written atomically every ``checkpoint_every_s`` seconds, at the end, on
 Ctrl-C and when training stops on an error (a reward program past its limits, diverging
@@ -31,18 +31,29 @@ from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 
-from rewardgym.agents.runs import (RunDir, RunError, latest_checkpoint, load_checkpoint, reward_for_run, run_copy,
-                                   save_checkpoint)
 from rewardgym.envs.registry import get_task
+from rewardgym.intrinsic.oni import OniOptions, PLACE_FIELDS, validate
+from rewardgym.learners.mappo import marl_policy
+from rewardgym.learners.ppo import PPO, PPOConfig, TrainingDiverged
 from rewardgym.rewards.resolve import resolve_potential, resolve_reward
+from rewardgym.rewards.shaping import check_agent_gamma
+from rewardgym.rewards.worker import ProgramLimits, RewardProgramError
+from rewardgym.runs.algorithms import ALGORITHMS, get_algorithm
+from rewardgym.runs.directory import (RUN_FORMAT, RunDir, RunError, latest_checkpoint, load_checkpoint,
+                                      reward_for_run, run_copy, save_checkpoint)
+from rewardgym.runs.sb3 import (EpisodeStatsLog, check_sb3_hyperparams, load_sb3_model, make_sb3_vec_env,
+                                new_sb3_model, save_sb3_checkpoint, sb3_callback)
 from rewardgym.threads import limit_process
 from rewardgym.version import __version__
+from rewardgym.wrappers.make import make_task_env
+from rewardgym.wrappers.randomize import RandomizationConfig
 
-MARL_ALGOS = ("ippo", "mappo")
-"""The shared-parameter algorithms of multi-agent tasks (:mod:`rewardgym.agents.mappo`)."""
-ALGOS = ("ppo", "sb3-ppo", *MARL_ALGOS)
-PPO_ALGOS = ("ppo", *MARL_ALGOS)
-"""The algorithms trained by rewardgym's PPO (:mod:`rewardgym.agents.ppo`)."""
+ALGOS = tuple(ALGORITHMS)
+"""Every ``--algo`` (:data:`rewardgym.runs.algorithms.ALGORITHMS`)."""
+MARL_ALGOS = tuple(a.name for a in ALGORITHMS.values() if a.multi_agent)
+"""The shared-parameter algorithms of multi-agent tasks (:mod:`rewardgym.learners.mappo`)."""
+PPO_ALGOS = tuple(a.name for a in ALGORITHMS.values() if a.learner == "ppo")
+"""The algorithms trained by rewardgym's PPO (:mod:`rewardgym.learners.ppo`)."""
 MAX_NUM_ENVS = 1024
 """Most environments of a run: each is a simulator in this process (or, ``asynchronous``, a process
 of its own), so a received config.json asking for more is refused before any is built."""
@@ -135,8 +146,6 @@ class TrainSpec:
         keys = {f for f in cls.__dataclass_fields__} - {"trusted", "reward_limits"}
         spec = cls(**{k: v for k, v in config.items() if k in keys})
         if isinstance(spec.oni, dict):  # files and endpoints are never taken from a run (PLACE_FIELDS)
-            from rewardgym.intrinsic.oni import PLACE_FIELDS
-
             spec.oni = {k: v for k, v in spec.oni.items() if k not in PLACE_FIELDS}
         spec.validate(source)
         return spec
@@ -159,9 +168,7 @@ class TrainSpec:
         for key, value in self.hyperparams.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{source}: hyper-parameter {key}={value!r} is not finite")
-        if self.algo == "sb3-ppo":
-            from rewardgym.agents.sb3 import check_sb3_hyperparams
-
+        if ALGORITHMS[self.algo].learner == "sb3":
             check_sb3_hyperparams(self.hyperparams, source)
             rollout = self.hyperparams.get("n_steps", 2048) * self.num_envs
             if rollout > 1 << 22:
@@ -264,14 +271,12 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     _check_intrinsic(spec)
     _reward_limits(spec)
     if spec.randomize is not None:
-        from rewardgym.wrappers.randomize import RandomizationConfig
-
         spec.randomize = RandomizationConfig.from_dict(spec.randomize).to_dict()
     reward_kwargs = {"oni": dict(spec.oni)} if _uses_oni(spec) else {}
     resolve_reward(_reward_spec(spec), task, trusted=spec.trusted, reward_kwargs=reward_kwargs).close()
     if spec.shaping:
         resolve_potential(spec.shaping, task, trusted=spec.trusted, reward_kwargs=reward_kwargs)
-    if spec.algo in PPO_ALGOS:
+    if get_algorithm(spec.algo).learner == "ppo":
         _ppo_config(spec, source="hyper-parameters")
     run = RunDir.create(runs_root, spec.to_config(), name=run_name)
     _copy_reward_files(spec, run)
@@ -313,13 +318,13 @@ def _check_algo(spec: TrainSpec, task: Any) -> None:
     if getattr(task, "agents", None):
         if spec.algo == "ppo":
             spec.algo = "ippo"
-        if spec.algo not in MARL_ALGOS:
+        if not get_algorithm(spec.algo).multi_agent:
             raise ValueError(f"{task.id} is a multi-agent task: train it with --algo mappo (a centralised critic) or "
                              f"--algo ippo; for Stable-Baselines3, see docs/MULTIAGENT.md (SuperSuit)")
         if spec.randomize is not None:
             raise ValueError(f"{task.id} is a multi-agent task: --randomize (domain randomisation) is supported on "
                              f"single-agent MuJoCo tasks only")
-    elif spec.algo in MARL_ALGOS:
+    elif get_algorithm(spec.algo).multi_agent:
         raise ValueError(f"--algo {spec.algo} trains multi-agent tasks; {task.id} has one agent: use ppo")
 
 
@@ -340,9 +345,6 @@ _OBSERVATION_SPACES: dict[str, gym.Space] = {}
 def _ppo_config(spec: TrainSpec, source: str):
     """The run's PPOConfig: the hyper-parameters over the defaults of the task's network
     (:meth:`PPOConfig.for_space`; the observation space comes from one env, built once per task)."""
-    from rewardgym.agents.ppo import PPOConfig
-    from rewardgym.wrappers.make import make_task_env
-
     if getattr(get_task(spec.task), "agents", None):  # multi-agent: the shared MLP's defaults
         return PPOConfig.from_dict(_ppo_dict(spec), source=source)
     if spec.task not in _OBSERVATION_SPACES:
@@ -362,10 +364,8 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             cb(row)
 
     try:
-        if spec.algo in PPO_ALGOS:
-            _train_ppo(spec, run, resume_from, notify, unsafe_pickle)
-        else:
-            _train_sb3(spec, run, resume_from, notify, unsafe_pickle)
+        trainer = {"ppo": _train_ppo, "sb3": _train_sb3}[get_algorithm(spec.algo).learner]
+        trainer(spec, run, resume_from, notify, unsafe_pickle)
     finally:
         tracker.close()
         run.plot_learning_curve()
@@ -373,15 +373,14 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
 
 
 def _reward_limits(spec: TrainSpec):
-    from rewardgym.rewards.worker import ProgramLimits
-
     return ProgramLimits.of(spec.reward_limits or None)
 
 
 def _make_env(spec: TrainSpec, run: RunDir, gamma: float) -> gym.vector.VectorEnv:
     extra = {"shaping": spec.shaping, "gamma": gamma} if spec.shaping else {}
-    if spec.algo in MARL_ALGOS:  # the agent vector env; MAPPO's critic reads the global state
-        extra["global_state"] = spec.algo == "mappo"
+    algorithm = get_algorithm(spec.algo)
+    if algorithm.multi_agent:  # the agent vector env; MAPPO's critic reads the global state
+        extra["global_state"] = algorithm.global_state
     return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=_reward_spec(spec),
                         asynchronous=spec.asynchronous, trusted=spec.trusted, reward_limits=_reward_limits(spec),
                         reward_kwargs=_reward_kwargs(spec, run), randomize=spec.randomize, **extra)
@@ -415,16 +414,12 @@ def _check_intrinsic(spec: TrainSpec) -> None:
     if spec.intrinsic not in (None, "oni"):
         raise ValueError(f"unknown intrinsic reward {spec.intrinsic!r}; --intrinsic takes 'oni'")
     if _uses_oni(spec):
-        from rewardgym.intrinsic.oni import OniOptions, validate
-
         validate(OniOptions.from_dict(spec.oni))
 
 
 def save_ppo_checkpoint(agent, spec: TrainSpec, run: RunDir, name: str = "latest.pt") -> Path:
     """Atomically write the agent's full state plus what identifies the run (tensors and plain
     containers only: it loads with ``weights_only=True``)."""
-    from rewardgym.agents.runs import RUN_FORMAT
-
     return save_checkpoint({"run_format": RUN_FORMAT, "task": spec.task, "reward": spec.reward,
                              "rewardgym_version": __version__, "algo": spec.algo,
                              "global_step": int(agent.global_step) // _agents_per_env(spec),  # env steps
@@ -434,7 +429,7 @@ def save_ppo_checkpoint(agent, spec: TrainSpec, run: RunDir, name: str = "latest
 def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False,
                         algo: str = "ppo") -> dict[str, Any]:
     """:func:`load_checkpoint` of a rewardgym PPO checkpoint of ``algo`` (``ppo``, ``ippo`` or
-    ``mappo``; ``payload["agent"]`` is :meth:`~rewardgym.agents.ppo.PPO.state_dict`)."""
+    ``mappo``; ``payload["agent"]`` is :meth:`~rewardgym.learners.ppo.PPO.state_dict`)."""
     payload = load_checkpoint(path, task_id, algo, unsafe_pickle)
     if not isinstance(payload.get("agent"), dict):
         raise RunError(f"{path}: checkpoint has no agent state")
@@ -443,9 +438,6 @@ def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False,
 
 def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
                notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool = False) -> None:
-    from rewardgym.agents.mappo import marl_policy
-    from rewardgym.agents.ppo import PPO
-
     config = _ppo_config(spec, source=str(run.config_path))
     if spec.device != "cuda":  # BLAS pools as small as the learner's (rewardgym.threads)
         limit_process(config.num_threads or 1)
@@ -456,7 +448,7 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
         return int(agent.global_step) // agents
 
     try:
-        agent = PPO(env, config, policy=marl_policy(spec.algo, env) if spec.algo in MARL_ALGOS else None)
+        agent = PPO(env, config, policy=marl_policy(spec.algo, env) if get_algorithm(spec.algo).multi_agent else None)
         if resume_from is not None:
             payload = load_ppo_checkpoint(resume_from, spec.task, unsafe_pickle, algo=spec.algo)
             try:
@@ -497,9 +489,6 @@ def _checkpoint_on_failure(save: Callable[[], Any], step: Callable[[], int], run
 
     The learner's state only changes at update boundaries (a rollout cut short is discarded),
     so the checkpoint resumes exactly where the last update ended."""
-    from rewardgym.agents.ppo import TrainingDiverged
-    from rewardgym.rewards.worker import RewardProgramError
-
     try:
         yield
     except TrainingInterrupted:
@@ -518,9 +507,6 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
                notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool = False) -> None:
     from stable_baselines3.common.logger import Logger
 
-    from rewardgym.agents.sb3 import (EpisodeStatsLog, load_sb3_model, make_sb3_vec_env, new_sb3_model,
-                                      save_sb3_checkpoint, sb3_callback)
-
     if spec.device != "cuda":
         limit_process(1)  # SB3's MLPs gain nothing from threads; they collapse on a busy machine
     gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
@@ -534,7 +520,6 @@ def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             load_sb3_model(model, resume_from, spec.task, unsafe_pickle)
             run.truncate_metrics(int(model.num_timesteps))
         model.set_logger(Logger(folder=None, output_formats=[]))  # no stray SB3-* folders in /tmp
-        from rewardgym.rewards.shaping import check_agent_gamma
 
         check_agent_gamma(env.envs[0], model.gamma)
         log = EpisodeStatsLog()
