@@ -49,13 +49,14 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from rewardgym.intrinsic.annotators import (LABEL_PROMPT, NETHACK_NEGATIVES, PREFERENCE_PROMPT, SYSTEM_PROMPT,
-                                            EmbeddingAnnotator, LLMAnnotator, default_goal)
+from rewardgym.envs.config import from_dict
+from rewardgym.envs.view import active_rows
+from rewardgym.intrinsic.annotators import (EmbeddingAnnotator, LABEL_PROMPT, LLMAnnotator, NETHACK_NEGATIVES,
+                                            PREFERENCE_PROMPT, SYSTEM_PROMPT, default_goal)
 from rewardgym.intrinsic.encoder import CaptionEncoder
 from rewardgym.intrinsic.models import MODELS, make_model
 from rewardgym.intrinsic.service import AnnotationService
 from rewardgym.intrinsic.store import LabelStore, caption_key, normalize_caption
-from rewardgym.envs.view import active_rows
 from rewardgym.rewards.source import RewardSource, Terms
 
 log = logging.getLogger("rewardgym.intrinsic")
@@ -164,12 +165,10 @@ class OniOptions:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "OniOptions":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ONI option(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: dict[str, Any], source: str = "ONI options") -> "OniOptions":
+        """Options from ``data`` (``--oni-option``, a run's config): unknown keys and ill-typed
+        values are refused naming the option (:func:`rewardgym.envs.config.from_dict`)."""
+        return from_dict(cls, data, source, ValueError, "ONI option")
 
 
 PLACE_FIELDS = ("store_path", "stats_path", "transcript_path", "llm_cache_dir", "llm_model", "base_url", "api_key")

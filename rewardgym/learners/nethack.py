@@ -18,7 +18,7 @@ from rewardgym.envs.families.nethack import GLYPH_CATEGORIES, glyph_categories
 from rewardgym.learners.policies import ActorCritic, layer_init, make_head
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rewardgym.learners.ppo import PPOConfig
+    from rewardgym.learners.config import PPOConfig
 
 
 def is_nethack_observation(space: gym.Space) -> bool:

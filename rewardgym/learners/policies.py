@@ -46,7 +46,7 @@ from torch import nn
 from rewardgym.learners.registry import policy_for, register_policy, registered_policies  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rewardgym.learners.ppo import PPOConfig
+    from rewardgym.learners.config import PPOConfig
 
 Obs = torch.Tensor | dict[str, torch.Tensor]
 
