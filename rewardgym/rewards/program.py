@@ -53,12 +53,11 @@ from rewardgym.envs.task import EXTRA_RAW_KEYS
 from rewardgym.envs.view import StateView, UnknownFieldError, ViewSpec, raw_batch, view_spec
 from rewardgym.rewards import prelude as prelude_module
 from rewardgym.rewards.prelude import HELPERS, math_namespace, prelude_namespace, warm_up
-from rewardgym.rewards.sandbox import (ATTRIBUTE_ALLOWLIST, SAFE_BUILTINS, validate_source,
+from rewardgym.rewards.sandbox import (ATTRIBUTE_ALLOWLIST, PROGRAM_FUNCTIONS, SAFE_BUILTINS, validate_source,
                                        value_attributes)
 from rewardgym.rewards.source import RewardSource, Terms
 from rewardgym.rewards.worker import ProgramLimits, ProgramWorker, RewardProgramError, WorkerTooSmall
 
-PROGRAM_FUNCTIONS = ("compute_reward", "compute_potential", "compute_success")
 MAX_TERM_NAMES = 64
 """Distinct term names one program may return over its lifetime (every call: at most as many)."""
 

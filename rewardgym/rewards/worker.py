@@ -63,11 +63,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from rewardgym.rewards.sandbox import PROGRAM_FUNCTIONS
 from rewardgym.threads import limit_process
 
 _ALIGN = 64
 _MAX_REPLY_BYTES = 1 << 20
-_FUNCTIONS = ("compute_reward", "compute_potential", "compute_success")
+_FUNCTIONS = tuple(PROGRAM_FUNCTIONS)  # a request names its function by index into this tuple
 _BACKENDS = ("numpy", "torch")
 _HEADER = 3  # request: function index, backend index, flags; then an optional pickled (layout, objects)
 _HAS_PREV, _HAS_ACTION, _PRUNED = 1, 2, 4
