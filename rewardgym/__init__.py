@@ -23,6 +23,7 @@ from rewardgym.rewards.program import ProgramLimits, RewardProgram
 from rewardgym.rewards.resolve import (register_potential_kind, register_reward_kind, resolve_potential,
                                        resolve_reward)
 from rewardgym.rewards.source import EnvReward, RewardSource, SparseReward, WeightedSum
+from rewardgym.rewards.spec import RewardSpec
 from rewardgym.version import __version__
 from rewardgym.wrappers.make import make_vec, register_gym_ids
 
@@ -56,7 +57,7 @@ def make_parallel_vec(task_id: str, num_envs: int = 1, reward: object = "env", *
 
 
 __all__ = [
-    "EnvReward", "Field", "ProgramLimits", "RewardProgram", "RewardSource", "SparseReward", "StateView", "TaskField",
+    "EnvReward", "Field", "ProgramLimits", "RewardProgram", "RewardSource", "RewardSpec", "SparseReward", "StateView", "TaskField",
     "ViewSpec", "WeightedSum", "all_tasks", "generic_view", "get_task", "make_parallel", "make_parallel_vec",
     "make_vec", "register_potential_kind", "register_reward_kind", "register_task", "resolve_potential",
     "resolve_reward", "__version__",

@@ -126,3 +126,20 @@ def test_the_worker_gets_the_raw_keys_its_fields_read_and_more_on_demand():
         np.testing.assert_array_equal(terms["far"], [13.0, 8.0])
     finally:
         program.close()
+
+
+def test_one_reward_specification_parses_expressions_once_and_round_trips():
+    """RewardSpec is the one parser of reward expressions: terms, kinds, files, repeats merged,
+    and file names replaced (a run's own copies) without changing the expression's meaning."""
+    from rewardgym.rewards.source import format_expression, parse_expression
+    from rewardgym.rewards.spec import RewardSpec
+
+    spec = RewardSpec.of("sparse + 0.1*r.py - 2*env + 0.1*./r.py", shaping="phi.py", gamma=0.99)
+    assert spec.terms() == [(1.0, "sparse"), (0.2, "r.py"), (-2.0, "env")]
+    assert spec.uses("sparse") and not spec.uses("oni") and spec.plus("oni").uses("oni")
+    assert spec.files() == ["r.py", "phi.py"]
+    moved = spec.with_files({"r.py": "/run/r.py", "phi.py": "/run/phi.py"})
+    assert moved.terms() == [(1.0, "sparse"), (0.2, "/run/r.py"), (-2.0, "env")] and moved.shaping == "/run/phi.py"
+    for text in ("expert", "-1*env + sparse", "-0.5*oni", "sparse + 0.01*e.py"):
+        assert parse_expression(format_expression(parse_expression(text))) == parse_expression(text)
+    assert RewardSpec.of(spec) is spec

@@ -33,7 +33,6 @@ process-global state.
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from rewardgym.envs.view import StateView
 from rewardgym.rewards.program import RewardProgram
 from rewardgym.rewards.shaping import PotentialShaping
-from rewardgym.rewards.source import EnvReward, RewardSource, SparseReward, WeightedSum, finite_weight, split_sum
+from rewardgym.rewards.source import EnvReward, RewardSource, SparseReward, WeightedSum, finite_weight, parse_expression
 
 if TYPE_CHECKING:
     from rewardgym.envs.task import TaskSpec
@@ -150,7 +149,7 @@ def resolve_reward(spec: Any, task: "TaskSpec", trusted: bool = False, limits: A
             source = kind.resolve(text, task, trusted, kwargs.get(kind.name, {}))
             if source is not None:
                 return source
-    parts = _merge_repeats(split_sum(text))
+    parts = parse_expression(text)
     programs = [name for _, name in parts if name == "expert" or name.endswith(".py")]
     if len(programs) > MAX_PROGRAMS and not trusted:
         raise ValueError(f"reward {text[:200]!r} names {len(programs)} reward programs; at most {MAX_PROGRAMS} are "
@@ -168,18 +167,6 @@ MAX_PROGRAMS = 4
 worker under :class:`~rewardgym.rewards.worker.ProgramLimits`, so one expression holds at
 most ``MAX_PROGRAMS`` workers (plus one for a ``shaping=`` program): its memory is bounded
 by ``(MAX_PROGRAMS + 1) x memory_mb``, whatever the expression repeats."""
-
-
-def _merge_repeats(parts: list[tuple[float, str]]) -> list[tuple[float, str]]:
-    """One part per distinct source: ``r.py + 2*./r.py`` is ``3*r.py`` (one program, one worker)."""
-    merged: dict[str, list] = {}
-    for weight, name in parts:
-        key = os.path.realpath(name) if name.endswith((".py", ".pt")) else name
-        if key in merged:
-            merged[key][0] += weight
-        else:
-            merged[key] = [weight, name]
-    return [(weight, name) for weight, name in merged.values()]
 
 
 def resolve_potential(spec: Any, task: "TaskSpec", trusted: bool = False, limits: Any = None,

@@ -19,6 +19,7 @@ names the rows whose episode starts.
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Any, Sequence
 
@@ -232,3 +233,44 @@ def split_sum(spec: str) -> list[tuple[float, str]]:
         parts.append((sign * weight, match.group("name")))
         sign = 1.0
     return parts
+
+
+def is_file_term(name: str) -> bool:
+    """Whether a term of an expression names a file (a program, a model, a run directory)
+    rather than a kind (``env``, ``sparse``, ``expert``, ``oni`` ...)."""
+    return name.endswith((".py", ".pt")) or "/" in name or os.sep in name
+
+
+def parse_expression(text: str) -> list[tuple[float, str]]:
+    """``"sparse + 0.1*r.py - 2*env"`` -> ``[(1.0, "sparse"), (0.1, "r.py"), (-2.0, "env")]``,
+    with repeats of one source merged (``r.py + ./r.py`` is ``2*r.py``: one program, one worker).
+
+    The one parser of reward expressions; a single term without a weight is ``[(1.0, text)]``.
+
+    Raises:
+        ValueError: a term that cannot be parsed or a weight that is not finite, naming it.
+    """
+    text = text.strip()
+    if " " not in text and "*" not in text:
+        return [(1.0, text)]
+    merged: dict[str, list] = {}
+    for weight, name in split_sum(text):
+        key = os.path.realpath(name) if is_file_term(name) else name
+        if key in merged:
+            merged[key][0] += weight
+        else:
+            merged[key] = [weight, name]
+    return [(weight, name) for weight, name in merged.values()]
+
+
+def format_expression(terms: list[tuple[float, str]]) -> str:
+    """The expression :func:`parse_expression` reads back as ``terms`` (weights of 1 omitted)."""
+    parts = []
+    for i, (weight, name) in enumerate(terms):
+        size = abs(weight)
+        text = name if size == 1.0 else f"{size!r}*{name}"
+        if i == 0:
+            parts.append(text if weight >= 0 else f"-1.0*{name}" if size == 1.0 else f"-{text}")
+        else:
+            parts.append(f"{'-' if weight < 0 else '+'} {text}")
+    return " ".join(parts)

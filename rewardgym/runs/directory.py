@@ -26,6 +26,8 @@ from typing import Any, Iterable
 
 from rewardgym.files import (atomic_write_bytes, atomic_write_text, confined, read_json,  # noqa: F401 (re-exported)
                              save_figure)
+from rewardgym.rewards.source import is_file_term
+from rewardgym.rewards.spec import RewardSpec
 from rewardgym.runs.algorithms import ALGORITHMS
 
 MAX_METRICS_BYTES = 256 * 2**20  # metrics.jsonl read back from a (possibly received) run
@@ -184,7 +186,7 @@ def run_copy(run: "RunDir", token: str) -> str:
         RunError: the run holds no copy of a file its config names.
     """
     core = token.split("*")[-1]
-    if not (core.endswith((".py", ".pt")) or "/" in core or os.sep in core):
+    if not is_file_term(core):
         return token
     what = f"{run.config_path}: reward file {core[:120]!r}"
     try:
@@ -198,8 +200,9 @@ def run_copy(run: "RunDir", token: str) -> str:
 
 
 def reward_for_run(run: "RunDir") -> str:
-    """The run's reward spec with program and model paths pointing at the run's own copies."""
-    return " ".join(run_copy(run, token) for token in str(run.config()["reward"]).split(" "))
+    """The run's reward expression with program and model files pointing at the run's own copies."""
+    spec = RewardSpec(str(run.config()["reward"]))
+    return spec.with_files({name: run_copy(run, name) for name in spec.files()}).reward
 
 
 # -- checkpoints ----------------------------------------------------------------------------

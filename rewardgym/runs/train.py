@@ -37,6 +37,7 @@ from rewardgym.learners.mappo import marl_policy
 from rewardgym.learners.ppo import PPO, PPOConfig, TrainingDiverged
 from rewardgym.rewards.resolve import resolve_potential, resolve_reward
 from rewardgym.rewards.shaping import check_agent_gamma
+from rewardgym.rewards.spec import RewardSpec
 from rewardgym.rewards.worker import ProgramLimits, RewardProgramError
 from rewardgym.runs.algorithms import ALGORITHMS, get_algorithm
 from rewardgym.runs.directory import (RUN_FORMAT, RunDir, RunError, latest_checkpoint, load_checkpoint,
@@ -211,10 +212,9 @@ def _sigint_flag() -> Iterator[dict[str, bool]]:
 def _copy_reward_files(spec: TrainSpec, run: RunDir) -> None:
     """Copy reward program and perceptual model files (reward and shaping) into the run
     so that eval reproduces the reward."""
-    tokens = spec.reward.replace("*", " ").replace("+", " ").split() + ([spec.shaping] if spec.shaping else [])
-    for token in tokens:
-        path = Path(token)
-        if token.endswith((".py", ".pt")) and path.is_file():
+    for name in RewardSpec.of(spec.reward, shaping=spec.shaping).files():
+        path = Path(name)
+        if name.endswith((".py", ".pt")) and path.is_file():
             shutil.copy2(path, run.path / path.name)
 
 
@@ -395,19 +395,14 @@ def _reward_kwargs(spec: TrainSpec, run: RunDir) -> dict[str, dict[str, Any]]:
                     "transcript_path": str(run.path / "oni_llm_transcript.jsonl")}}
 
 
-def _reward_names_oni(reward: str) -> bool:
-    return "oni" in reward.replace("*", " ").replace("+", " ").replace("-", " ").split()
-
-
 def _uses_oni(spec: TrainSpec) -> bool:
-    return spec.intrinsic == "oni" or _reward_names_oni(spec.reward)
+    return spec.intrinsic == "oni" or RewardSpec(spec.reward).uses("oni")
 
 
 def _reward_spec(spec: TrainSpec) -> str:
-    """The reward string the envs get: ``reward`` plus ``oni`` with ``intrinsic="oni"``."""
-    if spec.intrinsic == "oni" and not _reward_names_oni(spec.reward):
-        return f"{spec.reward} + oni"
-    return spec.reward
+    """The reward expression the envs get: ``reward`` plus ``oni`` with ``intrinsic="oni"``."""
+    reward = RewardSpec(spec.reward)
+    return reward.plus("oni").reward if spec.intrinsic == "oni" else reward.reward
 
 
 def _check_intrinsic(spec: TrainSpec) -> None:

@@ -34,7 +34,7 @@ import gymnasium as gym
 from rewardgym.envs.frames import headless_gl_default
 from rewardgym.envs.registry import add_task_listener, all_tasks, get_task
 from rewardgym.envs.task import TaskEnv, TaskSpec, TaskUnavailableError
-from rewardgym.rewards.resolve import resolve_reward, with_shaping
+from rewardgym.rewards.spec import RewardSpec
 from rewardgym.wrappers.inject import RewardInjection, VectorRewardInjection
 from rewardgym.wrappers.randomize import DomainRandomization, RandomizationConfig
 
@@ -78,11 +78,12 @@ def make_task_env(task_id: str, render_mode: str | None = None, state_in_info: b
     return DomainRandomization(env, config) if config else env
 
 
-def resolve_source(task: TaskSpec, reward: Any, trusted: bool, shaping: Any, gamma: float | None, reward_limits: Any,
-                   reward_kwargs: Any):
-    """The reward source of ``reward=`` with ``shaping=`` (:func:`~rewardgym.rewards.resolve.with_shaping`)."""
-    source = resolve_reward(reward, task, trusted=trusted, limits=reward_limits, reward_kwargs=reward_kwargs)
-    return with_shaping(source, shaping, gamma, task, trusted, reward_limits, reward_kwargs)
+def resolve_source(task: TaskSpec, reward: Any, trusted: bool = False, shaping: Any = None,
+                   gamma: float | None = None, reward_limits: Any = None, reward_kwargs: Any = None):
+    """The reward source of the entry points' reward arguments, through one
+    :class:`~rewardgym.rewards.spec.RewardSpec` (``reward`` may already be one)."""
+    return RewardSpec.of(reward, trusted=trusted, shaping=shaping, gamma=gamma, reward_limits=reward_limits,
+                         reward_kwargs=reward_kwargs).resolve(task)
 
 
 def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
@@ -93,7 +94,9 @@ def make_env(task_id: str, reward: Any = "env", render_mode: str | None = None,
 
     Args:
         task_id: a ``rewardgym/...`` id (short forms accepted).
-        reward: what :func:`~rewardgym.rewards.resolve.resolve_reward` accepts.
+        reward: what :func:`~rewardgym.rewards.resolve.resolve_reward` accepts, or a
+            :class:`~rewardgym.rewards.spec.RewardSpec` (which then carries ``trusted``,
+            ``shaping``, ``gamma``, ``reward_limits`` and ``reward_kwargs``).
         render_mode: passed to the simulator (``"rgb_array"`` renders off-screen).
         trusted: run reward program files as trusted code (skip the sandbox: no validation, no
             worker process, no limits; your own code only).
@@ -134,7 +137,9 @@ def make_vec_env(task_id: str, num_envs: int = 1, reward: Any = "env", asynchron
     Args:
         task_id: a ``rewardgym/...`` id.
         num_envs: number of environments ``B``.
-        reward: what :func:`~rewardgym.rewards.resolve.resolve_reward` accepts.
+        reward: what :func:`~rewardgym.rewards.resolve.resolve_reward` accepts, or a
+            :class:`~rewardgym.rewards.spec.RewardSpec` (which then carries ``trusted``,
+            ``shaping``, ``gamma``, ``reward_limits`` and ``reward_kwargs``).
         asynchronous: one process per env (``AsyncVectorEnv``) instead of in-process.
         wrappers: Gymnasium wrappers applied to each sub-env (a :class:`TaskEnv`), innermost first.
         vector_kwargs: passed to ``SyncVectorEnv``/``AsyncVectorEnv``.
