@@ -256,3 +256,18 @@ def test_no_test_asserts_a_speed():
     stale = [f"{k}: {why}" for k, why in allowed.items() if k not in used]
     assert not offenders and not stale, "waits that a busy machine breaks:\n" + "\n".join(offenders) + \
         ("\nallow-list entries that match nothing:\n" + "\n".join(stale) if stale else "")
+
+
+def test_long_modules_say_why():
+    """A module of more than 600 lines says why at its top ("Size: above 600 lines because ..."):
+    long files are a decision, not an accident (the reward library's programs excepted)."""
+    unexplained = []
+    for path in PACKAGE.rglob("*.py"):
+        if "library" in path.parts:
+            continue
+        text = path.read_text()
+        if text.count("\n") > 600:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "Size: above 600 lines because" not in doc:
+                unexplained.append(f"{path.relative_to(PACKAGE.parent)}: {text.count(chr(10))} lines")
+    assert not unexplained, "long modules without a reason:\n" + "\n".join(unexplained)

@@ -50,6 +50,9 @@ Env states (simulator internals, partial episodes) are *not* in a checkpoint: at
 other update index the resumed run differs from the uninterrupted one only in that the
 envs were reset at the resume point. Exactness is a CPU guarantee; CUDA kernels may be
 non-deterministic.
+
+Size: above 600 lines because the algorithm in one file, CleanRL-style, by design (its
+hyper-parameters are in learners/config.py).
 """
 
 from __future__ import annotations

@@ -92,6 +92,9 @@ Design decisions
   ``total_tokens``), ``latency_s`` (also for a failed request: the time it took),
   ``cached``, ``attempts``, ``seeds`` (the seed of each attempt), ``retry_errors`` and
   ``error`` (null on success).
+
+Size: above 600 lines because one client class and the policies it applies to every request
+(cache, transcript, retries, budgets, context window).
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ content-addressed cache), a received program is validated once, a request that g
 reply is sent again, finished training is kept (a half-trained candidate resumes from its
 checkpoint). Budgets and the cost line count the whole run, every process (from the
 transcript).
+
+Size: above 600 lines because the synthesis loop with its resumable state (received state is
+validated here) and its report; the report is the next candidate to move out.
 """
 
 from __future__ import annotations

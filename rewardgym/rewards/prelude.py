@@ -43,6 +43,10 @@ function forms (``np.sum(x, axis=-1)``), not array methods (``x.sum(axis=-1)``),
 ``np.astype(x, np.float64)`` rather than ``x.astype``: they are the ones both backends
 share. Creation functions (``np.array``, ``np.zeros`` ...) default to ``float64`` for
 float data, as numpy does, and to the namespace's ``device``.
+
+Size: above 600 lines because each helper exists as an array-API expression, a numba kernel
+and a fast lane (measured in benchmarks/prelude_kernels.py); the reward-graph issue folds
+them into one definition.
 """
 
 from __future__ import annotations

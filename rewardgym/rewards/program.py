@@ -36,6 +36,10 @@ agent; they come back as ``(B, N)`` float64. A value of another shape, a column 
 that is another agent count, or a dict naming an unknown agent is a
 :class:`RewardProgramError` naming the file, the line and the term (or the agent).
 ``compute_success`` stays the team's ``(B,)``.
+
+Size: above 600 lines because RewardProgram, the executor that runs its code (in the worker
+or, trusted, here) and the attribute guard share the runtime checks: the run-time half of
+the trust boundary, kept in one file to be audited in one read.
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ Cost: one round trip through two pipes per call (a write and a wake-up each way)
 runnable processes than cores the caller also waits for a CPU after each wake-up, which
 can cost a scheduler time slice (``benchmarks/reward_overhead.py`` reports wall and CPU
 time side by side, isolated vs ``trusted=True``, which runs in-process with none of this).
+
+Size: above 600 lines because one mechanism: the worker process (fork, limits, seccomp), its
+binary protocol and its crash reports.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ Loading (:class:`ExportedPolicy`) treats the directory as untrusted data: the ma
 validated field by field (finite numbers, sizes that agree with the graph), and the
 policy file must match the manifest's sha256. ONNX files are data (a graph of standard
 operators); TorchScript files are programs — load only ones you exported yourself.
+
+Size: above 600 lines because export and loading are the two halves of one file format
+(manifest, ONNX graph checks, parity record).
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ the (possibly cropped) agent observation. Two details of NLE matter:
 Seeding: ``reset(seed=s)`` seeds NetHack's own core/disp RNGs (``reseed=False``), and later
 resets draw fresh NetHack seeds from that stream, so runs are reproducible from the seed
 while every episode still gets a new dungeon.
+
+Size: above 600 lines because one family: the NetHack/MiniHack view (every field documented,
+as the LLM reads it), its batch readers and its tasks; they change together.
 """
 
 from __future__ import annotations
