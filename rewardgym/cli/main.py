@@ -159,13 +159,11 @@ def check(
     seed: int = typer.Option(0, help="Seed of envs and action sampler."),
     timeout: float = typer.Option(120.0, min=0.001, help="Wall-clock limit of the whole check (s); each reward "
                                   "call also gets at most 10 s."),
-    memory_mb: int = typer.Option(4096, min=1, help="Memory limit of the checking process and of the reward "
-                                  "program's worker (MiB)."),
+    memory_mb: int = typer.Option(4096, min=1, help="Memory limit of the reward program's worker (MiB)."),
     trusted: bool = typer.Option(False, "--trusted", help="Skip sandbox validation (your own code only)."),
 ) -> None:
     """Validate a reward program and print per-term statistics on random rollouts."""
     from rewardgym.rewards.check import check_program
-    from rewardgym.rewards.limits import LimitExceeded
     from rewardgym.rewards.program import RewardProgramError
     from rewardgym.rewards.sandbox import ProgramRejected
 
@@ -176,7 +174,7 @@ def check(
         with console.status(f"running {program} on {spec.id} ({steps} x {num_envs} random steps)..."):
             report = check_program(program, spec.id, steps=steps, num_envs=num_envs, seed=seed,
                                    timeout_s=timeout, memory_mb=memory_mb, trusted=trusted)
-    except (ProgramRejected, RewardProgramError, LimitExceeded) as exc:
+    except (ProgramRejected, RewardProgramError) as exc:
         _fail(str(exc), code=1)
     table = Table("term", "mean", "std", "min", "max", "nonzero", title=(
         f"{program} on {spec.id}: {report.episodes} episodes, success rate {report.success_rate:.2f}"))
@@ -917,11 +915,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from rewardgym.envs.registry import UnknownTaskError
     from rewardgym.envs.task import TaskUnavailableError
     from rewardgym.intrinsic.store import StoreError
-    from rewardgym.rewards.limits import LimitExceeded
     from rewardgym.rewards.sandbox import ProgramRejected
     from rewardgym.rewards.worker import RewardProgramError
 
-    return (ValueError, FileNotFoundError, RunError, UnknownTaskError, TaskUnavailableError, LimitExceeded,
+    return (ValueError, FileNotFoundError, RunError, UnknownTaskError, TaskUnavailableError,
             ProgramRejected, RewardProgramError, StoreError)
 
 

@@ -7,7 +7,7 @@ Building blocks:
 * :mod:`~rewardgym.llm_rewards.extract`: :func:`extract_programs` from a reply.
 * :mod:`~rewardgym.llm_rewards.prompts`: design / repair / reflection prompts.
 * :mod:`~rewardgym.llm_rewards.critic`: :func:`critique` (sandbox + random rollouts in a
-  limited child process).
+  reward worker, with a wall-clock budget).
 * :mod:`~rewardgym.llm_rewards.library`: the reward-program library and few-shot retrieval.
 
 Names are imported lazily (``openai`` and the simulators load only when used).

@@ -3,7 +3,7 @@
 :func:`critique` is the "reward critic" of Auto MC-Reward (Li et al., 2024) and the
 execution-feedback step of Eureka (Ma et al., 2024): it writes the program to a file,
 validates it with the sandbox (:func:`rewardgym.rewards.sandbox.validate_source`), runs it
-on random-action rollouts of the real simulator in a limited child process
+on random-action rollouts of the real simulator (the program in its reward worker)
 (:func:`rewardgym.rewards.check.check_program`), and returns a :class:`CriticResult` whose
 ``reason`` is the short, precise text sent back to the LLM for repair.
 
@@ -38,7 +38,6 @@ from pathlib import Path
 
 from rewardgym.envs.registry import get_task
 from rewardgym.rewards.check import CheckReport, check_program
-from rewardgym.rewards.limits import ChildError, ProgramMemoryError, ProgramTimeout
 from rewardgym.rewards.prelude import prelude_namespace
 from rewardgym.rewards.program import RewardProgramError
 from rewardgym.rewards.sandbox import ProgramRejected, validate_source
@@ -150,7 +149,7 @@ def critique(program_text: str, task_id: str, workdir: str | Path, steps: int = 
         task_id: the task whose view and simulator it runs on (short forms accepted).
         workdir: directory the program file is written to (created if needed).
         steps, num_envs: random-action vector steps and batch size of the rollouts.
-        timeout_s, memory_mb: limits of the child process (:func:`check_program`).
+        timeout_s, memory_mb: the check's wall-clock budget and the worker's memory limit (:func:`check_program`).
         seed: rollout seed.
         name: file name (default ``program_<sha256[:10]>.py``).
 
@@ -199,26 +198,6 @@ def critique(program_text: str, task_id: str, workdir: str | Path, steps: int = 
             return fail("crash", message, exc.line or _location(message, path), "compute_reward")
         stage = "load" if "error in loading" in message else "runtime"
         return fail(stage, message, _location(message, path), _term(message))
-    except ProgramTimeout:
-        return fail("timeout", f"{path.name}: no result within {timeout_s:g} s for {steps} steps x {num_envs} "
-                               f"envs: compute_reward loops forever or is far too slow (loop over the batch? "
-                               f"use vectorised numpy)", None, "compute_reward")
-    except ProgramMemoryError as exc:
-        message = str(exc)
-        line = _location(message, path)
-        detail = re.search(r"MemoryError:?[^\n]*", message)
-        code = re.search(r"\n(    [^\n]+)", message)
-        code_text = code.group(1) if code else ""
-        while code_text.endswith(")") and code_text.count(")") > code_text.count("("):
-            code_text = code_text[:-1]  # the wrapping "(...)" of the limits message
-        where = f"{path.name}:{line}" if line else path.name
-        return fail("memory", f"{where}: exceeded the memory limit of {memory_mb} MiB"
-                    + (f" ({detail.group(0).rstrip(')')})" if detail else "") + (f"\n{code_text}" if code_text else "")
-                    + "\ndo not build large arrays: compute on the (B, ...) state fields", line, "compute_reward")
-    except ChildError as exc:
-        message = f"{exc.exc_type}: {exc.exc_message}"
-        return fail("crash", f"evaluating {path.name} on {task.id} failed: {message}",
-                    _location(exc.child_traceback, path), _term(message))
     fatal = _fatal_stats(report)
     if fatal is not None:
         return fail("stats", f"{path.name}: {fatal[0]}", None, fatal[1], report)

@@ -6,7 +6,7 @@ One round:
    (exactly ``rewardgym describe``), the program rules and few-shot programs retrieved
    from the reward library, and writes ``samples`` programs.
 2. **Critic** (Auto MC-Reward): each program is extracted, validated by the sandbox and
-   run on random rollouts in a limited child process; a failure goes back to the LLM
+   run on random rollouts (the program in its reward worker); a failure goes back to the LLM
    with the exact error for at most ``max_repairs`` repairs.
 3. **Train and evaluate** every valid candidate with PPO for ``steps`` env steps, in
    parallel (a local process pool, or Ray), then evaluate it on the task's success test.

@@ -4,18 +4,22 @@ The same report feeds the LLM synthesis loop (Auto MC-Reward's critic): per-term
 statistics over random-action rollouts of the real simulator, plus warnings for terms
 that are constant, never non-zero, or much larger than the rest.
 
-The program is validated in this process (fast, precise line/column errors), then run
-in a child process under a wall-clock and an address-space limit
-(:func:`rewardgym.rewards.limits.run_with_limits`), so an infinite loop or a runaway
-allocation in an untrusted program cannot take the caller down.
+The program is validated in this process (fast, precise line/column errors), then the
+rollouts run here with the program in its reward worker (:mod:`rewardgym.rewards.worker`,
+the one isolation engine: the same limits, seccomp filter and crash containment as
+``gym.make`` and training), so an infinite loop, a runaway allocation or a crash in an
+untrusted program cannot take the caller down. The whole check also has a wall-clock
+budget, checked after every vector step (the simulators are trusted code, as everywhere).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from rewardgym.envs.registry import get_task
@@ -85,33 +89,17 @@ def _warnings(terms: list[TermStats]) -> list[str]:
     return out
 
 
-def _rollout(program_path: str, task_id: str, steps: int, num_envs: int, seed: int,
-             trusted: bool, limits: dict[str, Any]) -> dict[str, Any]:
-    """Child-process body: random-action rollouts with the program injected."""
-    import gymnasium as gym  # the ids are registered: importing any rewardgym module ran rewardgym/__init__
-
-    from rewardgym.rewards.program import RewardProgramError
-
-    task = get_task(task_id)
-    env = gym.make_vec(task.id, num_envs=num_envs, reward=program_path, trusted=trusted, reward_limits=limits)
-    try:
-        return _rollout_loop(env, steps, seed)
-    except RewardProgramError as exc:  # sent back whole: file, line and term survive the process boundary
-        if isinstance(exc.__cause__, MemoryError):
-            raise  # run_with_limits turns it into ProgramMemoryError
-        return {"program_error": {"message": str(exc), "filename": exc.filename, "line": exc.line,
-                                  "term": exc.term, "kind": exc.kind}}
-    finally:
-        env.close()
-
-
-def _rollout_loop(env, steps: int, seed: int) -> dict[str, Any]:
-    """``steps`` random-action vector steps; every reward, term and finished episode."""
+def _rollout_loop(env, steps: int, seed: int, deadline: float | None = None,
+                  on_late: Any = None) -> dict[str, Any]:
+    """``steps`` random-action vector steps; every reward, term and finished episode.
+    ``on_late()`` is raised once ``time.monotonic()`` passes ``deadline``."""
     env.action_space.seed(seed)
     env.reset(seed=seed)
     rewards, terms, successes = [], {}, []
     episodes = 0
     for _ in range(steps):
+        if deadline is not None and time.monotonic() > deadline:
+            raise on_late()
         _, reward, _, _, info = env.step(env.action_space.sample())
         rewards.append(np.asarray(reward, dtype=np.float64))
         for name, value in info["reward_terms"].items():
@@ -139,19 +127,18 @@ def check_program(program: str | Path, task_id: str, steps: int = 200, num_envs:
         steps: vector steps of random actions (``steps * num_envs`` transitions).
         num_envs: environments in the batch.
         seed: seed of the environments and of the action sampler.
-        timeout_s: wall-clock limit of the child process, seconds.
-        memory_mb: address-space limit of the child process, MiB (None: no limit).
-        trusted: skip sandbox validation.
+        timeout_s: wall-clock budget of the whole check, seconds (each reward call also
+            gets at most :class:`~rewardgym.rewards.worker.ProgramLimits`' default).
+        memory_mb: memory limit of the program's worker, MiB (None: the default limit).
+        trusted: skip sandbox validation and run the program in this process (your own code).
 
     Raises:
         ProgramRejected: validation failed (file, line, column, construct).
-        RewardProgramError: the program failed at run time (file, line, term).
-        LimitExceeded: the child ran out of time or memory.
+        RewardProgramError: the program failed at run time (file, line, term), or ran out of
+            time (``kind="timeout"``) or memory (``kind="memory"``), or crashed its worker.
     """
-    from rewardgym.rewards.limits import ChildError, run_with_limits
-    from rewardgym.rewards.program import ProgramLimits, RewardProgramError
-
     from rewardgym.rewards.prelude import prelude_namespace
+    from rewardgym.rewards.program import ProgramLimits, RewardProgramError
     from rewardgym.rewards.sandbox import validate_source
 
     for option, value in (("steps", steps), ("num_envs", num_envs)):
@@ -165,22 +152,21 @@ def check_program(program: str | Path, task_id: str, steps: int = 200, num_envs:
     path = Path(program)
     if not path.is_file():
         raise FileNotFoundError(f"reward program not found: {path}")
-    if not trusted:  # validate here (precise line/column errors); nothing runs in this process
+    if not trusted:  # validate here (precise line/column errors); the program itself runs in its worker
         validate_source(path.read_text(encoding="utf-8"), str(path),
                         allowed_globals=set(prelude_namespace("numpy")), view_fields=list(task.view.fields))
+    limits = ProgramLimits(timeout_s=min(float(timeout_s), ProgramLimits().timeout_s),
+                           memory_mb=memory_mb if memory_mb is not None else ProgramLimits().memory_mb)
+
+    def late() -> RewardProgramError:
+        return RewardProgramError(f"{program}: no result within {timeout_s:g} s for {steps} steps x {num_envs} envs "
+                                  f"on {task.id}", str(program), kind="timeout")
+
+    env = gym.make_vec(task.id, num_envs=num_envs, reward=str(program), trusted=trusted, reward_limits=limits)
     try:
-        limits = {"timeout_s": min(timeout_s, ProgramLimits().timeout_s),
-                  "memory_mb": memory_mb if memory_mb is not None else ProgramLimits().memory_mb}
-        out = run_with_limits(_rollout, args=(str(program), task.id, steps, num_envs, seed, trusted, limits),
-                              timeout_s=timeout_s, memory_mb=memory_mb,
-                              what=f"reward program {program} on {task.id}")
-    except ChildError as exc:
-        if getattr(exc, "exc_type", "") == "RewardProgramError":
-            raise RewardProgramError(str(getattr(exc, "exc_message", exc)), str(program)) from None
-        raise
-    if "program_error" in out:
-        err = out["program_error"]
-        raise RewardProgramError(err["message"], err["filename"], err["line"], err["term"], err.get("kind", "error"))
+        out = _rollout_loop(env, steps, seed, deadline=time.monotonic() + timeout_s, on_late=late)
+    finally:
+        env.close()
     stats = [_stats("reward", out["reward"])] + [_stats(k, v) for k, v in out["terms"].items()]
     return CheckReport(program=str(program), task=task.id, steps=steps, num_envs=num_envs,
                        episodes=out["episodes"], success_rate=out["success_rate"], terms=stats,
