@@ -35,7 +35,6 @@ from rewardgym.envs.registry import get_task
 from rewardgym.intrinsic.oni import OniOptions, PLACE_FIELDS, validate
 from rewardgym.learners.mappo import marl_policy
 from rewardgym.learners.ppo import PPO, PPOConfig, TrainingDiverged
-from rewardgym.rewards.resolve import resolve_potential, resolve_reward
 from rewardgym.rewards.shaping import check_agent_gamma
 from rewardgym.rewards.spec import RewardSpec
 from rewardgym.rewards.worker import ProgramLimits, RewardProgramError
@@ -46,7 +45,6 @@ from rewardgym.runs.sb3 import (EpisodeStatsLog, check_sb3_hyperparams, load_sb3
                                 new_sb3_model, save_sb3_checkpoint, sb3_callback)
 from rewardgym.threads import limit_process
 from rewardgym.version import __version__
-from rewardgym.wrappers.make import make_task_env
 from rewardgym.wrappers.randomize import RandomizationConfig
 
 ALGOS = tuple(ALGORITHMS)
@@ -272,15 +270,15 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     _reward_limits(spec)
     if spec.randomize is not None:
         spec.randomize = RandomizationConfig.from_dict(spec.randomize).to_dict()
-    reward_kwargs = {"oni": dict(spec.oni)} if _uses_oni(spec) else {}
-    resolve_reward(_reward_spec(spec), task, trusted=spec.trusted, reward_kwargs=reward_kwargs).close()
-    if spec.shaping:
-        resolve_potential(spec.shaping, task, trusted=spec.trusted, reward_kwargs=reward_kwargs)
-    if get_algorithm(spec.algo).learner == "ppo":
-        _ppo_config(spec, source="hyper-parameters")
+    _agent_gamma(spec)  # the hyper-parameters' types and ranges (sizes: once the env's spaces are known)
     run = RunDir.create(runs_root, spec.to_config(), name=run_name)
-    _copy_reward_files(spec, run)
-    return _run(spec, run, resume_from=None, on_update=on_update)
+    try:  # the reward is resolved once, here, with the run's own files (ONI's store); a bad one leaves nothing
+        _copy_reward_files(spec, run)
+        source = _reward(spec, run).resolve(task)
+    except BaseException:
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    return _run(spec, run, resume_from=None, on_update=on_update, source=source)
 
 
 def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | None = None, *,
@@ -310,7 +308,8 @@ def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | N
     checkpoint = latest_checkpoint(run, spec.algo)
     if checkpoint is None:
         raise RunError(f"{run.path} has no checkpoint to resume from (expected {run.latest_checkpoint})")
-    return _run(spec, run, resume_from=checkpoint, on_update=on_update, unsafe_pickle=unsafe_pickle)
+    source = _reward(spec, run).resolve(get_task(spec.task))
+    return _run(spec, run, resume_from=checkpoint, on_update=on_update, unsafe_pickle=unsafe_pickle, source=source)
 
 
 def _check_algo(spec: TrainSpec, task: Any) -> None:
@@ -339,24 +338,31 @@ def _ppo_dict(spec: TrainSpec) -> dict[str, Any]:
             "device": spec.device}
 
 
-_OBSERVATION_SPACES: dict[str, gym.Space] = {}
+def _agent_gamma(spec: TrainSpec) -> float:
+    """The discount of the run's agent (shaping must use it); checks the hyper-parameters' types and ranges."""
+    if get_algorithm(spec.algo).learner == "ppo":
+        return PPOConfig.from_dict(_ppo_dict(spec), source="hyper-parameters").gamma
+    return float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
 
 
-def _ppo_config(spec: TrainSpec, source: str):
-    """The run's PPOConfig: the hyper-parameters over the defaults of the task's network
-    (:meth:`PPOConfig.for_space`; the observation space comes from one env, built once per task)."""
-    if getattr(get_task(spec.task), "agents", None):  # multi-agent: the shared MLP's defaults
-        return PPOConfig.from_dict(_ppo_dict(spec), source=source)
-    if spec.task not in _OBSERVATION_SPACES:
-        probe = make_task_env(spec.task)
-        _OBSERVATION_SPACES[spec.task] = probe.observation_space
-        probe.close()
-    return PPOConfig.for_space(_OBSERVATION_SPACES[spec.task], _ppo_dict(spec), source=source)
+def _reward(spec: TrainSpec, run: RunDir) -> RewardSpec:
+    """The run's reward: its expression (plus ``oni`` with ``--intrinsic oni``), trust, shaping
+    with the agent's own discount, the program limits, and the kinds' options (ONI's files in
+    the run directory)."""
+    return RewardSpec.of(_reward_spec(spec), trusted=spec.trusted, shaping=spec.shaping or None,
+                         gamma=_agent_gamma(spec) if spec.shaping else None, reward_limits=_reward_limits(spec),
+                         reward_kwargs=_reward_kwargs(spec, run))
 
 
 def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
-         on_update: Callable[[dict[str, Any]], None] | None, unsafe_pickle: bool = False) -> RunDir:
-    tracker = Tracker(spec.track, run, spec.to_config())
+         on_update: Callable[[dict[str, Any]], None] | None, unsafe_pickle: bool = False, *,
+         source: Any) -> RunDir:
+    """Train ``spec`` into ``run`` with the reward ``source`` resolved once by the caller (closed here)."""
+    try:
+        tracker = Tracker(spec.track, run, spec.to_config())
+    except BaseException:
+        source.close()
+        raise
     callbacks = [tracker.log] + ([on_update] if on_update else [])
 
     def notify(row: dict[str, Any]) -> None:
@@ -365,7 +371,7 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
 
     try:
         trainer = {"ppo": _train_ppo, "sb3": _train_sb3}[get_algorithm(spec.algo).learner]
-        trainer(spec, run, resume_from, notify, unsafe_pickle)
+        trainer(spec, run, resume_from, notify, unsafe_pickle, source)
     finally:
         tracker.close()
         run.plot_learning_curve()
@@ -376,14 +382,18 @@ def _reward_limits(spec: TrainSpec):
     return ProgramLimits.of(spec.reward_limits or None)
 
 
-def _make_env(spec: TrainSpec, run: RunDir, gamma: float) -> gym.vector.VectorEnv:
-    extra = {"shaping": spec.shaping, "gamma": gamma} if spec.shaping else {}
+def _make_env(spec: TrainSpec, source: Any) -> gym.vector.VectorEnv:
+    """The run's vector env with the already resolved reward ``source`` injected once per batch."""
+    extra = {}
     algorithm = get_algorithm(spec.algo)
     if algorithm.multi_agent:  # the agent vector env; MAPPO's critic reads the global state
         extra["global_state"] = algorithm.global_state
-    return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=_reward_spec(spec),
-                        asynchronous=spec.asynchronous, trusted=spec.trusted, reward_limits=_reward_limits(spec),
-                        reward_kwargs=_reward_kwargs(spec, run), randomize=spec.randomize, **extra)
+    try:
+        return gym.make_vec(spec.task, num_envs=spec.num_envs, reward=source, asynchronous=spec.asynchronous,
+                            randomize=spec.randomize, **extra)
+    except BaseException:
+        source.close()
+        raise
 
 
 def _reward_kwargs(spec: TrainSpec, run: RunDir) -> dict[str, dict[str, Any]]:
@@ -432,11 +442,17 @@ def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False,
 
 
 def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
-               notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool = False) -> None:
-    config = _ppo_config(spec, source=str(run.config_path))
+               notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool, source: Any) -> None:
+    base = PPOConfig.from_dict(_ppo_dict(spec), source=str(run.config_path))
     if spec.device != "cuda":  # BLAS pools as small as the learner's (rewardgym.threads)
-        limit_process(config.num_threads or 1)
-    env = _make_env(spec, run, config.gamma)
+        limit_process(base.num_threads or 1)
+    env = _make_env(spec, source)
+    try:  # the hyper-parameters over the defaults of the network these observations get
+        config = base if get_algorithm(spec.algo).multi_agent else PPOConfig.for_space(
+            env.single_observation_space, _ppo_dict(spec), source=str(run.config_path))
+    except BaseException:
+        env.close()
+        raise
     agents = _agents_per_env(spec)  # PPO counts agent transitions; the run counts env steps
 
     def env_steps() -> int:
@@ -499,9 +515,10 @@ def _checkpoint_on_failure(save: Callable[[], Any], step: Callable[[], int], run
 
 
 def _train_sb3(spec: TrainSpec, run: RunDir, resume_from: Path | None,
-               notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool = False) -> None:
-    from stable_baselines3.common.logger import Logger
+               notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool, source: Any) -> None:
+    from stable_baselines3.common.logger import Logger  # lazy: SB3 is imported only for sb3-ppo runs
 
+    source.close()  # SB3 steps single envs, each with its own reward: they resolve the same spec
     if spec.device != "cuda":
         limit_process(1)  # SB3's MLPs gain nothing from threads; they collapse on a busy machine
     gamma = float(spec.hyperparams.get("gamma", 0.99))  # SB3 PPO's default discount
