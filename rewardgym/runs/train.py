@@ -45,6 +45,7 @@ from rewardgym.runs.sb3 import (EpisodeStatsLog, check_sb3_hyperparams, load_sb3
                                 new_sb3_model, save_sb3_checkpoint, sb3_callback)
 from rewardgym.threads import limit_process
 from rewardgym.version import __version__
+from rewardgym.wrappers.make import make_task_env
 from rewardgym.wrappers.randomize import RandomizationConfig
 
 ALGOS = tuple(ALGORITHMS)
@@ -270,7 +271,14 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     _reward_limits(spec)
     if spec.randomize is not None:
         spec.randomize = RandomizationConfig.from_dict(spec.randomize).to_dict()
-    _agent_gamma(spec)  # the hyper-parameters' types and ranges (sizes: once the env's spaces are known)
+    _agent_gamma(spec)  # the hyper-parameters' types and ranges
+    if get_algorithm(spec.algo).learner == "ppo" and not getattr(task, "agents", None):
+        # ... and their sizes against the task's observations, before anything exists on disk
+        probe = make_task_env(task.id)
+        try:
+            PPOConfig.for_space(probe.observation_space, _ppo_dict(spec), source="hyper-parameters")
+        finally:
+            probe.close()
     run = RunDir.create(runs_root, spec.to_config(), name=run_name)
     try:  # the reward is resolved once, here, with the run's own files (ONI's store); a bad one leaves nothing
         _copy_reward_files(spec, run)
