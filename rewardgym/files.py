@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["NAME_PATTERN", "UnsafePath", "atomic_write_bytes", "atomic_write_text", "confined", "read_json",
-           "save_figure", "MAX_JSON_BYTES"]
+           "no_links_out", "save_figure", "MAX_JSON_BYTES"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 """A plain file name read from a received file: letters, digits, ``_ . -``; no separators,
@@ -108,6 +108,31 @@ def confined(root: str | Path, name: Any, what: str, *, plain: bool = False) -> 
     if real != real_root and real_root not in real.parents:
         raise UnsafePath(f"{what}: {name[:120]!r} leads outside {root} (through a link)")
     return path
+
+
+def no_links_out(root: str | Path, what: str, max_entries: int = 100_000) -> None:
+    """Refuse a received directory holding a symbolic link that resolves outside it.
+
+    rewardgym writes into run directories it reads (metrics, checkpoints, reports); a link
+    planted there (``metrics.jsonl -> ~/.bashrc``) would make those writes land elsewhere.
+
+    Raises:
+        UnsafePath: naming the link, or when the tree has more than ``max_entries`` entries.
+    """
+    root = Path(root)
+    real_root = root.resolve()
+    seen = 0
+    for current, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs + files:
+            seen += 1
+            if seen > max_entries:
+                raise UnsafePath(f"{what}: {root} holds more than {max_entries:,} entries")
+            path = Path(current) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if target != real_root and real_root not in target.parents:
+                    raise UnsafePath(f"{what}: {path} is a link to {target}, outside {root} (a received directory "
+                                     f"must not point rewardgym's writes elsewhere)")
 
 
 def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:

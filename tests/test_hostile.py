@@ -798,3 +798,23 @@ def test_received_sb3_hyper_parameters_are_an_allow_list_with_sizes(tmp_path, hy
     with pytest.raises(ValueError, match=key):
         resume(run)
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_received_run_cannot_point_rewardgyms_writes_outside_it(tmp_path):
+    """Class 3: a link planted in a received run (metrics.jsonl -> a file of the user's) is
+    refused before anything is written; the target is unchanged."""
+    from rewardgym.runs.directory import RunDir, RunError
+    from rewardgym.runs.train import resume
+
+    victim = tmp_path / "bashrc"
+    victim.write_text("unchanged\n")
+    run = _fake_run(tmp_path)
+    (run / "metrics.jsonl").symlink_to(victim)
+    (run / "checkpoints" / "latest.pt").write_bytes(b"")
+    with pytest.raises(RunError, match="link to"):
+        resume(run)
+    with pytest.raises(RunError, match="outside"):
+        RunDir.open(run)
+    assert victim.read_text() == "unchanged\n"
+    result = cli("eval", str(run), "--episodes", "1")
+    assert result.returncode == 2 and "outside" in result.stderr and victim.read_text() == "unchanged\n"

@@ -57,7 +57,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from rewardgym.envs.registry import get_task
-from rewardgym.files import NAME_PATTERN, confined, read_json, save_figure
+from rewardgym.files import NAME_PATTERN, confined, no_links_out, read_json, save_figure
 from rewardgym.llm.client import (BudgetExceeded, ContextLengthError, LLMError, LLMRequestError, LLMUnavailableError,
                                   estimate_tokens)
 from rewardgym.llm_rewards.critic import critique
@@ -1003,6 +1003,7 @@ def load_state(run: str | Path) -> dict[str, Any]:
     the file and the field.
     """
     path = Path(run) / "state.json"
+    no_links_out(run, "synthesis run")
     state = read_json(path)
 
     def bad(where: str, why: str) -> ValueError:

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from rewardgym.files import (atomic_write_bytes, atomic_write_text, confined, read_json,  # noqa: F401 (re-exported)
-                             save_figure)
+from rewardgym.files import (atomic_write_bytes, atomic_write_text, confined, no_links_out,  # noqa: F401
+                             read_json, save_figure)
 from rewardgym.rewards.source import is_file_term
 from rewardgym.rewards.spec import RewardSpec
 from rewardgym.runs.algorithms import ALGORITHMS
@@ -80,6 +80,10 @@ class RunDir:
             raise RunError(f"run directory not found: {run.path}")
         if not run.config_path.is_file():
             raise RunError(f"{run.path} is not a rewardgym run (no config.json)")
+        try:
+            no_links_out(run.path, "run directory")
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
         config = run.config()
         if config.get("run_format") != RUN_FORMAT:
             raise RunError(f"{run.config_path}: run format {config.get('run_format')!r} is not supported by "
@@ -118,7 +122,8 @@ class RunDir:
 
     def append_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append rows to metrics.jsonl (one line each, flushed and fsynced)."""
-        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+        nofollow = lambda path, flags: os.open(path, flags | os.O_NOFOLLOW)  # noqa: E731 - a link is never written through
+        with open(self.metrics_path, "a", encoding="utf-8", opener=nofollow) as handle:
             for row in rows:
                 handle.write(json.dumps(row, default=float) + "\n")
             handle.flush()
