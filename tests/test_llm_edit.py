@@ -46,6 +46,19 @@ def test_schema_lists_the_bases_own_names_and_rejects_others():
         parse_edit('{"set": {}, "add_terms": [{"name": "x", "weight": 1, "expression": "a = 1"}]}', base)
 
 
+def test_raw_newlines_inside_strings_are_read_and_other_breakage_is_named():
+    """Weak models (and llama.cpp's JSON mode) put a raw newline inside a JSON string: the meaning
+    is unambiguous, so the edit is read; a broken object is rejected with what is wrong and where."""
+    base = _base()
+    reply = '{"idea": "push harder\nand reach less", "set": {"W_PUSH": 9.5}, "add_terms": [{"name": "effort", ' \
+            '"weight": 0.01, "expression": "-sum_sq(\naction)"}]}'
+    edit = parse_edit(reply, base)
+    assert edit.set == {"W_PUSH": 9.5} and edit.idea.startswith("push harder\nand")
+    assert edit.add_terms == (("effort", 0.01, "-sum_sq(\naction)"),)
+    with pytest.raises(EditError, match=r"no JSON object \(Expecting ',' delimiter at line 1 column \d+"):
+        parse_edit('{"set": {"W_PUSH": 9.5} "remove_terms": []}', base)
+
+
 def test_a_lenient_reply_keeps_unmentioned_values(tmp_path):
     reply = 'Sure! ```json\n{"idea": "more push", "set": {"W_PUSH": 9.5}}\n```'
     edit = parse_edit(reply, _base())

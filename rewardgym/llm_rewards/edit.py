@@ -237,19 +237,26 @@ class Edit:
 
 
 def _json_object(text: str) -> Any:
-    """The first JSON object in ``text`` (bare, or in a code fence), else raise EditError."""
+    """The first JSON object in ``text`` (bare, or in a code fence), else raise EditError saying
+    what was wrong with the closest candidate.
+
+    Lenient where the meaning is unambiguous: control characters inside strings (a raw newline
+    in an ``idea`` or an ``expression``, which weak models and llama.cpp's JSON mode write) are
+    read as themselves (``json``'s ``strict=False``)."""
     fence = re.search(r"```(?:json)?\s*(\{.*?\})\s*```", text, re.DOTALL)
     candidates = [fence.group(1)] if fence else []
     start = text.find("{")
     if start >= 0:
         candidates.append(text[start:])
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(strict=False)
+    problem = None
     for candidate in candidates:
         try:
             return decoder.raw_decode(candidate.strip())[0]
-        except json.JSONDecodeError:
-            continue
-    raise EditError("the reply holds no JSON object; answer with exactly one JSON object as described")
+        except json.JSONDecodeError as exc:
+            problem = problem or f"{exc.msg} at line {exc.lineno} column {exc.colno} of the JSON"
+    detail = f" ({problem})" if problem else " (no '{' in it)"
+    raise EditError(f"the reply holds no JSON object{detail}; answer with exactly one JSON object as described")
 
 
 def parse_edit(text: str, base: Parameterized) -> Edit:
