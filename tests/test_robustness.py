@@ -78,10 +78,13 @@ def test_cli_robustness_with_llm_ranges_from_the_test_server(tiny_hopper_run, tm
         result = runner.invoke(app, [
             "robustness", str(tiny_hopper_run), "--param", "friction", "--values", "0.5,1,2", "--param", "latency",
             "--values", "0,3", "--episodes", "2", "--out", str(out), "--llm", "--model", server.model,
-            "--base-url", server.base_url, "--api-key", server.api_key],
+            "--base-url", server.base_url, "--api-key", server.api_key,
+            # the client options every LLM command takes (a time-out message names them)
+            "--llm-timeout", "600", "--llm-retries", "1", "--max-reply-tokens", "777", "--context-size", "8192"],
             env={"REWARDGYM_LLM_CACHE": str(tmp_path / "cache")}, terminal_width=400)
         assert result.exit_code == 0, result.output
         assert server.chat_request_count == 2  # the invalid table was repaired once
+        assert server.requests[-1].body["max_tokens"] <= 777
         prompt = server.requests[0].body["messages"][1]["content"]
     assert "| friction | 0.5 |" in prompt and "| latency | 3 |" in prompt and "Kept ranges" in prompt
     assert "unknown randomisation parameter 'frction'" in server.requests[1].body["messages"][-1]["content"]

@@ -37,6 +37,14 @@ app = typer.Typer(
 console = SafeConsole(markup=False, highlight=False)
 err = SafeConsole(stderr=True, markup=False, highlight=False, soft_wrap=True)  # paths stay on one line
 
+# The LLM client options every command that talks to an LLM takes (synthesize, robustness --llm,
+# train --annotator llm): one wording, so a message that names an option names one the command has.
+_LLM_TIMEOUT_HELP = "Seconds per LLM HTTP attempt."
+_LLM_RETRIES_HELP = "Retries on 429/5xx/connection errors (a time-out is retried once)."
+_MAX_REPLY_TOKENS_HELP = "Cap of each LLM reply (tokens; max_tokens of every request)."
+_CONTEXT_SIZE_HELP = ("The model's context window in tokens (default $REWARDGYM_LLM_CONTEXT, else what the server "
+                      "says or its refusal); prompts are fitted to it.")
+
 
 @app.callback()
 def _root(tasks: list[str] = typer.Option([], "--tasks", metavar="FILE_OR_MODULE", help="A module or .py file that declares tasks with "
@@ -281,6 +289,13 @@ def train(
                                            "annotator (default $OPENAI_BASE_URL)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key of the llm annotator (default "
                                           "$OPENAI_API_KEY; never written to the run directory)."),
+    llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", min=0.001, help=_LLM_TIMEOUT_HELP +
+                                                " (llm annotator; default 60)"),
+    llm_retries: Optional[int] = typer.Option(None, "--llm-retries", min=0, help=_LLM_RETRIES_HELP +
+                                              " (llm annotator; default 4)"),
+    max_reply_tokens: Optional[int] = typer.Option(None, "--max-reply-tokens", min=16, help=_MAX_REPLY_TOKENS_HELP +
+                                                   " (llm annotator)"),
+    context_size: Optional[int] = typer.Option(None, "--context-size", min=256, help=_CONTEXT_SIZE_HELP),
     randomize: Optional[Path] = typer.Option(None, "--randomize", help="Domain randomisation file (.toml or "
                                              ".json: friction, mass, latency, obs_noise ...; MuJoCo tasks)."),
 ) -> None:
@@ -294,6 +309,9 @@ def train(
 
     if resume is None and task is None:
         _fail("give a TASK to train on, or --resume RUN")
+    llm_options = {k: v for k, v in (("llm_timeout_s", llm_timeout), ("llm_retries", llm_retries),
+                                     ("llm_max_tokens", max_reply_tokens), ("llm_context_size", context_size))
+                   if v is not None}  # the LLM client options every LLM command takes
     if api_key:  # the LLM annotator's key: from the environment, never from config.json
         import os
 
@@ -322,8 +340,9 @@ def train(
                                   trusted=trusted, reward_limits=limits, checkpoint_every_s=checkpoint_every,
                                   shaping=shaping,
                                   hyperparams=_load_config_file(config) if config else {},
-                                  intrinsic=intrinsic, oni=_oni_options(intrinsic, oni_model, annotator, oni_beta,
-                                                                        goal, oni_option, model, base_url),
+                                  intrinsic=intrinsic, oni={**_oni_options(intrinsic, oni_model, annotator, oni_beta,
+                                                                         goal, oni_option, model, base_url),
+                                                            **(llm_options if intrinsic else {})},
                                   randomize=_randomize_or_fail(randomize))
         if config is not None and algo in training.PPO_ALGOS:  # report bad keys against the file they came from
             from rewardgym.learners.ppo import PPOConfig
@@ -349,8 +368,8 @@ def train(
     try:
         with progress:
             run = training.resume(resume, on_update=on_update, trusted=trusted, reward_limits=limits,
-                                  unsafe_pickle=unsafe_pickle, llm_model=model,
-                                  base_url=base_url) if resume else training.train(
+                                  unsafe_pickle=unsafe_pickle, llm_model=model, base_url=base_url,
+                                  oni_options=llm_options) if resume else training.train(
                 spec, runs_root=runs_dir, run_name=name, on_update=on_update)
     except training.TrainingInterrupted as exc:
         err.print(str(exc), style="yellow")
@@ -519,6 +538,10 @@ def robustness(
                                            "$OPENAI_BASE_URL)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)."),
     max_repairs: int = typer.Option(1, "--max-repairs", help="Repair requests when the LLM's table is invalid."),
+    llm_timeout: float = typer.Option(120.0, "--llm-timeout", min=0.001, help=_LLM_TIMEOUT_HELP),
+    llm_retries: int = typer.Option(4, "--llm-retries", min=0, help=_LLM_RETRIES_HELP),
+    max_reply_tokens: int = typer.Option(2048, "--max-reply-tokens", min=16, help=_MAX_REPLY_TOKENS_HELP),
+    context_size: Optional[int] = typer.Option(None, "--context-size", min=256, help=_CONTEXT_SIZE_HELP),
     trusted: bool = typer.Option(False, "--trusted", help=_TORCHSCRIPT_TRUST_HELP),
 ) -> None:
     """Sweep physical parameters one at a time (DrEureka's RAPP): success and return per value, the range
@@ -540,7 +563,9 @@ def robustness(
         if llm:
             from rewardgym.llm.client import LLMClient
 
-            client = LLMClient(model=model, base_url=base_url, api_key=api_key)  # fails before the sweep
+            client = LLMClient(model=model, base_url=base_url, api_key=api_key, timeout_s=llm_timeout,
+                               max_retries=llm_retries, max_tokens=max_reply_tokens,
+                               context_size=context_size)  # fails before the sweep
         batch_policy, task, label = rb.load_batch_policy(policy, trusted=trusted)
     except (RandomizationError, ExportError, RunError, ValueError) as exc:
         _fail(str(exc))
@@ -620,20 +645,17 @@ def synthesize(
     edit_after: int = typer.Option(1, "--edit-after", help="auto mode: rounds without a valid candidate before "
                                    "switching to edits (0: edits from the first round)."),
     temperature: float = typer.Option(1.0, "--temperature", help="LLM sampling temperature."),
-    max_reply_tokens: int = typer.Option(2048, "--max-reply-tokens", help="Cap of each LLM reply (tokens; "
-                                         "max_tokens of every request)."),
-    context_size: Optional[int] = typer.Option(None, "--context-size", help="The model's context window in tokens "
-                                               "(default $REWARDGYM_LLM_CONTEXT, else what the server says or "
-                                               "its refusal); prompts are fitted to it."),
+    max_reply_tokens: int = typer.Option(2048, "--max-reply-tokens", help=_MAX_REPLY_TOKENS_HELP),
+    context_size: Optional[int] = typer.Option(None, "--context-size", help=_CONTEXT_SIZE_HELP),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Budget: total LLM tokens of the run."),
     max_requests: Optional[int] = typer.Option(None, "--max-requests", help="Budget: LLM requests of the run."),
     max_candidates: Optional[int] = typer.Option(None, "--max-candidates", help="Budget: programs in all."),
     max_wall_time: Optional[float] = typer.Option(None, "--max-wall-time", help="Budget: wall time of the run "
                                                   "(s, every process), checked before each LLM request."),
-    check_timeout: float = typer.Option(60.0, "--check-timeout", help="Critic: time limit per program run (s)."),
-    llm_timeout: float = typer.Option(120.0, "--llm-timeout", help="Seconds per LLM HTTP attempt."),
-    llm_retries: int = typer.Option(4, "--llm-retries", help="Retries on 429/5xx/connection errors (a time-out "
-                                    "is retried once)."),
+    check_timeout: float = typer.Option(60.0, "--check-timeout", help="Critic: wall-clock budget of each program's "
+                                        "check on random rollouts (s)."),
+    llm_timeout: float = typer.Option(120.0, "--llm-timeout", help=_LLM_TIMEOUT_HELP),
+    llm_retries: int = typer.Option(4, "--llm-retries", help=_LLM_RETRIES_HELP),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir"),
     name: Optional[str] = typer.Option(None, "--name", help="Run directory name (default: generated)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the synthesis run in this directory; "

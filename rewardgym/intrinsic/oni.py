@@ -91,6 +91,8 @@ class OniOptions:
         llm_model, base_url, api_key: LLM endpoint (default: ``$REWARDGYM_LLM_MODEL``,
             ``$OPENAI_BASE_URL``, ``$OPENAI_API_KEY``).
         llm_timeout_s, llm_retries: per attempt / retries of the LLM client.
+        llm_max_tokens, llm_context_size: reply cap and context window of the LLM client (None:
+            the client's defaults); ``train``'s ``--max-reply-tokens`` / ``--context-size``.
         llm_cache_dir: LLM response cache (None: the client's default; False: off).
         transcript_path: JSONL transcript of every LLM request (None: none).
         batch_size: captions (pairs) per annotator call (None: 16 for the LLM, 64 embedding).
@@ -118,6 +120,8 @@ class OniOptions:
     api_key: str | None = field(default=None, repr=False)
     llm_timeout_s: float = 60.0
     llm_retries: int = 4
+    llm_max_tokens: int | None = None
+    llm_context_size: int | None = None
     llm_cache_dir: Any = None
     transcript_path: str | None = None
     batch_size: int | None = None
@@ -204,7 +208,9 @@ class OniSystem:
 
             client = LLMClient(model=o.llm_model, base_url=o.base_url, api_key=o.api_key,
                                transcript_path=o.transcript_path, cache_dir=o.llm_cache_dir,
-                               timeout_s=o.llm_timeout_s, max_retries=o.llm_retries, temperature=0.0)
+                               timeout_s=o.llm_timeout_s, max_retries=o.llm_retries, temperature=0.0,
+                               **({"max_tokens": o.llm_max_tokens} if o.llm_max_tokens else {}),
+                               context_size=o.llm_context_size)
             context = f"The player's goal: {o.goal}" if o.goal else ""
             self.annotator = LLMAnnotator(client, context=context, batch_size=o.batch_size or 16,
                                           label_prompt=o.label_prompt or LABEL_PROMPT,

@@ -291,7 +291,8 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
 
 def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | None = None, *,
            trusted: bool = False, reward_limits: dict[str, Any] | None = None,
-           unsafe_pickle: bool = False, llm_model: str | None = None, base_url: str | None = None) -> RunDir:
+           unsafe_pickle: bool = False, llm_model: str | None = None, base_url: str | None = None,
+           oni_options: dict[str, Any] | None = None) -> RunDir:
     """Continue an interrupted run from its last checkpoint.
 
     Args:
@@ -303,10 +304,13 @@ def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | N
         llm_model, base_url: the LLM endpoint of ONI's llm annotator (default: the
             environment's). Never taken from the run: a received run cannot direct the
             caller's key, or its files, anywhere (:data:`rewardgym.intrinsic.oni.PLACE_FIELDS`).
+        oni_options: ONI options given on this command line (``--llm-timeout`` ...); they
+            replace the run's (places excepted).
     """
     run = RunDir.open(run_path)
     spec = TrainSpec.from_config(run.config(), source=str(run.config_path))
     if _uses_oni(spec):
+        spec.oni.update({k: v for k, v in (oni_options or {}).items() if k not in PLACE_FIELDS})
         spec.oni.update({k: v for k, v in (("llm_model", llm_model), ("base_url", base_url)) if v})
     spec.trusted = trusted
     spec.reward_limits = dict(reward_limits or {})
