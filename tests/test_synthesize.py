@@ -157,7 +157,12 @@ def test_budget_stop_reports_and_resume_counts_the_whole_run(tmp_path):
         more = _cli(server, tmp_path, "--resume", str(run), "--max-requests", "2")
         assert more.returncode == 0, more.stdout + more.stderr
         assert server.chat_request_count == 2
-    assert "2 request(s)" in (run / "report.md").read_text()
+        assert "settings changed on resume: --max-requests 1 -> 2" in more.stdout  # the option, not a field
+    report = (run / "report.md").read_text()
+    assert "2 request(s)" in report and "Status: complete." in report
+    # the report keeps the run's history: both stops and the resume that changed the budget
+    assert "History (stops and resumes):" in report and report.count("stopped (budget)") == 2
+    assert "resumed: --max-requests 1 -> 2" in report
 
 
 def test_ctrl_c_during_a_request_exits_130_with_a_report(tmp_path):

@@ -669,8 +669,8 @@ def synthesize(
     from datetime import datetime, timezone
 
     from rewardgym.llm.client import Budget, LLMClient, LLMError
-    from rewardgym.llm_rewards.synthesize import (RECEIVED_PLACES, SynthesisSpec, Synthesizer, load_spec, new_run_dir,
-                                                  resume_command, save_spec)
+    from rewardgym.llm_rewards.synthesize import (RECEIVED_PLACES, SynthesisSpec, Synthesizer, format_changes,
+                                                  load_spec, new_run_dir, resume_command, save_spec)
 
     # options typed on this command line (typer vendors its own click: compare the source by name)
     given = {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") in
@@ -706,7 +706,7 @@ def synthesize(
         for option, field in _RESUMABLE.items():
             value = ctx.params[option]
             if option in given and getattr(spec, field) != value and field not in RECEIVED_PLACES:
-                changed[field] = {"old": getattr(spec, field), "new": value}
+                changed[field] = {"old": getattr(spec, field), "new": value, "option": "--" + option.replace("_", "-")}
         # the endpoint and model are this command line's (or the environment's), never the run's
         spec = dataclasses.replace(spec, model=model, base_url=base_url,
                                    **{f: v["new"] for f, v in changed.items()})
@@ -750,8 +750,7 @@ def synthesize(
         save_spec(run_path, spec)
         synth.state.setdefault("resumes", []).append(
             {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "changed": changed})
-        log("settings changed on resume: " + ", ".join(f"{k} {v['old']!r} -> {v['new']!r}"
-                                                      for k, v in changed.items()))
+        log("settings changed on resume: " + format_changes(changed))
     log(f"synthesis run: {run_path}")
     try:
         best = synth.run_loop()

@@ -81,7 +81,10 @@ class CriticResult:
     def summary(self) -> str:
         """One line for logs: ``ok`` or ``stage file:line [term]: first line of the reason``."""
         if self.ok:
-            return "ok" + (f" ({len(self.warnings)} warning(s))" if self.warnings else "")
+            if not self.warnings:
+                return "ok"
+            more = f" (+{len(self.warnings) - 2} more)" if len(self.warnings) > 2 else ""
+            return "ok; warning: " + "; ".join(self.warnings[:2]) + more
         where = f"{Path(self.file).name if self.file else '?'}" + (f":{self.line}" if self.line else "")
         term = f" [{self.term}]" if self.term else ""
         return f"{self.stage} {where}{term}: {self.reason.splitlines()[0] if self.reason else ''}"

@@ -640,6 +640,8 @@ class Synthesizer:
         except BaseException as exc:
             self._time("total", time.perf_counter() - start)
             self.state["stop"] = describe_stop(exc, self.run, self.spec)
+            self.state.setdefault("stops", []).append(
+                {k: self.state["stop"][k] for k in ("time", "kind", "reason") if k in self.state["stop"]})
             self._save()
             try:
                 self.write_report()
@@ -706,11 +708,13 @@ class Synthesizer:
                  f"Model `{self.client.model}` at {self.client.base_url}; {s.rounds} round(s) x {s.samples} "
                  f"sample(s); {s.steps} training steps per candidate ({s.algo}); mode {s.mode}.", "",
                  f"Status: {status}", ""]
-        resumes = self.state.get("resumes") or []
-        if resumes:
-            parts += ["Settings changed on resume:", ""]
-            parts += [f"- {r['time']}: " + ", ".join(f"{k} {v['old']!r} -> {v['new']!r}"
-                                                       for k, v in r["changed"].items()) for r in resumes]
+        history = [(str(r.get("time", "")), "resumed" + (": " + format_changes(r["changed"]) if r.get("changed")
+                                                          else "")) for r in self.state.get("resumes") or []]
+        history += [(str(st.get("time", "")), f"stopped ({st.get('kind')}): {str(st.get('reason', ''))[:300]}")
+                    for st in self.state.get("stops") or []]
+        if history:
+            parts += ["History (stops and resumes):", ""]
+            parts += [f"- {when}: {what}" for when, what in sorted(history)]
             parts.append("")
         parts += ["## Rounds", ""]
         for rnd in self.state["rounds"]:
@@ -797,10 +801,16 @@ def _candidate_note(c: dict[str, Any]) -> str:
     repairs = f"{max(0, len(attempts) - 1)} repair(s)"
     edit = f"; edit: {c['edit_summary']}" if c.get("edit_summary") else ""
     if c["status"] in ("trained", "valid"):
-        return repairs + edit
+        warnings = (attempts[-1].get("warnings") or []) if attempts else []
+        return repairs + edit + (f"; warning: {'; '.join(warnings)}" if warnings else "")
     reason = (c.get("reason") or "").strip()
     first = reason.splitlines()[0] if reason else "(no reason recorded)"
     return f"{c.get('stage', '')}: {first}"[:160] + f" ({repairs})"
+
+
+def format_changes(changed: dict[str, Any]) -> str:
+    """``--llm-timeout 30.0 -> 600.0, ...``: settings changed on resume, by their option names."""
+    return ", ".join(f"{v.get('option', k)} {v['old']!r} -> {v['new']!r}" for k, v in changed.items())
 
 
 def _md_cell(text: str) -> str:
@@ -1047,6 +1057,10 @@ def load_state(run: str | Path) -> dict[str, Any]:
     best = state.get("best")
     if best is not None and (not isinstance(best, dict) or best.get("id") not in ids):
         raise bad("best", "expected one of the run's candidates")
+    for key in ("stops", "resumes"):
+        entries = state.get(key, [])
+        if not isinstance(entries, list) or len(entries) > 10_000 or not all(isinstance(e, dict) for e in entries):
+            raise bad(key, "expected a list of records")
     return state
 
 
