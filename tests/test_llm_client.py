@@ -143,6 +143,7 @@ def test_server_error_retries_then_fails(tmp_path):
         assert server.chat_request_count == 3  # 1 + 2 retries
         assert "failed after 3 attempt(s)" in str(info.value) and "HTTP 500" in str(info.value)
         assert server.base_url in str(info.value) and server.model in str(info.value)
+        assert str(info.value).count("HTTP 500") == 1 and "(x3)" in str(info.value)  # each cause once, counted
     rec = read_transcript(tmp_path)[0]
     assert rec["error"].startswith("LLMUnavailableError") and rec["reply"] is None and rec["attempts"] == 3
     assert client.usage.errors == 1 and client.usage.requests == 1

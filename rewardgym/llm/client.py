@@ -374,6 +374,15 @@ def parse_context_refusal(text: str) -> tuple[bool, int | None, int | None]:
     return True, first(_N_CTX_PATTERNS), first(_PROMPT_PATTERNS)
 
 
+def _summarise_errors(errors: list[str]) -> str:
+    """The attempts' errors in order, each distinct one once with its count: the first cause is
+    kept and 'Connection refused' is not repeated four times."""
+    counts: dict[str, int] = {}
+    for error in errors:
+        counts[error] = counts.get(error, 0) + 1
+    return "; ".join(f"{error} (x{n})" if n > 1 else error for error, n in counts.items())
+
+
 class LLMClient:
     """Chat completions from an OpenAI-compatible endpoint, cached, logged, retried, budgeted.
 
@@ -755,7 +764,7 @@ class LLMClient:
         if attempt >= self.max_retries:
             raise LLMUnavailableError(
                 f"{self.base_url} (model {self.model!r}) failed after {attempt + 1} attempt(s): "
-                + "; ".join(retry_errors[-4:]))
+                + _summarise_errors(retry_errors))
         retry_after = _retry_after_s(headers)
         if retry_after is not None:
             if retry_after > self.max_retry_after_s:
