@@ -257,6 +257,7 @@ class Synthesizer:
         self.ask_feedback = ask_feedback
         self.task = get_task(spec.task)
         state_path = self.run / "state.json"
+        self._resumed = state_path.is_file()  # a request pending at the last stop is sent again: say so
         self.state: dict[str, Any] = load_state(self.run) if state_path.is_file() else {
             "format": SYNTH_FORMAT, "rounds": [], "best": None, "done": False, "timings": {}}
         self.timings: dict[str, float] = self.state.setdefault("timings", {})
@@ -390,6 +391,8 @@ class Synthesizer:
                 self._save()
                 return
             record: dict[str, Any] = {}
+            self.log(f"  {cand['id']}: asking {self.client.model} for repair {n} of {s.max_repairs}"
+                     + (" (re-sending the request a stop left without a reply)" if self._resumed else ""))
             try:
                 if cand.get("mode") == "edit":
                     self._repair_edit(cand, round_dir, record)
