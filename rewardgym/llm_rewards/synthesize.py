@@ -257,9 +257,11 @@ class Synthesizer:
         self.ask_feedback = ask_feedback
         self.task = get_task(spec.task)
         state_path = self.run / "state.json"
-        self._resumed = state_path.is_file()  # a request pending at the last stop is sent again: say so
         self.state: dict[str, Any] = load_state(self.run) if state_path.is_file() else {
             "format": SYNTH_FORMAT, "rounds": [], "best": None, "done": False, "timings": {}}
+        # repair requests a stop left without a reply: sent again on resume, and the screen says so
+        self._unanswered = {c["id"] for r in self.state["rounds"] for c in r["candidates"]
+                            if c.get("status") == "pending" and c.get("todo") is None and c.get("attempts")}
         self.timings: dict[str, float] = self.state.setdefault("timings", {})
         self._wall_before = float(self.state.get("wall_s", 0.0))
         self._process_start = time.monotonic()
@@ -392,7 +394,8 @@ class Synthesizer:
                 return
             record: dict[str, Any] = {}
             self.log(f"  {cand['id']}: asking {self.client.model} for repair {n} of {s.max_repairs}"
-                     + (" (re-sending the request a stop left without a reply)" if self._resumed else ""))
+                     + (" (re-sending the request a stop left without a reply)" if cand["id"] in self._unanswered else ""))
+            self._unanswered.discard(cand["id"])
             try:
                 if cand.get("mode") == "edit":
                     self._repair_edit(cand, round_dir, record)
