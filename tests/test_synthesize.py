@@ -125,12 +125,13 @@ def test_outage_during_a_repair_stops_the_run_and_resume_sends_the_repair(tmp_pa
         server.add({"kind": "reply", "text": f"```python{good}```", "match": "repair request"})
         again = _cli(server, tmp_path, "--resume", str(run), "--llm-timeout", "7")
         assert again.returncode == 0, again.stdout + again.stderr
+        assert "re-sending the request a stop left without a reply" in again.stdout
     state = json.loads((run / "state.json").read_text())
     cand = state["rounds"][0]["candidates"][0]
     assert cand["status"] == "trained" and [a["stage"] for a in cand["attempts"]] == ["validate", "ok"]
-    assert state["resumes"][0]["changed"] == {"llm_timeout_s": {"old": 1.0, "new": 7.0}}
+    assert state["resumes"][0]["changed"] == {"llm_timeout_s": {"old": 1.0, "new": 7.0, "option": "--llm-timeout"}}
     assert json.loads((run / "config.json").read_text())["llm_timeout_s"] == 7.0
-    assert "llm_timeout_s 1.0 -> 7.0" in (run / "report.md").read_text()
+    assert "--llm-timeout 1.0 -> 7.0" in (run / "report.md").read_text()
     transcript = [json.loads(line) for line in (run / "llm_transcript.jsonl").read_text().splitlines()]
     assert [bool(r["error"]) for r in transcript] == [False, True, False]
     assert "3 request(s)" in (run / "report.md").read_text()  # the cost of the run, both processes
