@@ -268,6 +268,10 @@ class Synthesizer:
         if getattr(client, "transcript_path", None) is not None:
             client.resume_from_transcript()  # budgets and cost are the run's, not this process's
         client.wall_offset_s = self._wall_before
+        learnt = self.state.get("structured") or {}
+        if learnt.get("mode") in ("json_schema", "json_object", "none") and \
+                learnt.get("endpoint") == getattr(client, "base_url", None):
+            client.structured_mode = learnt["mode"]  # learnt earlier from this server: no refused probe again
         if client.context_size is None and (self.state.get("context") or {}).get("size"):
             client.context_size = int(self.state["context"]["size"])  # learnt earlier: same prompts, cache hits
             client.context_source = self.state["context"].get("source", "learnt")
@@ -340,6 +344,9 @@ class Synthesizer:
                 kwargs = dict(seed=seed, sample_index=sample_index, max_tokens=cap)
                 reply = (self.client.complete_json(fitted.messages, schema, **kwargs) if schema is not None
                          else self.client.complete(fitted.messages, **kwargs))
+                if schema is not None and getattr(self.client, "structured_mode", None):
+                    self.state["structured"] = {"mode": self.client.structured_mode,
+                                                "endpoint": getattr(self.client, "base_url", None)}
             except ContextLengthError as exc:
                 if attempt:
                     raise
