@@ -57,7 +57,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from rewardgym.envs.registry import get_task
-from rewardgym.files import NAME_PATTERN, confined, no_links_out, read_json, save_figure
+from rewardgym.files import NAME_PATTERN, atomic_write_text, no_links_out, read_json, save_figure
 from rewardgym.llm.client import (BudgetExceeded, ContextLengthError, LLMError, LLMRequestError, LLMUnavailableError,
                                   estimate_tokens)
 from rewardgym.llm_rewards.critic import critique
@@ -66,7 +66,7 @@ from rewardgym.llm_rewards.extract import NoCodeFound, extract_programs
 from rewardgym.llm_rewards.library import rank, retrieve
 from rewardgym.llm_rewards.prompts import (FittedPrompt, PromptTooLong, designer_messages, edit_messages, fit_prompt,
                                            format_failure, reflection_messages, repair_messages)
-from rewardgym.runs.directory import RunDir, atomic_write_text, latest_checkpoint, slug
+from rewardgym.runs.directory import RunDir, latest_checkpoint, slug
 from rewardgym.runs.evaluate import evaluate
 from rewardgym.runs.train import TrainSpec, resume, train
 from rewardgym.text import escape_control
@@ -364,7 +364,7 @@ class Synthesizer:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- one candidate through the critic (with repairs) -----------------------------------
-    def _criticise(self, cand: dict[str, Any], round_dir: Path) -> None:
+    def _criticise(self, cand: dict[str, Any]) -> None:
         """Validate the candidate's program; ask for repairs while it fails and repairs are left.
 
         The candidate's state is saved after every step, so a stop anywhere resumes at the
@@ -389,7 +389,7 @@ class Synthesizer:
                     program = self._program(cand)
                     text = (self._dir(cand["id"]) / f"attempt{n}.py").read_text()
                     atomic_write_text(program, text)
-                    cand.update(status="valid", program=str(program.relative_to(self.run)))
+                    cand.update(status="valid")
                     self._save()
                     return
                 self._save()
@@ -405,11 +405,10 @@ class Synthesizer:
             self._unanswered.discard(cand["id"])
             try:
                 if cand.get("mode") == "edit":
-                    self._repair_edit(cand, round_dir, record)
+                    self._repair_edit(cand, record)
                 else:
                     tried = next(a for a in reversed(attempts) if a.get("file"))
-                    source = confined(self._dir(cand["id"]), tried["file"], f"{self.run / 'state.json'}: "
-                                      f"attempt file of {cand['id']}", plain=True).read_text()
+                    source = (self._dir(cand["id"]) / tried["file"]).read_text()  # a name load_state checked
                     failure = format_failure(tried)
                     reply = self._ask(lambda k, prelude: repair_messages(
                         self.task, source, failure, instruction=s.instruction, attempt=n, max_attempts=s.max_repairs,
@@ -469,7 +468,7 @@ class Synthesizer:
         cand["edit_summary"] = edit.summary()
         cand["todo"] = apply_edit(base, edit)
 
-    def _repair_edit(self, cand: dict[str, Any], round_dir: Path, record: dict[str, Any]) -> None:
+    def _repair_edit(self, cand: dict[str, Any], record: dict[str, Any]) -> None:
         base = parameterize((self._dir(cand["id"]) / "base.py").read_text(), cand["base"])
         last = cand["attempts"][-1]
         reply = self._edit_request(base, record, seed=self.spec.seed + len(cand["attempts"]) - 1,
@@ -579,7 +578,7 @@ class Synthesizer:
             if cand["status"] == "pending":
                 if "todo" not in cand:  # a run from before repairs were resumable: validate it again
                     cand.update(attempts=[], todo=cand["source"])
-                self._criticise(cand, round_dir)
+                self._criticise(cand)
         valid = [c for c in rnd["candidates"] if c["status"] == "valid"]
         if valid:
             self._train(valid, round_dir)
@@ -611,8 +610,7 @@ class Synthesizer:
                 cand.update(status="failed", reason=f"training failed: {type(result).__name__}: {result}")
                 self.log(f"  {cand['id']}: {cand['reason']}")
                 continue
-            cand.update(status="trained", run=str(self._dir(cand["id"]).relative_to(self.run)) + "_run",
-                        eval=result["eval"], analysis=result["analysis"])
+            cand.update(status="trained", eval=result["eval"], analysis=result["analysis"])
             self.log(f"  {cand['id']}: success {result['eval']['success_rate']:.2f}, env return "
                      f"{result['eval']['env_return']['mean']:.3g}")
         self._save()
