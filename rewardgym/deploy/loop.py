@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from rewardgym.runs.directory import atomic_write_text
+from rewardgym.files import atomic_write_text, save_figure
 from rewardgym.deploy.protocol import ConnectionLost, ProtocolError, RobotError, RobotTimeout
 from rewardgym.deploy.robot import Robot, RobotInfo, RobotObservation
 from rewardgym.deploy.safety import EStop, SafetyConfig, SafetyLayer
@@ -428,9 +428,4 @@ def plot_deployment(directory: str | Path) -> Path | None:
     title += f"{end['status']} — {end['reason']}" if end else "no end line"
     fig.suptitle(title[:160], fontsize=9)
     fig.tight_layout()
-    out = directory / "deploy.png"
-    tmp = directory / ".deploy.tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return save_figure(fig, directory / "deploy.png")

@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from rewardgym.runs.directory import atomic_write_text
+from rewardgym.files import atomic_write_text, save_figure
 from rewardgym.text import escape_control
 from rewardgym.wrappers.randomize import PARAMS, RandomizationConfig, RandomizationError
 
@@ -230,8 +230,6 @@ def write_report(result: SweepResult, out_dir: str | Path) -> Path:
 
 
 def _plot(result: SweepResult, path: Path) -> None:
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,10 +256,7 @@ def _plot(result: SweepResult, path: Path) -> None:
         ax.legend(fontsize=7, loc="lower center")
     fig.suptitle(f"{result.task}: one parameter at a time ({result.episodes} episodes per value)", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- LLM ranges

@@ -21,12 +21,13 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from rewardgym.files import atomic_write_text
 from rewardgym.learners.episodes import public
 from rewardgym.learners.mappo import marl_policy
 from rewardgym.learners.ppo import PPO, PPOConfig
-from rewardgym.runs.directory import RunDir, RunError, atomic_write_text, latest_checkpoint, reward_for_run, run_copy
-from rewardgym.runs.sb3 import load_sb3_model, new_sb3_model, single_env_for_sb3
 from rewardgym.runs.algorithms import ALGORITHMS, get_algorithm
+from rewardgym.runs.directory import RunDir, RunError, latest_checkpoint, reward_for_run, run_copy
+from rewardgym.runs.sb3 import load_sb3_model, new_sb3_model, single_env_for_sb3
 from rewardgym.runs.train import load_ppo_checkpoint
 
 

@@ -54,9 +54,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rewardgym.files import confined, read_json
+from rewardgym.files import atomic_write_bytes, atomic_write_text, confined, read_json
 from rewardgym.runs.algorithms import ALGORITHMS
-from rewardgym.runs.directory import RunDir, atomic_write_bytes, atomic_write_text
+from rewardgym.runs.directory import RunDir
 from rewardgym.version import __version__
 
 MANIFEST_NAME = "manifest.json"
