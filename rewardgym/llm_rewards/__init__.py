@@ -18,17 +18,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {
-    "LLMClient": "client", "Budget": "client", "Completion": "client", "LLMError": "client",
-    "LLMConfigError": "client", "LLMAuthError": "client", "LLMModelError": "client",
-    "LLMRequestError": "client", "LLMUnavailableError": "client", "BudgetExceeded": "client",
-    "extract_programs": "extract", "ExtractedProgram": "extract", "NoCodeFound": "extract",
-    "critique": "critic", "CriticResult": "critic",
-    "designer_messages": "prompts", "repair_messages": "prompts", "reflection_messages": "prompts",
-    "followup_messages": "prompts", "task_documentation": "prompts",
-    "LibraryEntry": "library", "list_programs": "library", "get_program": "library",
-    "add_program": "library", "retrieve": "library", "LibraryError": "library",
+_MODULES = {  # module -> the names this package exports from it (imported on first use)
+    "rewardgym.llm.client": ("LLMClient", "Budget", "Completion", "LLMError", "LLMConfigError", "LLMAuthError",
+                             "LLMModelError", "LLMRequestError", "LLMUnavailableError", "BudgetExceeded"),
+    "rewardgym.llm_rewards.extract": ("extract_programs", "ExtractedProgram", "NoCodeFound"),
+    "rewardgym.llm_rewards.critic": ("critique", "CriticResult"),
+    "rewardgym.llm_rewards.prompts": ("designer_messages", "repair_messages", "reflection_messages",
+                                      "followup_messages", "task_documentation"),
+    "rewardgym.llm_rewards.library": ("LibraryEntry", "list_programs", "get_program", "add_program", "retrieve",
+                                      "LibraryError"),
 }
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = sorted(_EXPORTS)
 
@@ -37,9 +37,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # lazy (start-up time: openai and the simulators load only when used); the client lives in rewardgym.llm
-    path = "rewardgym.llm.client" if module == "client" else f"{__name__}.{module}"
-    value = getattr(importlib.import_module(path), name)
+    value = getattr(importlib.import_module(module), name)  # lazy: openai and the simulators load when used
     globals()[name] = value
     return value
 
