@@ -4,6 +4,8 @@ so that the injection machinery can be tested fast and independently of the big 
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -79,3 +81,33 @@ def tiny_hopper_exports(tiny_hopper_run):
     from rewardgym.runs.export import export_run
 
     return {fmt: export_run(tiny_hopper_run, fmt) for fmt in ("onnx", "torchscript")}
+
+
+class StderrWatch:
+    """Reads a subprocess's stderr on a thread: ``lines`` so far, and ``heard`` set once a line
+    holds ``marker`` (a test waits on the event, not on a sleep)."""
+
+    def __init__(self, proc: subprocess.Popen, marker: str):
+        self.lines: list[str] = []
+        self.heard = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(proc, marker), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen, marker: str) -> None:
+        for line in proc.stderr:
+            self.lines.append(line)
+            if marker in line:
+                self.heard.set()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def join(self, timeout: float = 60) -> None:
+        self._thread.join(timeout)
+
+
+@pytest.fixture
+def watch_stderr():
+    """``watch_stderr(proc, marker) -> StderrWatch`` (``proc`` started with ``stderr=PIPE, text=True``)."""
+    return StderrWatch

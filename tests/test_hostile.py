@@ -306,41 +306,29 @@ def _worker_of(pid: int) -> bool:
     return False
 
 
-def test_ctrl_c_stops_a_run_whose_program_hangs(tmp_path):
+def test_ctrl_c_stops_a_run_whose_program_hangs(tmp_path, watch_stderr):
     path = program(tmp_path, "def compute_reward(state, action):\n    while True:\n        pass\n")
     proc = subprocess.Popen(CLI + ["train", "Hopper-Hop", "--reward", str(path), "--steps", "4096", "--num-envs",
                                    "2", "--runs-dir", str(tmp_path / "runs"), "--name", "r", "--reward-timeout",
                                    "600", "--config", str(_ppo_config(tmp_path))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    import threading
-
-    lines: list[str] = []
-    heard = threading.Event()  # the trainer's answer to the first Ctrl-C
-
-    def read_stderr() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            if "stopping after this update" in line:
-                heard.set()
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
+    stderr_lines = watch_stderr(proc, "stopping after this update")  # the trainer's answer to the first Ctrl-C
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not _worker_of(proc.pid) and proc.poll() is None:
             time.sleep(0.2)  # poll for the reward worker: the program is running (and hanging)
-        assert proc.poll() is None, "".join(lines)
+        assert proc.poll() is None, stderr_lines.text
         proc.send_signal(signal.SIGINT)  # first: "stopping after this update"
         # the second must not merge with the first (signals do not queue): wait until it was handled
-        assert heard.wait(240), "".join(lines)
+        assert stderr_lines.heard.wait(240), stderr_lines.text
         proc.send_signal(signal.SIGINT)  # second: now
         proc.wait(240)  # the bound only guards against a hang
-        reader.join(60)
+        stderr_lines.join()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    stderr = "".join(lines)
+    stderr = stderr_lines.text
     assert proc.returncode == 130, stderr
     assert "checkpoint saved" in stderr and "--resume" in stderr and "Traceback" not in stderr
     assert (tmp_path / "runs" / "r" / "checkpoints" / "latest.pt").is_file()

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def test_reward_program_is_copied_into_the_run_and_used_by_eval(tmp_path, monkey
     assert set(report["terms"]) == {"height"}
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path):
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path, watch_stderr):
     runs = tmp_path / "runs"
     config = tmp_path / "small.json"  # small updates: the run is many updates long, each one quick
     config.write_text(json.dumps({"n_steps": 256, "batch_size": 128, "n_epochs": 2}))
@@ -61,33 +60,23 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path):
     with open(tmp_path / "stdout.txt", "w") as stdout:
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "COLUMNS": "200"})
-    lines: list[str] = []
-    heard = threading.Event()
-
-    def read_stderr() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            if "stopping after this update" in line:
-                heard.set()
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
+    stderr_lines = watch_stderr(proc, "stopping after this update")
     metrics = runs / "r" / "metrics.jsonl"
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and proc.poll() is None and \
                 (not metrics.exists() or not metrics.read_text().strip()):
             time.sleep(0.2)  # poll for the first metrics row: the trainer's Ctrl-C handler is in place
-        assert proc.poll() is None and metrics.exists() and metrics.read_text().strip(), "".join(lines)
+        assert proc.poll() is None and metrics.exists() and metrics.read_text().strip(), stderr_lines.text
         proc.send_signal(signal.SIGINT)  # one Ctrl-C: stop after the update in progress
-        assert heard.wait(600), "".join(lines)
+        assert stderr_lines.heard.wait(600), stderr_lines.text
         proc.wait(600)
-        reader.join(60)
+        stderr_lines.join()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    stderr = "".join(lines)
+    stderr = stderr_lines.text
     assert proc.returncode == 130, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
     run = RunDir.open(runs / "r")
