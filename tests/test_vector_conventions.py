@@ -194,3 +194,31 @@ def test_disabled_autoreset_resets_only_what_you_reset():
             total[done] = 0.0
             env.reset(options={"reset_mask": done})
     env.close()
+
+
+class _PrevSuccess(RewardSource):
+    """Reads ``state.prev.success`` on every step (a reward for "stay successful")."""
+
+    name = "prev_success"
+
+    def __init__(self):
+        self.seen = []
+
+    def compute(self, state, action):
+        prev = np.asarray(state.prev.success, dtype=bool)
+        self.seen.append((prev.copy(), np.asarray(active_rows(state)).copy()))
+        return prev.astype(np.float64), {}
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_previous_success_exists_on_every_step_including_resets_of_every_env_at_once(mode):
+    # Fetch-Reach episodes last 50 steps in every env, so all envs autoreset on the same step:
+    # the previous state of the step after is a reset state, whose success must be its own.
+    source = _PrevSuccess()
+    env = gym.make_vec("rewardgym/Fetch-Reach-v0", num_envs=2, reward=source, autoreset_mode=mode)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(120):
+        env.step(env.action_space.sample())
+    env.close()
+    assert len(source.seen) == 120

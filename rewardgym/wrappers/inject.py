@@ -117,6 +117,8 @@ class RewardComputer:
 
     def start_episodes(self, batch: dict[str, Any], rows: np.ndarray) -> None:
         """Envs ``rows`` (bool ``(B,)``) start an episode in their rows of ``batch`` (a full batch)."""
+        if "success" not in batch:  # the reset states' own success test, so state.prev.success is theirs
+            self._with_success(batch, None, None)
         if self.prev_raw is None or rows.all():
             self.prev_raw = batch
         else:
@@ -209,13 +211,15 @@ class RewardComputer:
 
 
 def _merge_rows(dst: RawBatch, src: RawBatch, rows: np.ndarray) -> dict[str, Any]:
-    """A new raw batch: ``src``'s rows ``rows`` (bool or indices) over ``dst`` (neither is written)."""
+    """A new raw batch: ``src``'s rows ``rows`` (bool or indices) over ``dst`` (neither is written).
+
+    Every key of ``dst`` is kept: one ``src`` lacks (``success``, which a step computes only after
+    the merge) keeps ``dst``'s values, so ``state.prev.success`` exists on every step."""
     out: dict[str, Any] = {}
-    for key, value in src.items():
-        if key not in dst:
-            continue
-        merged = np.array(dst[key], copy=True)
-        merged[rows] = value[rows]
+    for key, value in dst.items():
+        merged = np.array(value, copy=True)
+        if key in src:
+            merged[rows] = src[key][rows]
         out[key] = merged
     return freeze_batch(out)
 
