@@ -3,7 +3,7 @@ down a total order of packages (docs/ARCHITECTURE.md), and ``import rewardgym`` 
 to ``os.environ``.
 
 version, threads, files, text (import nothing from rewardgym) -> llm (the LLM client) -> envs
--> rewards -> wrappers -> learners -> intrinsic -> perceptual -> multiagent -> runs ->
+-> rewards -> wrappers -> learners -> intrinsic -> perceptual -> multiagent -> analysis -> runs ->
 llm_rewards -> deploy -> testing -> cli -> agents (compatibility names) -> ``rewardgym/__init__``
 (the package's public face). Every package has its own rank: an import between two packages
 must point down, so the package graph is a DAG by construction (and a test checks it as one).
@@ -19,7 +19,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rewardgym"
 LAYERS = {"version": 0, "threads": 0, "files": 0, "text": 0, "llm": 1, "envs": 2, "rewards": 3, "wrappers": 4,
-          "learners": 5, "intrinsic": 6, "perceptual": 7, "multiagent": 8, "runs": 9, "llm_rewards": 10,
+          "learners": 5, "intrinsic": 6, "perceptual": 7, "multiagent": 8, "analysis": 8.5, "runs": 9, "llm_rewards": 10,
           "deploy": 11, "testing": 12, "cli": 13, "agents": 14}
 
 

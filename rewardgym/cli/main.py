@@ -193,6 +193,90 @@ def check(
         _warn(warning)
 
 
+@app.command()
+def analyze(
+    task: str = typer.Argument(..., help="Task id (a single-agent task)."),
+    programs: list[str] = typer.Argument(..., metavar="PROGRAM...", help="Reward programs (.py) to judge; "
+                                         "'expert', 'sparse' and 'env' are accepted too."),
+    reference: str = typer.Option("expert", "--reference", help="What distances are measured to: expert | sparse | "
+                                  "PROGRAM.py."),
+    gamma: float = typer.Option(0.99, "--gamma", help="Discount of the canonicalisation and the alignment returns, "
+                                "in (0, 1]."),
+    coverage: list[str] = typer.Option(["random"], "--coverage", metavar="random|RUN_DIR",
+                                       help="Where transitions come from: random actions, or a trained run's "
+                                            "policy (repeatable; each source gives --transitions)."),
+    transitions: int = typer.Option(4096, "--transitions", min=1, max=1_000_000, help="Transitions per coverage "
+                                    "source."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the rollouts, the mean set and the bootstrap."),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="OUT.json", help="Write the results as JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Write distances.png (EPIC matrix over "
+                                       "every reward) and details.json (intervals, term shares) into DIR."),
+    trusted: bool = typer.Option(False, "--trusted", help="Run program files without the sandbox (your own code only)."),
+    reward_timeout: Optional[float] = typer.Option(None, "--reward-timeout", min=0.001, help=_REWARD_TIMEOUT_HELP),
+    reward_memory: Optional[int] = typer.Option(None, "--reward-memory-mb", min=1, help=_REWARD_MEMORY_HELP),
+) -> None:
+    """Judge reward programs before training: EPIC/STARC distances to a reference and to sparse success,
+    alignment with the success test, top-reward failures, and flags (docs/ANALYSIS.md)."""
+    from rewardgym.analysis.coverage import collect_coverage
+    from rewardgym.analysis.report import analyze as run_analysis, save_heatmap
+    from rewardgym.files import atomic_write_text
+    from rewardgym.rewards.program import RewardProgramError
+    from rewardgym.rewards.sandbox import ProgramRejected
+    from rewardgym.runs.directory import RunError
+    from rewardgym.runs.evaluate import run_policy
+
+    spec = _task_or_fail(task)
+    if not 0.0 < gamma <= 1.0:
+        _fail(f"--gamma must be in (0, 1], got {gamma}")
+    for target, what in ((json_out, "--json"), (out, "--out")):
+        if target is not None and what == "--out" and target.exists() and not target.is_dir():
+            _fail(f"--out {target} exists and is not a directory")
+        if target is not None and what == "--json" and target.is_dir():
+            _fail(f"--json {target} is a directory; give a file name")
+    if not coverage:
+        _fail("--coverage needs at least one source (random or a run directory)")
+    limits = _reward_limits(reward_timeout, reward_memory)
+    try:
+        parts = []
+        for i, source in enumerate(coverage):
+            if source != "random" and not Path(source).is_dir():
+                _fail(f"--coverage {source}: not 'random' and not a run directory")
+            policy = None if source == "random" else run_policy(source, spec.id, num_envs=8)
+            with console.status(f"collecting {transitions} transitions of {spec.id} ({source})..."):
+                parts.append(collect_coverage(spec, transitions, seed + 1000 * i, policy=policy,
+                                              label="random" if policy is None else source))
+        with console.status("analysing...") as status:
+            report = run_analysis(spec, programs, reference=reference, gamma=gamma, coverage=parts, seed=seed,
+                                  trusted=trusted, limits=limits, progress=lambda m: status.update(m + "..."))
+    except (ProgramRejected, RewardProgramError, RunError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    from rich import box
+
+    table = Table("program", "EPIC", "95% CI", "STARC", "EPIC\nsparse", "STARC\nsparse", "align", "top 1%\nfail",
+                  box=box.SIMPLE_HEAD, pad_edge=False,
+                  title=f"{spec.id}: distances to {reference}; {report.transitions} transitions "
+                        f"({', '.join(report.coverage)}), {report.successes} successful, gamma {gamma:g}")
+    num = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    for p in report.programs:
+        ci = f"{p.epic_interval[0]:.2f}-{p.epic_interval[1]:.2f}" if p.epic_interval else ""
+        table.add_row(p.name, num(p.epic), ci, num(p.starc), num(p.epic_to_sparse), num(p.starc_to_sparse),
+                      num(p.alignment), num(p.top_reward_failure))
+    console.print(table)
+    for p in report.programs:
+        for flag in p.flags:
+            console.print(Text.assemble((f"{p.name}: ", "bold"), flag))
+    for note in report.notes:
+        _warn(note)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(report.to_json(), indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        save_heatmap(report, out / "distances.png")
+        atomic_write_text(out / "details.json", json.dumps(report.details(), indent=2) + "\n")
+        console.print(f"wrote {out / 'distances.png'} and {out / 'details.json'}")
+
+
 def _load_config_file(path: Path) -> dict:
     """Hyper-parameters from a .json or .toml file (a table of name = value)."""
     import json

@@ -307,10 +307,8 @@ class _RecordingBatch(dict):
 def _to_numpy_batch(batch: Mapping[str, Any], keys: Collection[str] | None = None) -> dict[str, Any]:
     """A raw batch as numpy, without the readings only trusted sources use (frames, observations);
     only ``keys`` (those present) when given."""
-    if keys is not None:
-        return {k: v if type(v) is np.ndarray else _to_numpy(v) for k, v in batch.items()
-                if k in keys and k not in EXTRA_RAW_KEYS}
-    return {k: v if type(v) is np.ndarray else _to_numpy(v) for k, v in batch.items() if k not in EXTRA_RAW_KEYS}
+    wanted = [k for k in batch if (keys is None or k in keys) and k not in EXTRA_RAW_KEYS]  # read only these:
+    return {k: v if type(v := batch[k]) is np.ndarray else _to_numpy(v) for k in wanted}  # a batch may be lazy
 
 
 def _torch_from(arr: np.ndarray, device: Any, dtype: Any) -> Any:

@@ -88,6 +88,25 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "std": float(arr.std())} if arr.size else {"mean": float("nan"), "std": 0.0}
 
 
+def run_policy(run_path: str | Path, task_id: str, num_envs: int = 1) -> RunPolicy:
+    """A trained run's deterministic batch policy ``obs (B, ...) -> actions (B, ...)`` for
+    ``task_id`` (coverage for ``rewardgym analyze``, demonstrations). The run is data: its
+    checkpoint loads as weights only.
+
+    Raises:
+        RunError: the run is not readable, or trained another task.
+    """
+    run = RunDir.open(run_path)
+    trained = run.config().get("task")
+    if trained != task_id:
+        raise RunError(f"{run.path} trained task {str(trained)[:200]!r}, not {task_id!r}")
+    spaces_env = gym.make_vec(task_id, num_envs=num_envs)
+    try:
+        return RunPolicy(run, spaces_env)
+    finally:
+        spaces_env.close()
+
+
 def demonstration_policy(run_path: str | Path, task_id: str) -> Callable[[np.ndarray], np.ndarray]:
     """A trained run's deterministic policy as ``obs (obs_dim,) -> action``, for recording
     demonstrations (:func:`rewardgym.perceptual.demos.collect`).
@@ -95,14 +114,7 @@ def demonstration_policy(run_path: str | Path, task_id: str) -> Callable[[np.nda
     Raises:
         RunError: the run is not readable, or trained another task.
     """
-    run = RunDir.open(run_path)
-    if run.config()["task"] != task_id:
-        raise RunError(f"{run.path} trained task {run.config()['task']!r}, not {task_id!r}")
-    spaces_env = gym.make_vec(task_id, num_envs=1)
-    try:
-        policy = RunPolicy(run, spaces_env)
-    finally:
-        spaces_env.close()
+    policy = run_policy(run_path, task_id)
     return lambda obs: policy(obs[None])[0]
 
 
