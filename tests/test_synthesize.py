@@ -352,3 +352,23 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path):
         assert more.returncode == 0, more.stderr  # a finished run resumed: nothing to do, nothing asked
         assert server.chat_request_count == 1
     assert json.loads((run / "config.json").read_text())["max_reply_tokens"] == 64
+
+
+def test_candidates_are_judged_before_training_and_prescreen_trains_the_best_aligned(tmp_path):
+    with ScriptedOpenAIServer("synthesis_hopper") as server:
+        result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "2", "--samples", "2", "--name", "p",
+                      "--prescreen", "1", *TINY)
+        assert result.returncode == 0, result.stdout + result.stderr
+        run = tmp_path / "runs" / "p"
+        state = json.loads((run / "state.json").read_text())
+        first = state["rounds"][0]["candidates"]
+        assert all(set(c["judgement"]) >= {"epic", "epic_to_sparse", "alignment", "flags"} for c in first)
+        assert sorted(c["status"] for c in first) == ["screened", "trained"]  # one of two kept for training
+        screened = next(c for c in first if c["status"] == "screened")
+        assert "--prescreen 1" in screened["reason"] and "eval" not in screened
+        assert not (run / "round_0" / f"{screened['id']}_run").exists()  # no compute spent on it
+        report = (run / "report.md").read_text()
+        assert "| EPIC to ref | EPIC to sparse | alignment |" in report and "| screened |" in report
+        assert "Before training (reward analysis" in result.stdout
+        reflection = server.chat_requests[-1].body["messages"][-1]["content"]
+        assert "Before training (reward analysis" in reflection  # the evidence reaches the reflection prompt

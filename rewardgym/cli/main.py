@@ -696,7 +696,7 @@ _RESUMABLE = {"rounds": "rounds", "samples": "samples", "workers": "workers", "e
               "max_candidates": "max_candidates", "max_wall_time": "max_wall_s", "check_timeout": "check_timeout_s",
               "llm_timeout": "llm_timeout_s", "llm_retries": "llm_retries", "model": "model", "base_url": "base_url",
               "temperature": "temperature", "max_reply_tokens": "max_reply_tokens", "context_size": "context_size",
-              "mode": "mode", "edit_after": "edit_after"}
+              "mode": "mode", "edit_after": "edit_after", "prescreen": "prescreen"}
 _FIXED = ("task", "instruction", "steps", "num_envs", "seed", "algo", "name")
 
 
@@ -728,6 +728,9 @@ def synthesize(
                              "candidate)."),
     edit_after: int = typer.Option(1, "--edit-after", help="auto mode: rounds without a valid candidate before "
                                    "switching to edits (0: edits from the first round)."),
+    prescreen: Optional[int] = typer.Option(None, "--prescreen", metavar="K", help="Per round, train only the K "
+                                            "valid candidates the reward analysis ranks best (alignment with the "
+                                            "success test, then EPIC to the expert); default: train all."),
     temperature: float = typer.Option(1.0, "--temperature", help="LLM sampling temperature."),
     max_reply_tokens: int = typer.Option(2048, "--max-reply-tokens", help=_MAX_REPLY_TOKENS_HELP),
     context_size: Optional[int] = typer.Option(None, "--context-size", help=_CONTEXT_SIZE_HELP),
@@ -764,6 +767,8 @@ def synthesize(
                                ("--edit-after", edit_after, 0), ("--llm-retries", llm_retries, 0)):
         if value < low:
             _fail(f"{option} must be at least {low}, got {value}")
+    if prescreen is not None and not 1 <= prescreen <= 64:
+        _fail(f"--prescreen must be between 1 and 64 candidates, got {prescreen}")
     if mode not in ("auto", "whole", "edit"):
         _fail(f"--mode takes auto, whole or edit, got {mode!r}")
     if executor not in ("local", "ray"):
@@ -803,7 +808,7 @@ def synthesize(
                              base_url=base_url, max_tokens=max_tokens, max_requests=max_requests,
                              max_wall_s=max_wall_time, check_timeout_s=check_timeout, llm_timeout_s=llm_timeout,
                              llm_retries=llm_retries, temperature=temperature, max_reply_tokens=max_reply_tokens,
-                             context_size=context_size, mode=mode, edit_after=edit_after)
+                             context_size=context_size, mode=mode, edit_after=edit_after, prescreen=prescreen)
 
     def log(message: str) -> None:  # literal text (replies, paths), unbroken lines (commands to copy)
         console.print(message, highlight=False, markup=False, soft_wrap=True)

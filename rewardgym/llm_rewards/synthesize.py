@@ -8,10 +8,14 @@ One round:
 2. **Critic** (Auto MC-Reward): each program is extracted, validated by the sandbox and
    run on random rollouts (the program in its reward worker); a failure goes back to the LLM
    with the exact error for at most ``max_repairs`` repairs.
-3. **Train and evaluate** every valid candidate with PPO for ``steps`` env steps, in
+3. **Judge** every valid candidate before any RL (:mod:`rewardgym.analysis`): EPIC/STARC
+   distance to the task's expert and to sparse success, alignment with the success test,
+   flags. With ``prescreen`` K only the K best-judged candidates of a round are trained.
+4. **Train and evaluate** every (kept) valid candidate with PPO for ``steps`` env steps, in
    parallel (a local process pool, or Ray), then evaluate it on the task's success test.
-4. **Trajectory analysis / reward reflection** (Auto MC-Reward, Eureka): per-term
-   statistics over training, how episodes end, success over training; this summary,
+5. **Trajectory analysis / reward reflection** (Auto MC-Reward, Eureka): per-term
+   statistics over training, how episodes end, success over training, the judgement of
+   step 3; this summary,
    the best program so far and optional human feedback make the next round's prompt.
 
 **Edit mode** (for weak models, :mod:`rewardgym.llm_rewards.edit`): instead of whole
@@ -83,6 +87,10 @@ class SynthesisSpec:
     each reply; ``context_size`` is the model's window in tokens (None: learnt);
     ``mode`` is ``auto``, ``whole`` or ``edit`` (module docstring), ``edit_after`` the
     rounds without a valid candidate after which ``auto`` switches to edits.
+
+    Analysis: every valid candidate is judged before training on ``analysis_transitions``
+    random-action transitions (:func:`rewardgym.analysis.analyze`); ``prescreen`` K trains
+    only the K best-judged candidates of each round (None: all).
     """
 
     task: str
@@ -118,6 +126,8 @@ class SynthesisSpec:
     context_size: int | None = None
     mode: str = "auto"
     edit_after: int = 1
+    prescreen: int | None = None
+    analysis_transitions: int = 2048
 
 
 def _save_state(run: Path, state: dict[str, Any]) -> None:
@@ -224,7 +234,36 @@ def format_analysis(candidate: dict[str, Any]) -> str:
                          f"{t['max']:.3g}), share {t['share']:.0%}{note}")
     else:
         lines.append(an.get("note", "no training statistics"))
+    if candidate.get("judgement"):
+        lines.append(format_judgement(candidate["judgement"]))
     return "\n".join(lines)
+
+
+JUDGEMENT_KEYS = ("epic", "starc", "epic_to_sparse", "starc_to_sparse", "alignment", "top_reward_failure")
+"""What synthesis keeps of a candidate's analysis (``judgement`` in ``state.json``)."""
+
+
+def format_judgement(judgement: dict[str, Any]) -> str:
+    """One line of a candidate's analysis for the reflection prompt and the report."""
+    if judgement.get("error"):
+        return f"Before training, the analysis could not evaluate it: {judgement['error'][:300]}"
+    ref = judgement.get("reference", "expert")
+    parts = [f"EPIC distance to the {ref} reward {_fmt(judgement.get('epic'))}" if ref != "sparse" else "",
+             f"EPIC distance to sparse success {_fmt(judgement.get('epic_to_sparse'))}",
+             f"alignment with the success test {_fmt(judgement.get('alignment'))} (Kendall tau, 1 = same ranking)",
+             f"top-1% reward on failing states {_fmt(judgement.get('top_reward_failure'))}"]
+    flags = judgement.get("flags") or []
+    return ("Before training (reward analysis on random rollouts; distances 0 = same ranking of policies, "
+            "1 = opposite): " + ", ".join(p for p in parts if p) + "." + (" Flags: " + "; ".join(flags) if flags
+                                                                            else ""))
+
+
+def _prescreen_key(cand: dict[str, Any]) -> tuple[float, float, float]:
+    """Best first: alignment with the success test, then EPIC to the expert, then EPIC to sparse."""
+    j = cand.get("judgement") or {}
+    alignment = j.get("alignment")
+    return (-(alignment if alignment is not None else -2.0), j.get("epic") if j.get("epic") is not None else 2.0,
+            j.get("epic_to_sparse") if j.get("epic_to_sparse") is not None else 2.0)
 
 
 def _fmt(x: float | None) -> str:
@@ -263,6 +302,7 @@ class Synthesizer:
         self._unanswered = {c["id"] for r in self.state["rounds"] for c in r["candidates"]
                             if c.get("status") == "pending" and c.get("todo") is None and c.get("attempts")}
         self.timings: dict[str, float] = self.state.setdefault("timings", {})
+        self._coverage: Any = None  # transitions candidates are judged on (collected once per process)
         self._wall_before = float(self.state.get("wall_s", 0.0))
         self._process_start = time.monotonic()
         if getattr(client, "transcript_path", None) is not None:
@@ -581,6 +621,9 @@ class Synthesizer:
                 self._criticise(cand)
         valid = [c for c in rnd["candidates"] if c["status"] == "valid"]
         if valid:
+            self._judge(valid)
+            valid = self._prescreen(valid)
+        if valid:
             self._train(valid, round_dir)
         trained = [c for c in rnd["candidates"] if c["status"] == "trained"]
         if trained:
@@ -595,6 +638,48 @@ class Synthesizer:
         if index < s.rounds - 1 and "feedback" not in rnd:
             rnd["feedback"] = self._feedback(index)
             self._save()
+
+    def _judge(self, candidates: list[dict[str, Any]]) -> None:
+        """Analyse candidates not judged yet (:func:`rewardgym.analysis.analyze`), all on one coverage set."""
+        todo = [c for c in candidates if not c.get("judgement")]
+        if not todo:
+            return
+        from rewardgym.analysis import analyze, collect_coverage
+        from rewardgym.rewards.program import RewardProgramError
+
+        s = self.spec
+        start = time.perf_counter()
+        if self._coverage is None:  # the same seed on every resume: the same transitions
+            self._coverage = collect_coverage(self.task, s.analysis_transitions, s.seed)
+        reference = "expert" if self.task.expert_path is not None else "sparse"
+        gamma = float(s.hyperparams.get("gamma", 0.99))
+        try:
+            report = analyze(self.task, [str(self._program(c)) for c in todo], reference=reference, gamma=gamma,
+                             coverage=self._coverage, seed=s.seed, intervals=False)
+        except (RewardProgramError, ValueError) as exc:  # e.g. the reference itself cannot run here
+            for c in todo:
+                c["judgement"] = {"reference": reference, "error": str(exc)[:500], "flags": []}
+        else:
+            for c, p in zip(todo, report.programs):
+                c["judgement"] = {"reference": reference, **{k: getattr(p, k) for k in JUDGEMENT_KEYS},
+                                  "flags": list(p.flags), **({"error": p.error[:500]} if p.error else {})}
+        self._time("analysis", time.perf_counter() - start)
+        for c in todo:
+            self.log(f"  {c['id']}: {format_judgement(c['judgement'])}")
+        self._save()
+
+    def _prescreen(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """With ``prescreen`` K, the K best-judged candidates (:func:`_prescreen_key`); the rest are ``screened``."""
+        k = self.spec.prescreen
+        if not k or len(candidates) <= k:
+            return candidates
+        ranked = sorted(candidates, key=_prescreen_key)
+        for c in ranked[k:]:
+            c.update(status="screened", reason=f"not trained: --prescreen {k} kept the {k} candidate(s) of this round "
+                                               f"best aligned with the success test")
+            self.log(f"  {c['id']}: {c['reason']}")
+        self._save()
+        return ranked[:k]
 
     def _train(self, candidates: list[dict[str, Any]], round_dir: Path) -> None:
         s = self.spec
@@ -688,8 +773,9 @@ class Synthesizer:
 
     def round_table(self, index: int | None = None) -> str:
         """Markdown table of the candidates (of round ``index``, or all)."""
-        lines = ["| round | mode | candidate | status | success | env return | note |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = ["| round | mode | candidate | status | success | env return | EPIC to ref | EPIC to sparse | "
+                 "alignment | note |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
         for rnd in self.state["rounds"]:
             if index is not None and rnd["round"] != index:
                 continue
@@ -697,8 +783,12 @@ class Synthesizer:
                 ev = c.get("eval")
                 success = f"{ev['success_rate']:.2f}" if ev else ""
                 env_ret = f"{ev['env_return']['mean']:.4g}" if ev else ""
+                j = c.get("judgement") or {}
+                num = lambda key: "" if j.get(key) is None else f"{j[key]:.2f}"  # noqa: E731
+                note = _candidate_note(c) + ("; flags: " + "; ".join(j["flags"]) if j.get("flags") else "")
                 lines.append(f"| {rnd['round']} | {rnd.get('mode', 'whole')} | {c['id']} | {c['status']} | "
-                             f"{success} | {env_ret} | {_md_cell(_candidate_note(c))} |")
+                             f"{success} | {env_ret} | {num('epic')} | {num('epic_to_sparse')} | {num('alignment')} | "
+                             f"{_md_cell(note)} |")
         return "\n".join(lines)
 
     def write_report(self) -> None:
@@ -793,8 +883,9 @@ class Synthesizer:
         save_figure(fig, self.run / "report.png")
 
 
-VALID_STATUSES = ("valid", "trained", "failed")
-"""Candidate statuses of a program that passed the critic (``failed``: its training failed)."""
+VALID_STATUSES = ("valid", "trained", "failed", "screened")
+"""Candidate statuses of a program that passed the critic (``failed``: its training failed;
+``screened``: ``--prescreen`` did not keep it for training)."""
 CONTEXT_MARGIN = 32
 """Tokens kept free in the context window besides the prompt estimate and the reply cap."""
 MIN_REPLY_TOKENS = 512
@@ -934,7 +1025,8 @@ _SPEC_BOUNDS: dict[str, tuple[type | tuple[type, ...], float, float]] = {
     "max_requests": (int, 1, 10**9), "max_wall_s": ((int, float), 0.001, 10**9),
     "llm_timeout_s": ((int, float), 0.001, 86_400.0), "llm_retries": (int, 0, 100),
     "temperature": ((int, float), 0.0, 10.0), "max_reply_tokens": (int, 16, 10**7),
-    "context_size": (int, 256, 10**8), "edit_after": (int, 0, 1_000),
+    "context_size": (int, 256, 10**8), "edit_after": (int, 0, 1_000), "prescreen": (int, 1, 64),
+    "analysis_transitions": (int, 16, 100_000),
 }
 _SPEC_TEXT = {"task": 200, "instruction": 20_000, "algo": 20, "executor": 10, "feedback": 4_096, "mode": 10,
               "model": 300, "base_url": 2_000}
@@ -1004,7 +1096,7 @@ def load_spec(run_dir: str | Path, notes: list[str] | None = None) -> SynthesisS
 CANDIDATE_ID = re.compile(r"^r(\d{1,4})c(\d{1,4})$")
 """A candidate's id, ``r<round>c<index>``: a name, from which its directory is derived."""
 _ATTEMPT_FILE = re.compile(r"^attempt\d{1,3}\.py$")
-_STATUSES = ("pending", "valid", "rejected", "trained", "failed")
+_STATUSES = ("pending", "valid", "rejected", "trained", "failed", "screened")
 
 
 def candidate_dir(run: Path, cid: str) -> Path:
@@ -1065,6 +1157,9 @@ def load_state(run: str | Path) -> dict[str, Any]:
             for key in ("source", "todo"):
                 if cand.get(key) is not None and not isinstance(cand[key], str):
                     raise bad(f"{where}.{key}", "expected program text")
+            judgement = cand.get("judgement")
+            if judgement is not None and not _judgement_ok(judgement):
+                raise bad(f"{where}.judgement", "expected the analysis' numbers in [-1, 1] and at most 20 short flags")
     best = state.get("best")
     if best is not None and (not isinstance(best, dict) or best.get("id") not in ids):
         raise bad("best", "expected one of the run's candidates")
@@ -1075,6 +1170,18 @@ def load_state(run: str | Path) -> dict[str, Any]:
     return state
 
 
+
+
+def _judgement_ok(j: Any) -> bool:
+    """A received ``judgement``: known keys, numbers in [-1, 1] or None, short text."""
+    if not isinstance(j, dict) or set(j) - {*JUDGEMENT_KEYS, "flags", "error", "reference"}:
+        return False
+    numbers = all(j.get(k) is None or (isinstance(j[k], (int, float)) and not isinstance(j[k], bool)
+                                      and -1.0 <= j[k] <= 1.0) for k in JUDGEMENT_KEYS)
+    flags = j.get("flags", [])
+    text = isinstance(flags, list) and len(flags) <= 20 and all(isinstance(f, str) and len(f) <= 500 for f in flags)
+    return numbers and text and isinstance(j.get("error", ""), str) and len(j.get("error", "")) <= 500 \
+        and j.get("reference", "expert") in ("expert", "sparse")
 
 
 def save_spec(run_dir: str | Path, spec: SynthesisSpec) -> None:
