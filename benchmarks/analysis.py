@@ -12,13 +12,22 @@ Three parts (each resumable: results are JSON lines under ``--out``):
              PPO reached, over all programs and per task.
 ``interval`` Width of the 95 % bootstrap interval of EPIC on Fetch-Reach at the default
              number of transitions, for programs at several distances from the expert.
+``prescreen`` A synthesis run on Fetch-Reach against the scripted OpenAI-compatible test
+             server (TEST TOOLING: it answers with fixed programs, so both runs see the same
+             candidates): 2 rounds x 4 candidates (the expert and mutants above), trained
+             for the predict budget, with and without ``--prescreen 1``; the table gives the
+             best success each reached and the training compute (env steps, wall time).
 ``speed``    Wall time of ``analyze`` on 5 programs of a MuJoCo task (Hopper-Hop) at the
              defaults, beside the time PPO takes for the task's budget of 1M steps
              (measured steps/s over 8,192 steps, side by side in the same run).
 
     python benchmarks/analysis.py --part speed
+    python benchmarks/analysis.py --part prescreen
     python benchmarks/analysis.py --part interval
     python benchmarks/analysis.py --part predict --seeds 2      # ~1-2 h on 2 cores
+    # or both seeds side by side:
+    python benchmarks/analysis.py --part predict --train-seeds 0 & \
+        python benchmarks/analysis.py --part predict --train-seeds 1 --skip-analysis
 """
 
 from __future__ import annotations
@@ -61,7 +70,7 @@ def compute_reward(state, action):
 """
 
 CASES = {
-    "rewardgym/Fetch-Reach-v0": (25_000, {"num_steps": 128, "gamma": 0.98}, 0.98, FETCH, {
+    "rewardgym/Fetch-Reach-v0": (12_000, {"num_steps": 128, "gamma": 0.98}, 0.98, FETCH, {
         "expert": "reach + bonus",
         "scaled_shaped": "3.0 * (reach + bonus) + 1.0 + 0.98 * (1.0 - np.tanh(state.grip_to_goal / 0.1)) "
                          "- (1.0 - np.tanh(state.prev.grip_to_goal / 0.1))",
@@ -72,7 +81,7 @@ CASES = {
         "hack_action_size": "0.05 * reach + np.sum(np.square(action[:, :3]), axis=-1)",
         "hack_gripper_height": "state.grip_pos[:, 2] + 0.05 * bonus",
     }),
-    "rewardgym/MetaWorld-Reach-v0": (40_000, {"num_steps": 256}, 0.99, METAWORLD, {
+    "rewardgym/MetaWorld-Reach-v0": (20_000, {"num_steps": 256}, 0.99, METAWORLD, {
         "expert": "in_place",
         "scaled_shaped": "0.5 * in_place - 2.0 + 0.99 * np.tanh(state.hand_to_goal) - np.tanh(state.prev.hand_to_goal)",
         "sign_flipped": "-in_place",
@@ -82,7 +91,7 @@ CASES = {
         "hack_action_size": "np.sum(np.square(action[:, :3]), axis=-1) + 0.01 * in_place",
         "hack_hand_height": "10.0 * state.hand_pos[:, 2]",
     }),
-    "rewardgym/MiniHack-Room-5x5-v0": (40_000, {"num_steps": 128, "num_minibatches": 4, "update_epochs": 4,
+    "rewardgym/MiniHack-Room-5x5-v0": (20_000, {"num_steps": 128, "num_minibatches": 4, "update_epochs": 4,
                                                 "ent_coef": 0.01}, 0.99, MINIHACK, {
         "expert": "goal + approach + step",
         "scaled_shaped": "2.0 * (goal + approach + step) + 0.99 * (-0.1 * np.minimum(state.stairs_down_distance, 20)) "
@@ -133,7 +142,7 @@ def predict(args: argparse.Namespace) -> None:
     for task in args.tasks or CASES:
         steps, hyper, gamma, _, _ = CASES[task]
         paths = _programs(out, task)
-        if (task, "*analysis*", None) not in done:
+        if (task, "*analysis*", None) not in done and not args.skip_analysis:
             start = time.perf_counter()
             report = analyze(task, [str(p) for p in paths.values()], gamma=gamma, seed=0)
             for p in report.programs:
@@ -142,7 +151,7 @@ def predict(args: argparse.Namespace) -> None:
             _append(log, {"task": task, "program": "*analysis*", "seed": None, "kind": "time",
                           "seconds": time.perf_counter() - start, "successes": report.successes})
         for name, path in paths.items():
-            for seed in range(args.seeds):
+            for seed in (args.train_seeds if args.train_seeds is not None else range(args.seeds)):
                 if (task, name, seed) in done:
                     continue
                 run_name = f"{task.split('/')[1]}-{name}-s{seed}"
@@ -210,6 +219,47 @@ def interval(args: argparse.Namespace) -> None:
               f"{f'[{sl:.3f}, {sh:.3f}]':>18} {sh - sl:>7.3f}")
 
 
+def prescreen(args: argparse.Namespace) -> None:
+    import subprocess
+    import sys
+
+    from rewardgym.testing.openai_server import ScriptedOpenAIServer
+
+    task = "rewardgym/Fetch-Reach-v0"
+    steps, _, _, template, exprs = CASES[task]
+    rounds = [["hack_action_size", "sign_flipped", "expert", "hack_gripper_height"],
+              ["dense_only", "hack_action_size", "weights_perturbed", "sign_flipped"]]
+    replies = ["Here are four reward programs.\n\n" + "\n\n".join(
+        f"```python\n{template.format(expr=exprs[name]).strip()}\n```" for name in names) for names in rounds]
+    out = Path(args.out) / "prescreen"
+    rows = []
+    for label, extra in (("train all", []), ("--prescreen 1", ["--prescreen", "1"])):
+        name = "all" if not extra else "prescreen1"
+        run = out / name
+        if not (run / "state.json").is_file() or not json.loads((run / "state.json").read_text()).get("done"):
+            with ScriptedOpenAIServer([{"kind": "reply", "text": replies[0]}, {"kind": "reply", "text": replies[1]},
+                                       {"kind": "reply", "text": replies[1], "repeat": True}]) as server:
+                cmd = [sys.executable, "-m", "rewardgym.cli.main", "synthesize", task, "--rounds", "2",
+                       "--samples", "4", "--steps", str(int(steps * args.scale)), "--num-envs", "8",
+                       "--eval-episodes", "20", "--mode", "whole", "--base-url", server.base_url, "--model",
+                       server.model, "--api-key", server.api_key, "--runs-dir", str(out), "--name", name, *extra]
+                if (run / "state.json").is_file():
+                    cmd = [sys.executable, "-m", "rewardgym.cli.main", "synthesize", "--resume", str(run),
+                           "--base-url", server.base_url, "--model", server.model, "--api-key", server.api_key]
+                subprocess.run(cmd, check=True, env={**os.environ, "REWARDGYM_LLM_CACHE": str(out / "cache")})
+        state = json.loads((run / "state.json").read_text())
+        cands = [c for r in state["rounds"] for c in r["candidates"]]
+        trained = [c for c in cands if c["status"] == "trained"]
+        rows.append((label, len(cands), len(trained), len(trained) * int(steps * args.scale),
+                     state["timings"].get("training", 0.0), state["timings"].get("analysis", 0.0),
+                     max(c["eval"]["success_rate"] for c in trained)))
+    print(f"\nSynthesis on Fetch-Reach, scripted server, 2 rounds x 4 candidates, {int(steps * args.scale)} steps each:")
+    print(f"{'run':<16} {'candidates':>10} {'trained':>8} {'env steps':>10} {'training s':>11} {'analysis s':>11} "
+          f"{'best success':>13}")
+    for r in rows:
+        print(f"{r[0]:<16} {r[1]:>10} {r[2]:>8} {r[3]:>10} {r[4]:>11.0f} {r[5]:>11.1f} {r[6]:>13.2f}")
+
+
 def speed(args: argparse.Namespace) -> None:
     from rewardgym.runs.train import TrainSpec, train
 
@@ -241,11 +291,14 @@ def speed(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["predict", "interval", "speed", "table"], default="predict")
+    parser.add_argument("--part", choices=["predict", "interval", "speed", "prescreen", "table"], default="predict")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every training budget")
     parser.add_argument("--tasks", nargs="+", default=None)
+    parser.add_argument("--train-seeds", nargs="+", type=int, default=None,
+                        help="train only these seeds (run two processes side by side on a 2-core machine)")
+    parser.add_argument("--skip-analysis", action="store_true", help="train only (another process analyses)")
     parser.add_argument("--out", default="runs/analysis_benchmark")
     args = parser.parse_args()
     if args.part == "predict":
@@ -253,7 +306,7 @@ def main() -> None:
     elif args.part == "table":
         _predict_table(Path(args.out) / "predict.jsonl")
     else:
-        {"interval": interval, "speed": speed}[args.part](args)
+        {"interval": interval, "speed": speed, "prescreen": prescreen}[args.part](args)
 
 
 if __name__ == "__main__":

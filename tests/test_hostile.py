@@ -593,7 +593,10 @@ FANCY_INDEX = "A = np.arange(1000)\nB = A[np.zeros((10**5, 10**5), dtype='int64'
 MANY_ARRAYS = "T = (" + ", ".join(f"np.ones(10**6) + {i}" for i in range(300)) + ")\n"
 
 
-@pytest.mark.parametrize("constants,kind", [(HASH_CHAIN, "timeout"), (FANCY_INDEX, "memory"), (MANY_ARRAYS, "memory")],
+# 300 arrays of 8 MB reach the memory limit, or on a busy machine the time limit first: either
+# limit contains them (the behaviour protected is that the caller never computes them).
+@pytest.mark.parametrize("constants,kind", [(HASH_CHAIN, {"timeout"}), (FANCY_INDEX, {"memory"}),
+                                            (MANY_ARRAYS, {"memory", "timeout"})],
                          ids=["hash-chain", "fancy-index", "many-arrays"])
 def test_constants_are_computed_only_in_the_limited_worker(tmp_path, constants, kind):
     """Class 1: the caller never evaluates a program's constants. Validation admits them (it
@@ -605,7 +608,7 @@ def test_constants_are_computed_only_in_the_limited_worker(tmp_path, constants, 
     with pytest.raises(RewardProgramError) as info:
         run_random(env, 1)
     env.close()
-    assert info.value.kind == kind and str(path) in str(info.value)
+    assert info.value.kind in kind and str(path) in str(info.value)
     assert "loading" in str(info.value)
     assert _peak_rss_mb() - before < 200  # the 3 GB / 2.5 GB / 2^80 constants never reached the caller
 
