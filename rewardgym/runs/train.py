@@ -26,6 +26,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -34,11 +35,13 @@ import gymnasium as gym
 from rewardgym.envs.registry import get_task
 from rewardgym.intrinsic.oni import OniOptions, PLACE_FIELDS, validate
 from rewardgym.learners.mappo import marl_policy
+from rewardgym.learners.occupancy import OccupancyConfig
 from rewardgym.learners.ppo import PPO, PPOConfig, TrainingDiverged
 from rewardgym.rewards.shaping import check_agent_gamma
 from rewardgym.rewards.spec import RewardSpec
 from rewardgym.rewards.worker import ProgramLimits, RewardProgramError
 from rewardgym.runs.algorithms import ALGORITHMS, get_algorithm
+from rewardgym.runs.occupancy import load_reference, make_regularizer, occupancy_options
 from rewardgym.runs.directory import (RUN_FORMAT, RunDir, RunError, latest_checkpoint, load_checkpoint,
                                       reward_for_run, run_copy, save_checkpoint)
 from rewardgym.runs.sb3 import (EpisodeStatsLog, check_sb3_hyperparams, load_sb3_model, make_sb3_vec_env,
@@ -111,6 +114,7 @@ class TrainSpec:
         oni: :class:`rewardgym.intrinsic.OniOptions` fields (model, annotator, beta, goal ...).
         randomize: domain randomisation of the training envs
             (:mod:`rewardgym.wrappers.randomize`, ``key -> value | [low, high]``), or None.
+        regularize, reference, reg_coef, occupancy: ORPO towards a run (:mod:`rewardgym.runs.occupancy`).
     """
 
     task: str
@@ -130,6 +134,10 @@ class TrainSpec:
     intrinsic: str | None = None
     oni: dict[str, Any] = field(default_factory=dict)
     randomize: dict[str, Any] | None = None
+    regularize: str | None = None
+    reference: str | None = None
+    reg_coef: float | None = None
+    occupancy: dict[str, Any] = field(default_factory=dict)
 
     def to_config(self) -> dict[str, Any]:
         return {"task": self.task, "reward": self.reward, "steps": self.steps, "algo": self.algo,
@@ -137,7 +145,8 @@ class TrainSpec:
                 "hyperparams": self.hyperparams, "asynchronous": self.asynchronous, "track": self.track,
                 "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
                 "intrinsic": self.intrinsic, "oni": self.oni, "randomize": self.randomize,
-                "rewardgym_version": __version__}
+                "regularize": self.regularize, "reference": self.reference, "reg_coef": self.reg_coef,
+                "occupancy": self.occupancy, "rewardgym_version": __version__}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config.json") -> "TrainSpec":
@@ -174,6 +183,11 @@ class TrainSpec:
             if rollout > 1 << 22:
                 raise ValueError(f"{source}: sb3-ppo n_steps x num_envs = {rollout:,} transitions per rollout; at most "
                                  f"{1 << 22:,}")
+        occupancy_options(self.regularize, self.reference, self.reg_coef, self.occupancy, self.algo, source)
+
+    def occupancy_config(self) -> OccupancyConfig | None:
+        """The occupancy regulariser's settings (``occupancy`` with ``coef = reg_coef``), or None."""
+        return occupancy_options(self.regularize, self.reference, self.reg_coef, self.occupancy, self.algo)
 
 
 def _positive_int(value: Any) -> bool:
@@ -279,6 +293,7 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
             PPOConfig.for_space(probe.observation_space, _ppo_dict(spec), source="hyper-parameters")
         finally:
             probe.close()
+    reference = load_reference(spec.reference, task.id, spec.occupancy_config(), spec.seed) if spec.regularize else None
     run = RunDir.create(runs_root, spec.to_config(), name=run_name)
     try:  # the reward is resolved once, here, with the run's own files (ONI's store); a bad one leaves nothing
         _copy_reward_files(spec, run)
@@ -286,7 +301,7 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     except BaseException:
         shutil.rmtree(run.path, ignore_errors=True)
         raise
-    return _run(spec, run, resume_from=None, on_update=on_update, source=source)
+    return _run(spec, run, resume_from=None, on_update=on_update, source=source, reference=reference)
 
 
 def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | None = None, *,
@@ -368,8 +383,9 @@ def _reward(spec: TrainSpec, run: RunDir) -> RewardSpec:
 
 def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
          on_update: Callable[[dict[str, Any]], None] | None, unsafe_pickle: bool = False, *,
-         source: Any) -> RunDir:
-    """Train ``spec`` into ``run`` with the reward ``source`` resolved once by the caller (closed here)."""
+         source: Any, reference: tuple[Any, Any] | None = None) -> RunDir:
+    """Train ``spec`` into ``run`` with the reward ``source`` resolved once by the caller (closed here)
+    and a new run's occupancy ``reference`` pairs (a resume takes its checkpoint's)."""
     try:
         tracker = Tracker(spec.track, run, spec.to_config())
     except BaseException:
@@ -382,7 +398,7 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             cb(row)
 
     try:
-        trainer = {"ppo": _train_ppo, "sb3": _train_sb3}[get_algorithm(spec.algo).learner]
+        trainer = {"ppo": partial(_train_ppo, reference=reference), "sb3": _train_sb3}[get_algorithm(spec.algo).learner]
         trainer(spec, run, resume_from, notify, unsafe_pickle, source)
     finally:
         tracker.close()
@@ -454,7 +470,8 @@ def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False,
 
 
 def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
-               notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool, source: Any) -> None:
+               notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool, source: Any,
+               reference: tuple[Any, Any] | None = None) -> None:
     base = PPOConfig.from_dict(_ppo_dict(spec), source=str(run.config_path))
     if spec.device != "cuda":  # BLAS pools as small as the learner's (rewardgym.threads)
         limit_process(base.num_threads or 1)
@@ -471,9 +488,10 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
         return int(agent.global_step) // agents
 
     try:
-        agent = PPO(env, config, policy=marl_policy(spec.algo, env) if get_algorithm(spec.algo).multi_agent else None)
+        payload = load_ppo_checkpoint(resume_from, spec.task, unsafe_pickle, algo=spec.algo) if resume_from else None
+        agent = PPO(env, config, policy=marl_policy(spec.algo, env) if get_algorithm(spec.algo).multi_agent else None,
+                    regularizer=make_regularizer(spec.occupancy_config(), spec.seed, reference, payload, resume_from))
         if resume_from is not None:
-            payload = load_ppo_checkpoint(resume_from, spec.task, unsafe_pickle, algo=spec.algo)
             try:
                 agent.load_state_dict(payload["agent"])
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
