@@ -313,7 +313,8 @@ def train(
                                              "occupancy near --reference's (ORPO; rewardgym ppo, logged term "
                                              "occupancy_penalty)."),
     reference: Optional[str] = typer.Option(None, "--reference", metavar="RUN_DIR", help="Reference run of "
-                                            "--regularize: a rewardgym PPO run of the same task (read as data)."),
+                                            "--regularize and --init-from-reference: a rewardgym PPO run of the "
+                                            "same task (read as data)."),
     reg_coef: Optional[float] = typer.Option(None, "--reg-coef", help="λ of --regularize: reward - λ·penalty "
                                              "(a finite number > 0)."),
     divergence: Optional[str] = typer.Option(None, "--divergence", help="Divergence of --regularize: chi2 "
@@ -321,6 +322,10 @@ def train(
     occupancy_option: list[str] = typer.Option([], "--occupancy-option", help="Further --regularize option "
                                                "KEY=VALUE (JSON value), e.g. reference_transitions=5000; see "
                                                "docs/TRAINING.md."),
+    init_from_reference: Optional[bool] = typer.Option(None, "--init-from-reference/--no-init-from-reference",
+                                                       help="Start from --reference's policy weights (default: on "
+                                                       "with --regularize, as in ORPO; alone, an unregularised run "
+                                                       "from the same start)."),
 ) -> None:
     """Train an agent on TASK with an injected reward; writes a resumable run directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -367,7 +372,7 @@ def train(
                                                                          goal, oni_option, model, base_url),
                                                             **(llm_options if intrinsic else {})},
                                   randomize=_randomize_or_fail(randomize), regularize=regularize,
-                                  reference=reference, reg_coef=reg_coef,
+                                  reference=reference, reg_coef=reg_coef, init_from_reference=init_from_reference,
                                   occupancy=_occupancy_options(divergence, occupancy_option))
         if config is not None and algo in training.PPO_ALGOS:  # report bad keys against the file they came from
             from rewardgym.learners.ppo import PPOConfig

@@ -41,7 +41,8 @@ from rewardgym.rewards.shaping import check_agent_gamma
 from rewardgym.rewards.spec import RewardSpec
 from rewardgym.rewards.worker import ProgramLimits, RewardProgramError
 from rewardgym.runs.algorithms import ALGORITHMS, get_algorithm
-from rewardgym.runs.occupancy import load_reference, make_regularizer, occupancy_options
+from rewardgym.runs.occupancy import (Reference, make_regularizer, occupancy_options, prepare_reference,
+                                      start_from_reference)
 from rewardgym.runs.directory import (RUN_FORMAT, RunDir, RunError, latest_checkpoint, load_checkpoint,
                                       reward_for_run, run_copy, save_checkpoint)
 from rewardgym.runs.sb3 import (EpisodeStatsLog, check_sb3_hyperparams, load_sb3_model, make_sb3_vec_env,
@@ -114,7 +115,7 @@ class TrainSpec:
         oni: :class:`rewardgym.intrinsic.OniOptions` fields (model, annotator, beta, goal ...).
         randomize: domain randomisation of the training envs
             (:mod:`rewardgym.wrappers.randomize`, ``key -> value | [low, high]``), or None.
-        regularize, reference, reg_coef, occupancy: ORPO towards a run (:mod:`rewardgym.runs.occupancy`).
+        regularize, reference, reg_coef, occupancy, init_from_reference: ORPO (:mod:`rewardgym.runs.occupancy`).
     """
 
     task: str
@@ -138,21 +139,18 @@ class TrainSpec:
     reference: str | None = None
     reg_coef: float | None = None
     occupancy: dict[str, Any] = field(default_factory=dict)
+    init_from_reference: bool | None = None
+    _NOT_SAVED = frozenset({"trusted", "reward_limits"})  # the caller's decisions: never in, nor read from, a run
 
-    def to_config(self) -> dict[str, Any]:
-        return {"task": self.task, "reward": self.reward, "steps": self.steps, "algo": self.algo,
-                "num_envs": self.num_envs, "seed": self.seed, "device": self.device,
-                "hyperparams": self.hyperparams, "asynchronous": self.asynchronous, "track": self.track,
-                "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
-                "intrinsic": self.intrinsic, "oni": self.oni, "randomize": self.randomize,
-                "regularize": self.regularize, "reference": self.reference, "reg_coef": self.reg_coef,
-                "occupancy": self.occupancy, "rewardgym_version": __version__}
+    def to_config(self) -> dict[str, Any]:  # every field in order, except what a run never holds (from_config)
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__ if k not in self._NOT_SAVED},
+                "rewardgym_version": __version__}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config.json") -> "TrainSpec":
         """The spec a run was created with; ``trusted`` and ``reward_limits`` are never taken
         from it (a received run cannot grant itself trust or lift its limits)."""
-        keys = {f for f in cls.__dataclass_fields__} - {"trusted", "reward_limits"}
+        keys = {f for f in cls.__dataclass_fields__} - cls._NOT_SAVED
         spec = cls(**{k: v for k, v in config.items() if k in keys})
         if isinstance(spec.oni, dict):  # files and endpoints are never taken from a run (PLACE_FIELDS)
             spec.oni = {k: v for k, v in spec.oni.items() if k not in PLACE_FIELDS}
@@ -183,11 +181,12 @@ class TrainSpec:
             if rollout > 1 << 22:
                 raise ValueError(f"{source}: sb3-ppo n_steps x num_envs = {rollout:,} transitions per rollout; at most "
                                  f"{1 << 22:,}")
-        occupancy_options(self.regularize, self.reference, self.reg_coef, self.occupancy, self.algo, source)
+        self.occupancy_config(source)
 
-    def occupancy_config(self) -> OccupancyConfig | None:
+    def occupancy_config(self, source: str = "the train options") -> OccupancyConfig | None:
         """The occupancy regulariser's settings (``occupancy`` with ``coef = reg_coef``), or None."""
-        return occupancy_options(self.regularize, self.reference, self.reg_coef, self.occupancy, self.algo)
+        return occupancy_options(self.regularize, self.reference, self.reg_coef, self.occupancy, self.algo, source,
+                                 self.init_from_reference)
 
 
 def _positive_int(value: Any) -> bool:
@@ -285,6 +284,7 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     _reward_limits(spec)
     if spec.randomize is not None:
         spec.randomize = RandomizationConfig.from_dict(spec.randomize).to_dict()
+    reference = prepare_reference(spec, task.id)  # its pairs and policy; its network options into hyperparams
     _agent_gamma(spec)  # the hyper-parameters' types and ranges
     if get_algorithm(spec.algo).learner == "ppo" and not getattr(task, "agents", None):
         # ... and their sizes against the task's observations, before anything exists on disk
@@ -293,7 +293,6 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
             PPOConfig.for_space(probe.observation_space, _ppo_dict(spec), source="hyper-parameters")
         finally:
             probe.close()
-    reference = load_reference(spec.reference, task.id, spec.occupancy_config(), spec.seed) if spec.regularize else None
     run = RunDir.create(runs_root, spec.to_config(), name=run_name)
     try:  # the reward is resolved once, here, with the run's own files (ONI's store); a bad one leaves nothing
         _copy_reward_files(spec, run)
@@ -383,9 +382,9 @@ def _reward(spec: TrainSpec, run: RunDir) -> RewardSpec:
 
 def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
          on_update: Callable[[dict[str, Any]], None] | None, unsafe_pickle: bool = False, *,
-         source: Any, reference: tuple[Any, Any] | None = None) -> RunDir:
+         source: Any, reference: Reference | None = None) -> RunDir:
     """Train ``spec`` into ``run`` with the reward ``source`` resolved once by the caller (closed here)
-    and a new run's occupancy ``reference`` pairs (a resume takes its checkpoint's)."""
+    and what a new run takes from its ``reference`` run (a resume takes its checkpoint's)."""
     try:
         tracker = Tracker(spec.track, run, spec.to_config())
     except BaseException:
@@ -471,7 +470,7 @@ def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False,
 
 def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
                notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool, source: Any,
-               reference: tuple[Any, Any] | None = None) -> None:
+               reference: Reference | None = None) -> None:
     base = PPOConfig.from_dict(_ppo_dict(spec), source=str(run.config_path))
     if spec.device != "cuda":  # BLAS pools as small as the learner's (rewardgym.threads)
         limit_process(base.num_threads or 1)
@@ -491,6 +490,7 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
         payload = load_ppo_checkpoint(resume_from, spec.task, unsafe_pickle, algo=spec.algo) if resume_from else None
         agent = PPO(env, config, policy=marl_policy(spec.algo, env) if get_algorithm(spec.algo).multi_agent else None,
                     regularizer=make_regularizer(spec.occupancy_config(), spec.seed, reference, payload, resume_from))
+        start_from_reference(agent, reference)  # a new run's; a resume has none
         if resume_from is not None:
             try:
                 agent.load_state_dict(payload["agent"])
