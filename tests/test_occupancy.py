@@ -230,3 +230,77 @@ def test_cli_errors_name_the_reference_and_the_coefficient(tmp_path, reference_r
         line = _cli_error(["--regularize", "occupancy", "--reference", str(reference_run.path), "--reg-coef", coef],
                           tmp_path)
         assert "--reg-coef" in line
+
+
+# ----------------------------------------------------------------------------- starting from the reference
+def test_init_from_reference_starts_from_the_reference_policy(tmp_path, reference_run, monkeypatch):
+    """The first rollout runs the reference's policy: same weights, and the same actions as the
+    reference run's own policy on the same observations (the unregularised baseline may start
+    there too: --reference with --init-from-reference alone)."""
+    from rewardgym.runs.evaluate import RunPolicy
+
+    seen = {}
+    original = PPO._collect_rollout
+
+    def first_rollout(self):
+        if not seen:
+            seen["policy"] = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+            seen["agent"] = self
+            env = gym.make_vec(TASK, num_envs=4)
+            obs, _ = env.reset(seed=7)
+            env.close()
+            seen["obs"], seen["actions"] = obs, self.predict(obs, deterministic=True)[0]
+        return original(self)
+
+    monkeypatch.setattr(PPO, "_collect_rollout", first_rollout)
+    spec = TrainSpec(task=TASK, reward="examples/hackable/fetch_reach_approach.py", steps=256, num_envs=2, seed=3,
+                     hyperparams={**SMALL, "learning_rate": 1e-3}, reference=str(reference_run.path),
+                     init_from_reference=True)
+    run = train(spec, runs_root=tmp_path, run_name="init")
+    assert run.config()["init_from_reference"] is True and run.config()["regularize"] is None
+
+    ref = load_ppo_checkpoint(reference_run.checkpoint_dir / "final.pt", TASK)["agent"]
+    for key, value in ref["policy"].items():
+        assert torch.equal(seen["policy"][key], value), key
+    env = gym.make_vec(TASK, num_envs=1)
+    reference_policy = RunPolicy(reference_run, env)
+    env.close()
+    expected = reference_policy(seen["obs"])  # deterministic, as `rewardgym eval` runs it
+    # equal up to the first reset's 2 observations folded into the running statistics
+    np.testing.assert_allclose(seen["actions"], expected, atol=2e-2)
+    assert not np.allclose(seen["actions"], 0.0, atol=1e-3)  # a trained policy, not a fresh network's ~0 mean
+
+
+def test_init_from_reference_is_the_default_with_the_regulariser_and_can_be_turned_off(reference_run):
+    from rewardgym.runs.occupancy import init_from_reference
+
+    assert init_from_reference(None, "occupancy") is True and init_from_reference(None, None) is False
+    assert init_from_reference(False, "occupancy") is False
+    with pytest.raises(ValueError, match="init-from-reference needs --reference"):
+        TrainSpec(task=TASK, init_from_reference=True).validate()
+    with pytest.raises(ValueError, match="init_from_reference='yes'"):
+        TrainSpec(task=TASK, reference=str(reference_run.path), init_from_reference="yes").validate()
+
+
+def test_a_reference_whose_shapes_do_not_fit_is_a_one_line_error(tmp_path, reference_run):
+    bad = tmp_path / "bad-reference"
+    shutil.copytree(reference_run.path, bad)
+    payload = torch.load(bad / "checkpoints" / "final.pt", weights_only=True)
+    policy = payload["agent"]["policy"]
+    first = next(k for k, v in policy.items() if v.ndim == 2)  # the first layer: another observation size
+    policy[first] = torch.zeros(policy[first].shape[0], policy[first].shape[1] + 3)
+    torch.save(payload, bad / "checkpoints" / "final.pt")
+    spec = TrainSpec(task=TASK, reward="expert", steps=256, num_envs=2, seed=0, hyperparams=SMALL,
+                     reference=str(bad), init_from_reference=True)
+    with pytest.raises(RunError) as info:
+        train(spec, runs_root=tmp_path / "runs", run_name="x")
+    message = str(info.value)
+    assert "\n" not in message and str(bad) in message and first in message and "does not fit" in message
+    assert not (tmp_path / "runs" / "x").exists()
+
+    line = _cli_error(["--reference", str(bad), "--init-from-reference", "--num-envs", "2"], tmp_path)
+    assert str(bad) in line and "does not fit" in line
+    spec = TrainSpec(task=TASK, reward="expert", steps=256, num_envs=2, seed=0, hyperparams={**SMALL,
+                     "hidden_sizes": [32]}, reference=str(reference_run.path), init_from_reference=True)
+    with pytest.raises(RunError, match="hidden_sizes=\\[32\\] differs"):
+        train(spec, runs_root=tmp_path / "runs")
