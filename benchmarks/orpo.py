@@ -2,21 +2,30 @@
 
 On ``rewardgym/Fetch-Reach-v0`` (success: gripper within 5 cm of a random goal):
 
-1. a *reference* run: rewardgym PPO on the expert reward for ``--reference-steps`` (a decent,
-   not perfect, policy: the "safe" policy of the Correlated Proxies paper);
+1. a *reference* run: rewardgym PPO on the expert reward for ``--reference-steps`` with
+   ``REFERENCE_HYPERPARAMS`` (one 1,024-step update at a low learning rate): a *safe but
+   imperfect* policy, the paper's "safe policy" (there a behaviour-cloned or weaker policy).
+   It must be imperfect: the agents start from it, so a reference that already solves the
+   task would make every condition "win" by not moving. Its own success is the table's first row;
 2. for each hackable program of ``examples/hackable/`` (``fetch_reach_approach.py``: pays for
    approaching the goal, never for being there; ``fetch_reach_speed.py``: pays for hand
-   speed), PPO from scratch on the program alone and with ``--regularize occupancy --reference
-   <1> --reg-coef λ`` for each ``--coefs`` λ (default divergence chi2, ``--reference-transitions``
-   pairs sampled from the reference's stochastic policy), ``--seeds`` seeds, ``--steps`` each;
+   speed), PPO on the program alone and with ``--regularize occupancy --reference <1> --reg-coef
+   λ`` for each ``--coefs`` λ (default divergence chi2, ``--reference-transitions`` pairs sampled
+   from the reference's stochastic policy), ``--seeds`` seeds, ``--steps`` each. Every condition,
+   the unregularised one included, starts from the reference's weights (``--init-from-reference``,
+   as the paper's ORPO does), so the comparison is fair; ``--from-scratch`` starts all from a
+   random policy instead (the earlier benchmark);
 3. each final policy is evaluated deterministically for ``--episodes`` episodes with the
    task's *expert* reward injected: success rate and true (expert) return.
 
-Every finished run is one JSON line in ``--out/results.jsonl``; a rerun skips what is there
-(resumable), then prints the table (mean ± std over seeds; the reference policy first).
+Every finished run is one JSON line in ``--out/results.jsonl`` (with its training curve); a rerun
+skips what is there (resumable), then prints the table (mean ± std over seeds; the reference policy
+first) and writes ``--out/curves.png``: training success (the stochastic policy's finished
+episodes, the learner's window) against env steps, mean over seeds, one panel per program.
 
-    nice -n 10 python benchmarks/orpo.py [--steps 12288] [--reference-steps 12288] [--seeds 2]
-                                         [--coefs 1.0] [--reference-transitions 5000] [--out runs/orpo]
+    nice -n 10 python benchmarks/orpo.py [--steps 12288] [--reference-steps 1024] [--seeds 2]
+                                         [--coefs 0.1 1.0] [--reference-transitions 5000]
+                                         [--from-scratch] [--out runs/orpo-init]
 
 The defaults are sized for a shared 2-core machine (about 2 minutes per run there).
 """
@@ -40,6 +49,8 @@ from rewardgym.runs.train import TrainSpec, train
 TASK = "rewardgym/Fetch-Reach-v0"
 HACKABLE = Path(__file__).resolve().parent.parent / "examples" / "hackable"
 PROGRAMS = ("fetch_reach_approach.py", "fetch_reach_speed.py")
+REFERENCE_HYPERPARAMS = {"num_steps": 128, "learning_rate": 2e-4}
+"""The reference's PPO: 1,024 steps are one update; the low learning rate keeps it imperfect."""
 
 
 def _evaluate(run: RunDir, episodes: int) -> dict[str, float]:
@@ -62,12 +73,13 @@ def _done(path: Path) -> dict[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=12_288)
-    parser.add_argument("--reference-steps", type=int, default=12_288)
+    parser.add_argument("--reference-steps", type=int, default=1_024)
     parser.add_argument("--reference-transitions", type=int, default=5_000)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--coefs", type=float, nargs="+", default=[1.0])
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--out", default="runs/orpo")
+    parser.add_argument("--coefs", type=float, nargs="+", default=[0.1, 1.0])
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--from-scratch", action="store_true", help="start every run from a random policy")
+    parser.add_argument("--out", default="runs/orpo-init")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,8 +94,12 @@ def main() -> None:
 
     reference = out / "reference"
     if not (reference / "checkpoints" / "final.pt").is_file():
-        train(TrainSpec(task=TASK, reward="expert", steps=args.reference_steps, num_envs=8, seed=0),
-              runs_root=out, run_name="reference")
+        if reference.exists():  # cut short by an earlier invocation
+            import shutil
+
+            shutil.rmtree(reference)
+        train(TrainSpec(task=TASK, reward="expert", steps=args.reference_steps, num_envs=8, seed=0,
+                        hyperparams=dict(REFERENCE_HYPERPARAMS)), runs_root=out, run_name="reference")
     if "reference" not in done:
         record({"name": "reference", "program": "expert (reference)", "coef": None, "seed": 0,
                 "steps": args.reference_steps, **_evaluate(RunDir(reference), args.episodes)})
@@ -95,7 +111,10 @@ def main() -> None:
                 if name in done:
                     continue
                 spec = TrainSpec(task=TASK, reward=str(HACKABLE / program), steps=args.steps, num_envs=8, seed=seed,
-                                 checkpoint_every_s=600.0)
+                                 checkpoint_every_s=600.0, reference=str(reference),
+                                 init_from_reference=not args.from_scratch)
+                if args.from_scratch and coef is None:
+                    spec.reference = None
                 if coef is not None:
                     spec.regularize, spec.reference, spec.reg_coef = "occupancy", str(reference), coef
                     spec.occupancy = {"reference_transitions": args.reference_transitions}
@@ -106,9 +125,47 @@ def main() -> None:
                 run = train(spec, runs_root=out, run_name=name)
                 last = run.metrics()[-1]
                 record({"name": name, "program": program, "coef": coef, "seed": seed, "steps": args.steps,
+                        "init": "scratch" if args.from_scratch else "reference",
                         "train_proxy_return": last.get("episode_return"),
-                        "train_penalty": last.get("terms/occupancy_penalty"), **_evaluate(run, args.episodes)})
+                        "train_penalty": last.get("terms/occupancy_penalty"), **_evaluate(run, args.episodes),
+                        "curve": [[m["global_step"], m.get("success_rate")] for m in run.metrics()]})
     _table(done, args)
+    print(f"curves: {_curves(done, args, out / 'curves.png')}")
+
+
+def _curves(done: dict[str, dict], args: argparse.Namespace, path: Path) -> Path:
+    """Training success against env steps, mean over seeds, one panel per program (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rewardgym.files import save_figure
+
+    fig, axes = plt.subplots(1, len(PROGRAMS), figsize=(5.5 * len(PROGRAMS), 4), sharey=True)
+    ref = done.get("reference")
+    for ax, program in zip(axes, PROGRAMS):
+        for coef in [None, *args.coefs]:
+            rows = [r for r in done.values()
+                    if r.get("program") == program and r.get("coef") == coef and r.get("curve")]
+            if not rows:
+                continue
+            steps = [s for s, _ in rows[0]["curve"]]
+            values = np.array([[np.nan if v is None else v for _, v in r["curve"]][:len(steps)] for r in rows], float)
+            ax.plot(steps, np.nanmean(values, axis=0), marker="o", ms=3,
+                    label=f"{'no regulariser' if coef is None else f'ORPO λ={coef:g}'} (n={len(rows)})")
+        if ref:
+            ax.axhline(ref["success"], color="grey", ls="--", label="reference (deterministic eval)")
+        ax.set_title(Path(program).stem)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("training success rate (stochastic policy)")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[-1].legend(fontsize=8)
+    start = "from the reference's weights" if not args.from_scratch else "from scratch"
+    fig.suptitle(f"{TASK}: PPO on hackable proxies, {start}; mean over seeds")
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def _table(done: dict[str, dict], args: argparse.Namespace) -> None:
@@ -116,8 +173,10 @@ def _table(done: dict[str, dict], args: argparse.Namespace) -> None:
         arr = np.asarray(values, dtype=float)
         return f"{arr.mean():{fmt}} ± {arr.std():{fmt}}" if arr.size else "-"
 
-    print(f"\n{TASK}: PPO {args.steps:,} steps per run, {args.seeds} seeds; reference = expert PPO "
-          f"{args.reference_steps:,} steps, {args.reference_transitions:,} reference pairs; evaluation: {args.episodes} deterministic episodes, expert reward")
+    start = "from scratch" if args.from_scratch else "initialised from the reference"
+    print(f"\n{TASK}: PPO {args.steps:,} steps per run, {start}, {args.seeds} seeds; reference = expert PPO "
+          f"{args.reference_steps:,} steps ({REFERENCE_HYPERPARAMS}), {args.reference_transitions:,} reference pairs; "
+          f"evaluation: {args.episodes} deterministic episodes, expert reward")
     print(f"| {'proxy reward':<26} | {'regulariser':<16} | {'success':<13} | {'expert return':<15} | "
           f"{'proxy return (train)':<20} |")
     print(f"|{'-' * 28}|{'-' * 18}|{'-' * 15}|{'-' * 17}|{'-' * 22}|")
