@@ -317,6 +317,17 @@ def _oni_options(intrinsic: Optional[str], oni_model: str, annotator: str, beta:
     return options
 
 
+def _occupancy_options(divergence: Optional[str], extra: list[str]) -> dict:
+    """``TrainSpec.occupancy`` from --divergence and --occupancy-option (checked by the spec)."""
+    from rewardgym.intrinsic.oni import OniOptions
+
+    try:
+        options = OniOptions.parse_assignments(extra, flag="--occupancy-option")
+    except ValueError as exc:
+        _fail(str(exc))
+    return {**options, **({"divergence": divergence} if divergence is not None else {})}
+
+
 def _randomize_or_fail(path: Optional[Path]) -> Optional[dict]:
     """The validated randomisation table of ``path`` (None without one)."""
     if path is None:
@@ -382,6 +393,23 @@ def train(
     context_size: Optional[int] = typer.Option(None, "--context-size", min=256, help=_CONTEXT_SIZE_HELP),
     randomize: Optional[Path] = typer.Option(None, "--randomize", help="Domain randomisation file (.toml or "
                                              ".json: friction, mass, latency, obs_noise ...; MuJoCo tasks)."),
+    regularize: Optional[str] = typer.Option(None, "--regularize", help="occupancy: keep the agent's state-action "
+                                             "occupancy near --reference's (ORPO; rewardgym ppo, logged term "
+                                             "occupancy_penalty)."),
+    reference: Optional[str] = typer.Option(None, "--reference", metavar="RUN_DIR", help="Reference run of "
+                                            "--regularize and --init-from-reference: a rewardgym PPO run of the "
+                                            "same task (read as data)."),
+    reg_coef: Optional[float] = typer.Option(None, "--reg-coef", help="λ of --regularize: reward - λ·penalty "
+                                             "(a finite number > 0)."),
+    divergence: Optional[str] = typer.Option(None, "--divergence", help="Divergence of --regularize: chi2 "
+                                             "(default; penalty r - 1) | kl (penalty log r), r the occupancy ratio."),
+    occupancy_option: list[str] = typer.Option([], "--occupancy-option", help="Further --regularize option "
+                                               "KEY=VALUE (JSON value), e.g. reference_transitions=5000; see "
+                                               "docs/TRAINING.md."),
+    init_from_reference: Optional[bool] = typer.Option(None, "--init-from-reference/--no-init-from-reference",
+                                                       help="Start from --reference's policy weights (default: on "
+                                                       "with --regularize, as in ORPO; alone, an unregularised run "
+                                                       "from the same start)."),
 ) -> None:
     """Train an agent on TASK with an injected reward; writes a resumable run directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -427,7 +455,9 @@ def train(
                                   intrinsic=intrinsic, oni={**_oni_options(intrinsic, oni_model, annotator, oni_beta,
                                                                          goal, oni_option, model, base_url),
                                                             **(llm_options if intrinsic else {})},
-                                  randomize=_randomize_or_fail(randomize))
+                                  randomize=_randomize_or_fail(randomize), regularize=regularize,
+                                  reference=reference, reg_coef=reg_coef, init_from_reference=init_from_reference,
+                                  occupancy=_occupancy_options(divergence, occupancy_option))
         if config is not None and algo in training.PPO_ALGOS:  # report bad keys against the file they came from
             from rewardgym.learners.ppo import PPOConfig
 

@@ -46,6 +46,11 @@ build with the same config and freshly built envs:
 * a checkpoint taken at an update index that is a multiple of ``reset_interval`` resumes
   bit-identically to the uninterrupted run (``tests/test_ppo.py::test_exact_resume``).
 
+With an occupancy regulariser (``PPO(..., regularizer=...)``, ORPO:
+:mod:`rewardgym.learners.occupancy`) its state (discriminator, optimiser, generator, reference
+data) is part of the state dict too, and the same guarantees hold
+(``tests/test_occupancy.py``).
+
 Env states (simulator internals, partial episodes) are *not* in a checkpoint: at any
 other update index the resumed run differs from the uninterrupted one only in that the
 envs were reset at the resume point. Exactness is a CPU guarantee; CUDA kernels may be
@@ -71,6 +76,7 @@ from torch import nn
 from rewardgym.learners.config import ConfigError, PPOConfig  # noqa: F401 (ConfigError: this module's API too)
 from rewardgym.learners.episodes import EpisodeWindow
 from rewardgym.learners.normalize import ObsNormalizer, RewardNormalizer
+from rewardgym.learners.occupancy import OccupancyRegularizer
 from rewardgym.learners.policies import ActorCritic, MLPActorCritic, make_policy
 from rewardgym.rewards.shaping import check_agent_gamma
 
@@ -209,6 +215,9 @@ class PPO:
             (default :func:`~rewardgym.learners.policies.make_policy`), under the seeded RNG; e.g.
             MAPPO's centralised critic (:func:`rewardgym.learners.mappo.mappo_policy`) or a network
             class of your own. Its ``ARCH`` is what checkpoints record.
+        regularizer: an :class:`~rewardgym.learners.occupancy.OccupancyRegularizer` (ORPO): its
+            per-transition penalty is subtracted from the reward before normalisation and GAE,
+            its discriminator trains after every update, and its state is in :meth:`state_dict`.
 
     Example::
 
@@ -218,7 +227,8 @@ class PPO:
     """
 
     def __init__(self, env: Any, config: PPOConfig | Mapping[str, Any] | None = None,
-                 policy: Callable[[gym.Space, gym.Space, PPOConfig], ActorCritic] | None = None):
+                 policy: Callable[[gym.Space, gym.Space, PPOConfig], ActorCritic] | None = None,
+                 regularizer: OccupancyRegularizer | None = None):
         if isinstance(env, gym.Env):  # a single env: a one-env vector env (next-step autoreset)
             single = env
             env = gym.vector.SyncVectorEnv([lambda: single])
@@ -290,6 +300,11 @@ class PPO:
         self._next_done: torch.Tensor | None = None
         self._ep_return = torch.zeros(cfg.num_envs, dtype=torch.float64, device=self.device)
         self._ep_length = torch.zeros(cfg.num_envs, dtype=torch.int64, device=self.device)
+        self.regularizer = regularizer
+        self._next_raw_obs: torch.Tensor | None = None  # the env's own observation, for the regulariser
+        if regularizer is not None:
+            regularizer.bind(self.observation_space, self.action_space, cfg.num_steps, cfg.num_envs, self.device,
+                             cfg.stats_window)
 
     # ------------------------------------------------------------------ setup
     def _resolve_device(self, device: str, env: Any) -> torch.device:
@@ -326,6 +341,9 @@ class PPO:
         self.torch_env = isinstance(first, torch.Tensor)
         with torch.inference_mode():
             self._next_obs = self._obs_to_tensor(obs, update_stats=True)
+            if self.regularizer is not None:
+                self._next_raw_obs = torch.as_tensor(obs).to(self.device, torch.float32)
+                self.regularizer.reset()
         self._next_done = torch.zeros(self.config.num_envs, dtype=torch.bool, device=self.device)
         self._ep_return.zero_()
         self._ep_length.zero_()
@@ -362,13 +380,18 @@ class PPO:
                 group["lr"] = lr
             t0 = time.perf_counter()
             rng = self.generator.get_state()
+            penalties = self.regularizer.episode_window() if self.regularizer is not None else None
             try:
                 self._collect_rollout()
             except BaseException:  # a reward error, Ctrl-C: the checkpoint then resumes at this update
                 self.generator.set_state(rng)
+                if penalties is not None:
+                    self.regularizer.restore_episode_window(penalties)
                 raise
             t1 = time.perf_counter()
             stats = self._train()
+            if self.regularizer is not None:  # the discriminator learns from the rollout PPO just used
+                self.regularizer.update()
             t2 = time.perf_counter()
             self.update += 1
             metrics = self._metrics(stats, lr)
@@ -388,6 +411,7 @@ class PPO:
         norm_r = self.reward_normalizer
         obs, next_done = self._next_obs, self._next_done
         ep_return, ep_length = self._ep_return, self._ep_length
+        reg, raw_obs = self.regularizer, self._next_raw_obs
         for t in range(cfg.num_steps):
             if self._dict_obs:
                 for k, v in obs.items():
@@ -420,9 +444,12 @@ class PPO:
                     self._add_episode_stats(info)
             next_done = terminated | truncated
             reward = reward.masked_fill(~valid, 0.0)  # autoreset step: no reward
-            buf.rewards[t] = reward
+            # the agent optimises the injected reward minus the occupancy penalty (ORPO); the
+            # logged episode return stays the injected reward's (the penalty is its own term)
+            trained = reward if reg is None else reward - reg.penalty(t, raw_obs, env_action, valid, next_done)
+            buf.rewards[t] = trained
             if norm_r is not None:  # details c8-c9 (scaled after the rollout; info is never touched)
-                buf.disc_returns[t] = norm_r.step(reward, next_done)
+                buf.disc_returns[t] = norm_r.step(trained, next_done)
             # episode bookkeeping on the raw (injected) reward, without host synchronisation
             ep_return += reward
             ep_length += valid
@@ -433,8 +460,10 @@ class PPO:
             buf.terminated[t] = terminated
             buf.dones[t] = next_done
             obs = self._obs_to_tensor(next_obs, update_stats=True)  # details c6-c7
+            if reg is not None:
+                raw_obs = torch.as_tensor(next_obs).to(device, torch.float32)
         self.global_step += cfg.num_steps * cfg.num_envs
-        self._next_obs, self._next_done = obs, next_done
+        self._next_obs, self._next_done, self._next_raw_obs = obs, next_done, raw_obs
         self._next_value = policy.value(obs)
         if norm_r is not None:
             buf.rewards.copy_(norm_r.normalize_rollout(buf.rewards, buf.disc_returns, buf.valid))
@@ -588,6 +617,8 @@ class PPO:
         if len(self.episode_stats):
             window = self.episode_stats.summary()
             out.update({k: v for k, v in window.items() if k in ("env_return", "success_rate") or k.startswith("terms/")})
+        if self.regularizer is not None:
+            out.update(self.regularizer.metrics())
         out.update(stats)
         return out
 
@@ -648,6 +679,7 @@ class PPO:
             "update": self.update,
             "episodes": list(self.episodes),
             "episode_stats": self.episode_stats.state_dict(),
+            **({"occupancy": self.regularizer.state_dict()} if self.regularizer is not None else {}),
         }
 
     def load_policy(self, state: Mapping[str, Any]) -> None:
@@ -679,6 +711,10 @@ class PPO:
         """Restore :meth:`state_dict` (into a PPO built with the same config on equivalent envs)."""
         self._check_checkpoint(state, ("num_envs", "num_steps", "hidden_sizes", "activation", "norm_obs",
                                        "norm_reward"))
+        if (self.regularizer is None) != (state.get("occupancy") is None):
+            raise ValueError("checkpoint was written " + ("without" if self.regularizer is not None else "with") +
+                             " an occupancy regulariser; this PPO has " +
+                             ("one" if self.regularizer is not None else "none"))
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.obs_normalizer is not None:
@@ -694,6 +730,8 @@ class PPO:
         self.episodes = deque(state.get("episodes", []), maxlen=self.config.stats_window)
         self.episode_stats = EpisodeWindow(self.config.stats_window)
         self.episode_stats.load_state_dict(state.get("episode_stats", []))
+        if self.regularizer is not None:
+            self.regularizer.load_state_dict(state["occupancy"])
 
 
 def _to_cpu(obj: Any) -> Any:

@@ -26,6 +26,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -34,11 +35,14 @@ import gymnasium as gym
 from rewardgym.envs.registry import get_task
 from rewardgym.intrinsic.oni import OniOptions, PLACE_FIELDS, validate
 from rewardgym.learners.mappo import marl_policy
+from rewardgym.learners.occupancy import OccupancyConfig
 from rewardgym.learners.ppo import PPO, PPOConfig, TrainingDiverged
 from rewardgym.rewards.shaping import check_agent_gamma
 from rewardgym.rewards.spec import RewardSpec
 from rewardgym.rewards.worker import ProgramLimits, RewardProgramError
 from rewardgym.runs.algorithms import ALGORITHMS, get_algorithm
+from rewardgym.runs.occupancy import (Reference, make_regularizer, occupancy_options, prepare_reference,
+                                      start_from_reference)
 from rewardgym.runs.directory import (RUN_FORMAT, RunDir, RunError, latest_checkpoint, load_checkpoint,
                                       reward_for_run, run_copy, save_checkpoint)
 from rewardgym.runs.sb3 import (EpisodeStatsLog, check_sb3_hyperparams, load_sb3_model, make_sb3_vec_env,
@@ -111,6 +115,7 @@ class TrainSpec:
         oni: :class:`rewardgym.intrinsic.OniOptions` fields (model, annotator, beta, goal ...).
         randomize: domain randomisation of the training envs
             (:mod:`rewardgym.wrappers.randomize`, ``key -> value | [low, high]``), or None.
+        regularize, reference, reg_coef, occupancy, init_from_reference: ORPO (:mod:`rewardgym.runs.occupancy`).
     """
 
     task: str
@@ -130,20 +135,22 @@ class TrainSpec:
     intrinsic: str | None = None
     oni: dict[str, Any] = field(default_factory=dict)
     randomize: dict[str, Any] | None = None
+    regularize: str | None = None
+    reference: str | None = None
+    reg_coef: float | None = None
+    occupancy: dict[str, Any] = field(default_factory=dict)
+    init_from_reference: bool | None = None
+    _NOT_SAVED = frozenset({"trusted", "reward_limits"})  # the caller's decisions: never in, nor read from, a run
 
-    def to_config(self) -> dict[str, Any]:
-        return {"task": self.task, "reward": self.reward, "steps": self.steps, "algo": self.algo,
-                "num_envs": self.num_envs, "seed": self.seed, "device": self.device,
-                "hyperparams": self.hyperparams, "asynchronous": self.asynchronous, "track": self.track,
-                "checkpoint_every_s": self.checkpoint_every_s, "shaping": self.shaping,
-                "intrinsic": self.intrinsic, "oni": self.oni, "randomize": self.randomize,
+    def to_config(self) -> dict[str, Any]:  # every field in order, except what a run never holds (from_config)
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__ if k not in self._NOT_SAVED},
                 "rewardgym_version": __version__}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config.json") -> "TrainSpec":
         """The spec a run was created with; ``trusted`` and ``reward_limits`` are never taken
         from it (a received run cannot grant itself trust or lift its limits)."""
-        keys = {f for f in cls.__dataclass_fields__} - {"trusted", "reward_limits"}
+        keys = {f for f in cls.__dataclass_fields__} - cls._NOT_SAVED
         spec = cls(**{k: v for k, v in config.items() if k in keys})
         if isinstance(spec.oni, dict):  # files and endpoints are never taken from a run (PLACE_FIELDS)
             spec.oni = {k: v for k, v in spec.oni.items() if k not in PLACE_FIELDS}
@@ -174,6 +181,12 @@ class TrainSpec:
             if rollout > 1 << 22:
                 raise ValueError(f"{source}: sb3-ppo n_steps x num_envs = {rollout:,} transitions per rollout; at most "
                                  f"{1 << 22:,}")
+        self.occupancy_config(source)
+
+    def occupancy_config(self, source: str = "the train options") -> OccupancyConfig | None:
+        """The occupancy regulariser's settings (``occupancy`` with ``coef = reg_coef``), or None."""
+        return occupancy_options(self.regularize, self.reference, self.reg_coef, self.occupancy, self.algo, source,
+                                 self.init_from_reference)
 
 
 def _positive_int(value: Any) -> bool:
@@ -271,6 +284,7 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     _reward_limits(spec)
     if spec.randomize is not None:
         spec.randomize = RandomizationConfig.from_dict(spec.randomize).to_dict()
+    reference = prepare_reference(spec, task.id)  # its pairs and policy; its network options into hyperparams
     _agent_gamma(spec)  # the hyper-parameters' types and ranges
     if get_algorithm(spec.algo).learner == "ppo" and not getattr(task, "agents", None):
         # ... and their sizes against the task's observations, before anything exists on disk
@@ -286,7 +300,7 @@ def train(spec: TrainSpec, runs_root: str | Path = "runs", run_name: str | None 
     except BaseException:
         shutil.rmtree(run.path, ignore_errors=True)
         raise
-    return _run(spec, run, resume_from=None, on_update=on_update, source=source)
+    return _run(spec, run, resume_from=None, on_update=on_update, source=source, reference=reference)
 
 
 def resume(run_path: str | Path, on_update: Callable[[dict[str, Any]], None] | None = None, *,
@@ -368,8 +382,9 @@ def _reward(spec: TrainSpec, run: RunDir) -> RewardSpec:
 
 def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
          on_update: Callable[[dict[str, Any]], None] | None, unsafe_pickle: bool = False, *,
-         source: Any) -> RunDir:
-    """Train ``spec`` into ``run`` with the reward ``source`` resolved once by the caller (closed here)."""
+         source: Any, reference: Reference | None = None) -> RunDir:
+    """Train ``spec`` into ``run`` with the reward ``source`` resolved once by the caller (closed here)
+    and what a new run takes from its ``reference`` run (a resume takes its checkpoint's)."""
     try:
         tracker = Tracker(spec.track, run, spec.to_config())
     except BaseException:
@@ -382,7 +397,7 @@ def _run(spec: TrainSpec, run: RunDir, resume_from: Path | None,
             cb(row)
 
     try:
-        trainer = {"ppo": _train_ppo, "sb3": _train_sb3}[get_algorithm(spec.algo).learner]
+        trainer = {"ppo": partial(_train_ppo, reference=reference), "sb3": _train_sb3}[get_algorithm(spec.algo).learner]
         trainer(spec, run, resume_from, notify, unsafe_pickle, source)
     finally:
         tracker.close()
@@ -454,7 +469,8 @@ def load_ppo_checkpoint(path: Path, task_id: str, unsafe_pickle: bool = False,
 
 
 def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
-               notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool, source: Any) -> None:
+               notify: Callable[[dict[str, Any]], None], unsafe_pickle: bool, source: Any,
+               reference: Reference | None = None) -> None:
     base = PPOConfig.from_dict(_ppo_dict(spec), source=str(run.config_path))
     if spec.device != "cuda":  # BLAS pools as small as the learner's (rewardgym.threads)
         limit_process(base.num_threads or 1)
@@ -471,9 +487,11 @@ def _train_ppo(spec: TrainSpec, run: RunDir, resume_from: Path | None,
         return int(agent.global_step) // agents
 
     try:
-        agent = PPO(env, config, policy=marl_policy(spec.algo, env) if get_algorithm(spec.algo).multi_agent else None)
+        payload = load_ppo_checkpoint(resume_from, spec.task, unsafe_pickle, algo=spec.algo) if resume_from else None
+        agent = PPO(env, config, policy=marl_policy(spec.algo, env) if get_algorithm(spec.algo).multi_agent else None,
+                    regularizer=make_regularizer(spec.occupancy_config(), spec.seed, reference, payload, resume_from))
+        start_from_reference(agent, reference)  # a new run's; a resume has none
         if resume_from is not None:
-            payload = load_ppo_checkpoint(resume_from, spec.task, unsafe_pickle, algo=spec.algo)
             try:
                 agent.load_state_dict(payload["agent"])
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
