@@ -238,6 +238,7 @@ def evaluate_on_triples(source: RewardSource, spec: Any, states: Mapping[str, np
     """
     out = np.empty(len(prev), dtype=np.float64)
     term_out: dict[str, np.ndarray] = {}
+    chunk = min(chunk, max(256, CHUNK_BYTES // _row_bytes(states)))  # a NetHack row is ~10 kB, a Fetch row ~150 B
     for start in range(0, len(prev), chunk):
         rows = slice(start, start + chunk)
         state = StateView(spec, LazyRows(states, next_[rows]), LazyRows(states, prev[rows]))
@@ -247,6 +248,16 @@ def evaluate_on_triples(source: RewardSource, spec: Any, states: Mapping[str, np
             for name, value in parts.items():
                 term_out.setdefault(name, np.zeros(len(prev)))[rows] = _numpy(value)
     return out, term_out
+
+
+CHUNK_BYTES = 32 * 2**20
+"""Raw bytes of one state side of one evaluation call: programs' intermediates (a glyph map
+as int64 is 4x its raw int16) must fit the worker's memory limit."""
+
+
+def _row_bytes(states: Mapping[str, np.ndarray]) -> int:
+    """Bytes of one raw row (object entries, e.g. message strings, counted as 256)."""
+    return max(1, sum(256 if v.dtype == object else v.itemsize * int(np.prod(v.shape[1:])) for v in states.values()))
 
 
 def _numpy(value: Any) -> np.ndarray:
