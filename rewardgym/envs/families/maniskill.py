@@ -196,7 +196,7 @@ VIEW = ViewSpec.build(
         Field("qpos", "(B, 9)", "rad | m", "Arm joint angles (7, rad) and finger joint positions (2, m).",
               raw("qpos")),
         Field("qvel", "(B, 9)", "rad/s | m/s", "Arm and finger joint velocities.", raw("qvel")),
-        Field("obj_pos", "(B, 3)", "m", "Centre of mass frame origin of the task's object, world frame.",
+        Field("obj_pos", "(B, 3)", "m", "Origin of the task's object frame (the cube's or the peg's centre), world frame.",
               raw("obj_pos")),
         Field("obj_quat", "(B, 4)", "-", "Orientation of the task's object, world frame.", raw("obj_quat")),
         Field("obj_lin_vel", "(B, 3)", "m/s", "Linear velocity of the object, world frame.",
@@ -467,16 +467,16 @@ TASKS: list[TaskSpec] = [
     _task("PickCube", "PickCube-v1", _read_pick_cube,
           "Pick up the 4 cm cube (obj_pos) and hold it at the goal point goal_pos, which may be up to "
           "0.3 m above the table, keeping the arm still.",
-          "|obj_pos - goal_pos| <= 0.025 m and every arm joint slower than 0.2 rad/s", 50,
+          "obj_pos within 0.025 m of goal_pos (3-D) and every arm joint slower than 0.2 rad/s", 50,
           grasp_info_key="is_grasped"),
     _task("PushCube", "PushCube-v1", _read_push_pull,
           "Push the 4 cm cube (obj_pos) along the table onto the red-white target disc (centre goal_pos, "
           "0.1 m radius), which lies in front of the cube in +x, without lifting it.",
-          "|obj_pos[:2] - goal_pos[:2]| < 0.1 m and obj_pos z < 0.025 m (the cube on the table)", 50),
+          "obj_pos within 0.1 m of goal_pos in x-y and obj_pos z < 0.025 m (the cube on the table)", 50),
     _task("PullCube", "PullCube-v1", _read_push_pull,
           "Pull the 4 cm cube (obj_pos) back along the table towards the robot onto the red-white target "
           "disc (centre goal_pos, 0.1 m radius), which lies behind the cube in -x.",
-          "|obj_pos[:2] - goal_pos[:2]| < 0.1 m", 50),
+          "obj_pos within 0.1 m of goal_pos in x-y", 50),
     _task("StackCube", "StackCube-v1", _read_stack,
           "Pick up cube A (obj_pos, 4 cm) and place it on top of cube B so that it rests there (goal_pos is "
           "where cube A's centre must be), then let go of it.",
@@ -485,11 +485,11 @@ TASKS: list[TaskSpec] = [
     _task("PegInsertionSide", "PegInsertionSide-v1", _read_peg,
           "Grasp the peg lying on the table and insert its head (obj_head_pos) sideways into the hole of "
           "the box (goal_pos is the hole's mouth, goal_quat its frame) at least half-way.",
-          "head_in_goal x >= -0.015 m and |y|, |z| <= goal_radius (the hole radius: peg radius + 3 mm)", 100,
+          "head_in_goal x >= -0.015 m and y, z both within +-goal_radius (the hole radius: peg radius + 3 mm)", 100,
           control_mode="pd_ee_delta_pose"),
     _task("PickSingleYCB", "PickSingleYCB-v1", _read_pick_ycb,
           "Pick up the YCB object (obj_pos) and hold it at the goal point goal_pos, keeping the arm still.",
-          "|obj_pos - goal_pos| <= 0.025 m and the robot static", 50, grasp_info_key="is_grasped",
+          "obj_pos within 0.025 m of goal_pos (3-D) and the robot static", 50, grasp_info_key="is_grasped",
           available=_needs_assets("assets/mani_skill2_ycb", download="ycb"), tags=("cpu", "download")),
 ]
 _SPECS = {spec.id: spec for spec in TASKS}
