@@ -82,7 +82,7 @@ def _needs_assets(*relative: str, download: str) -> Callable[[], tuple[bool, str
             return ok, reason
         missing = [r for r in relative if not (asset_dir() / r).exists()]
         if missing:
-            return False, (f"needs ManiSkill assets [{download}] not on this machine ({asset_dir() / missing[0]}); "
+            return False, (f"needs the ManiSkill assets [{download}], missing at {asset_dir() / missing[0]}; "
                            f"rewardgym never downloads: run `python -m mani_skill.utils.download_asset "
                            f"{download}` first")
         return True, ""
