@@ -19,8 +19,9 @@ def test_list_shows_tasks_and_unavailable_reason():
     result = runner.invoke(app, ["list", "--wide"], terminal_width=400)
     assert result.exit_code == 0, result.output
     assert "rewardgym/MetaWorld-PickPlace-v0" in result.output
-    assert "rewardgym/ManiSkill-PickCube-v0" in result.output and "no: " in result.output
-    assert "[maniskill]" in result.output  # the reason printed literally, not eaten as markup
+    assert "rewardgym/ManiSkill-PickCube-v0" in result.output
+    if "ManiSkill assets" in result.output:  # a task whose downloads are missing
+        assert "no: " in result.output and "[ycb]" in result.output  # the reason printed literally, not eaten as markup
 
 
 def test_list_fits_80_columns_one_line_per_task():
@@ -34,7 +35,8 @@ def test_list_fits_80_columns_one_line_per_task():
     rows = [line for line in lines if "rewardgym/" in line]
     assert len(rows) == len(rewardgym.all_tasks())  # one line each: nothing wraps
     assert len(lines) < len(rows) + 10
-    assert "not available here: ManiSkill-PickCube, ManiSkill-PushCube: mani-skill is not" in result.stdout
+    # ManiSkill runs on CPU physics everywhere; only a task whose assets need a download is unavailable
+    assert "ManiSkill-PickCube" not in result.stdout.split("not available here:")[-1]
 
 
 def test_no_third_party_notice_before_a_commands_output(tmp_path):
