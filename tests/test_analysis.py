@@ -304,12 +304,13 @@ def test_cli_coverage_from_a_trained_run(tiny_hopper_run, tmp_path):
     assert other.returncode == 2 and "trained task" in other.stderr
 
 
-@pytest.mark.parametrize("task", ["Hopper-Hop", "MetaWorld-Reach", "MiniHack-Room-5x5"])
+@pytest.mark.parametrize("task", ["Hopper-Hop", "MetaWorld-Reach", "MiniHack-Room-5x5", "ManiSkill-PushCube"])
 def test_every_family_is_analysed_through_its_real_simulator(task):
-    # MuJoCo locomotion, Meta-World and MiniHack (glyph maps, message strings, discrete actions);
+    # MuJoCo locomotion, Meta-World, MiniHack (glyph maps, message strings, discrete actions), ManiSkill;
     # Fetch and a user-declared gridworld are covered above.
-    report = analyze(task, ["expert", "sparse"], reference="expert", transitions=96, mean_states=8, mean_actions=2,
+    coverage = collect_coverage(task, transitions=64, seed=0, num_envs=2)
+    report = analyze(task, ["expert", "sparse"], reference="expert", coverage=coverage, mean_states=8, mean_actions=2,
                      intervals=False)
     expert, sparse = report.programs
     assert expert.epic == pytest.approx(0.0, abs=1e-6) and expert.error is None and sparse.error is None
-    assert 0.0 <= sparse.epic <= 1.0 and report.transitions == 96
+    assert 0.0 <= sparse.epic <= 1.0 and report.transitions == 64
