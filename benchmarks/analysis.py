@@ -23,7 +23,7 @@ Three parts (each resumable: results are JSON lines under ``--out``):
 
     python benchmarks/analysis.py --part speed
     python benchmarks/analysis.py --part prescreen
-    python benchmarks/analysis.py --part interval
+    python benchmarks/analysis.py --part interval [--transitions 16384]
     python benchmarks/analysis.py --part predict --seeds 2      # ~1-2 h on 2 cores
     # or both seeds side by side:
     python benchmarks/analysis.py --part predict --train-seeds 0 & \
@@ -209,9 +209,10 @@ def interval(args: argparse.Namespace) -> None:
     out = Path(args.out)
     paths = _programs(out, "rewardgym/Fetch-Reach-v0")
     names = ["weights_perturbed", "dense_only", "bonus_only", "hack_gripper_height", "hack_action_size"]
-    report = analyze("rewardgym/Fetch-Reach-v0", [str(paths[n]) for n in names], gamma=0.98, seed=args.seed)
-    print(f"\nFetch-Reach, {report.transitions} random transitions, mean set {report.mean_set} (states, actions), "
-          f"200 bootstrap resamples:")
+    report = analyze("rewardgym/Fetch-Reach-v0", [str(paths[n]) for n in names], gamma=0.98, seed=args.seed,
+                     transitions=args.transitions)
+    print(f"\nFetch-Reach, {report.transitions} random transitions ({report.successes} successful), mean set "
+          f"{report.mean_set} (states, actions), 200 bootstrap resamples:")
     print(f"{'program':<22} {'EPIC':>7} {'95% interval':>18} {'width':>7} {'STARC':>7} {'95% interval':>18} {'width':>7}")
     for p in report.programs:
         (el, eh), (sl, sh) = p.epic_interval, p.starc_interval
@@ -296,6 +297,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every training budget")
     parser.add_argument("--tasks", nargs="+", default=None)
+    parser.add_argument("--transitions", type=int, default=4096, help="coverage size of --part interval")
     parser.add_argument("--train-seeds", nargs="+", type=int, default=None,
                         help="train only these seeds (run two processes side by side on a 2-core machine)")
     parser.add_argument("--skip-analysis", action="store_true", help="train only (another process analyses)")
