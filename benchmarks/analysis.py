@@ -278,7 +278,7 @@ def speed(args: argparse.Namespace) -> None:
         (folder / f"{name}.py").write_text(text)
         paths.append(str(folder / f"{name}.py"))
     start = time.perf_counter()
-    report = analyze("rewardgym/Hopper-Hop-v0", paths, seed=args.seed)
+    report = analyze("rewardgym/Hopper-Hop-v0", paths, seed=args.seed, transitions=args.transitions)
     seconds = time.perf_counter() - start
     start = time.perf_counter()
     train(TrainSpec(task="rewardgym/Hopper-Hop-v0", reward="expert", steps=8192, num_envs=8, seed=0, device="cpu",

@@ -39,6 +39,7 @@ sandbox) is :mod:`rewardgym.analysis.evaluate`'s job.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -84,7 +85,7 @@ class CanonicalReward:
                - self.gamma * m_bar[:, None])
         return out[0] if len(out) == 1 and state_weights is None else out
 
-    @property
+    @cached_property  # a frozen dataclass's cached_property writes __dict__ directly: computed once
     def scale(self) -> float:
         """The magnitude of the reward's values (what "zero up to rounding" is relative to)."""
         return float(max(np.abs(self.values).max(initial=0.0), np.abs(self.mixed).max(initial=0.0)))
