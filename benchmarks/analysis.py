@@ -297,7 +297,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every training budget")
     parser.add_argument("--tasks", nargs="+", default=None)
-    parser.add_argument("--transitions", type=int, default=4096, help="coverage size of --part interval")
+    parser.add_argument("--transitions", type=int, default=16384, help="coverage size of --part interval and --part speed")
     parser.add_argument("--train-seeds", nargs="+", type=int, default=None,
                         help="train only these seeds (run two processes side by side on a 2-core machine)")
     parser.add_argument("--skip-analysis", action="store_true", help="train only (another process analyses)")

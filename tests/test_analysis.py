@@ -314,3 +314,23 @@ def test_every_family_is_analysed_through_its_real_simulator(task):
     expert, sparse = report.programs
     assert expert.epic == pytest.approx(0.0, abs=1e-6) and expert.error is None and sparse.error is None
     assert 0.0 <= sparse.epic <= 1.0 and report.transitions == 64
+
+
+def test_a_per_step_constant_matters_only_where_episodes_terminate(tmp_path):
+    """A survival bonus teaches an agent to avoid the goal that ends its episode: where states are
+    terminal (absorbing, paying nothing after), R + c is a different reward; without termination
+    it is the same (EPIC's invariance to constants)."""
+    task = _grid_task()
+    (tmp_path / "r1.py").write_text(GRID_R1)
+    (tmp_path / "r1c.py").write_text(GRID_R1.replace("+ 0.3 * (action == 2)", "+ 0.3 * (action == 2) + 0.5"))
+    (tmp_path / "r1x2.py").write_text(GRID_R1.replace("return ", "return 2.0 * (") + ")")
+    coverage, mean_set = _grid_coverage()
+    programs = [str(tmp_path / "r1c.py"), str(tmp_path / "r1x2.py")]
+    same = _by_name(analyze(task, programs, reference=str(tmp_path / "r1.py"), coverage=coverage,
+                            mean_set=mean_set, gamma=0.9, intervals=False))
+    assert same["r1c"].epic == pytest.approx(0.0, abs=1e-6) and same["r1x2"].epic == pytest.approx(0.0, abs=1e-6)
+    coverage.states["terminated"] = coverage.states["success"].copy()  # the goal cell ends the episode
+    episodic = _by_name(analyze(task, programs, reference=str(tmp_path / "r1.py"), coverage=coverage,
+                                mean_set=mean_set, gamma=0.9, intervals=False))
+    assert episodic["r1c"].epic > 0.02  # the constant now changes which policies are best (1 state in 16 is terminal)
+    assert episodic["r1x2"].epic == pytest.approx(0.0, abs=1e-6)  # positive scale still does not

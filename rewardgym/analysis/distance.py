@@ -31,6 +31,8 @@ are one weighted multiset, the estimate is *exactly* invariant to shaping and sc
 only in expectation), and stays so under the bootstrap, which reweights transitions,
 mean-set states and mean-set actions (the sampling errors there are). On a finite task
 whose mean set is every state and every action, the estimate is the exact formula.
+(:mod:`rewardgym.analysis.report` zeroes the rewards *from* terminal states, which are
+absorbing; on tasks that terminate, shaping invariance then needs ``Φ = 0`` there.)
 
 Everything here is plain numpy over reward values; evaluating programs on states (in the
 sandbox) is :mod:`rewardgym.analysis.evaluate`'s job.

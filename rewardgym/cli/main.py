@@ -205,7 +205,7 @@ def analyze(
     coverage: list[str] = typer.Option(["random"], "--coverage", metavar="random|RUN_DIR",
                                        help="Where transitions come from: random actions, or a trained run's "
                                             "policy (repeatable; each source gives --transitions)."),
-    transitions: int = typer.Option(4096, "--transitions", min=1, max=1_000_000, help="Transitions per coverage "
+    transitions: int = typer.Option(16384, "--transitions", min=1, max=1_000_000, help="Transitions per coverage "
                                     "source."),
     seed: int = typer.Option(0, "--seed", help="Seed of the rollouts, the mean set and the bootstrap."),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="OUT.json", help="Write the results as JSON."),
