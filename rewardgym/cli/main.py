@@ -146,10 +146,18 @@ def list_tasks(
 @app.command()
 def describe(task: str = typer.Argument(..., help="Task id, e.g. rewardgym/Hopper-Backflip-v0 or Hopper-Backflip."),
              prelude: bool = typer.Option(True, "--prelude/--no-prelude",
-                                          help="Also print the reward helpers programs may use.")) -> None:
+                                          help="Also print the reward helpers programs may use."),
+             compact: int = typer.Option(0, "--compact", min=0, max=5,
+                                         help="The state view as prompts for small context windows show it: "
+                                              "1-5, ever more compact (every field kept); 0: in full.")) -> None:
     """Print the task, its instruction, success test and state view: exactly what an LLM is shown."""
     spec = _task_or_fail(task)
-    text = spec.describe()
+    if compact:
+        from rewardgym.llm_rewards.prompts import describe_task
+
+        text = describe_task(spec, compact)
+    else:
+        text = spec.describe()
     if prelude:
         from rewardgym.rewards.prelude import describe_prelude
 
