@@ -64,6 +64,15 @@ Design decisions
   request as asked. Time-outs are retried at most ``max_timeouts - 1`` times: a reply that
   did not fit in ``timeout_s`` once will usually not fit the next time either, so the error
   says which option to change, with the server's observed speed (tokens/s) when known.
+* **Time limits that match the server.** With ``timeout_s`` given (``--llm-timeout``) every
+  attempt gets exactly that. Without it the limit is learnt: the first requests get
+  :data:`FIRST_TIMEOUT_S`; once replies have come back, the server's speed (completion tokens
+  per second of replies answered at the first attempt, prompt time included, so it errs
+  slow; a run's earlier processes count, from its transcript) sets each request's limit
+  from its reply cap: ``TIMEOUT_SAFETY * max_tokens / speed + TIMEOUT_SLACK_S``, at least
+  :data:`MIN_TIMEOUT_S`. A time-out is retried once, and in the learnt mode with twice the
+  limit (llama.cpp keeps generating the abandoned reply, so the retry waits behind it). The
+  final :class:`LLMTimeoutError` names the option and the limit it advises.
 * **Context window.** ``context_size`` (tokens) comes from the argument, the environment,
   or :meth:`LLMClient.context_window`, which asks ``GET /models`` for the fields servers use
   (vLLM ``max_model_len``, llama.cpp ``meta.n_ctx``, LM Studio ``max_context_length``,
@@ -131,6 +140,14 @@ ENV_CONTEXT = "REWARDGYM_LLM_CONTEXT"
 TRANSCRIPT_NAME = "llm_transcript.jsonl"
 DEFAULT_MAX_TOKENS = 2048
 """Reply cap (``max_tokens``) of every request unless the caller gives another."""
+FIRST_TIMEOUT_S = 300.0
+"""Seconds per attempt before the server's speed is known (no ``timeout_s`` given)."""
+MIN_TIMEOUT_S = 30.0
+"""Shortest learnt limit per attempt."""
+TIMEOUT_SAFETY = 2.0
+"""A learnt limit allows this many times the expected generation time of a full reply."""
+TIMEOUT_SLACK_S = 15.0
+"""Seconds a learnt limit adds for connecting and queueing."""
 RETRY_SEED_STEP = 100_003
 """A retry ``k`` is sent with ``seed + RETRY_SEED_STEP * k`` (0 for ``seed`` when none)."""
 
@@ -176,6 +193,20 @@ class ContextLengthError(LLMRequestError):
 
 class LLMUnavailableError(LLMError):
     """Retries exhausted on 429/5xx/connection errors/timeouts, or a Retry-After too long to wait."""
+
+
+class LLMTimeoutError(LLMUnavailableError):
+    """Every attempt allowed for a time-out timed out.
+
+    Attributes:
+        option: ``"--llm-timeout"``.
+        limit: the limit per attempt it advises (seconds), larger than the one that failed.
+    """
+
+    def __init__(self, message: str, option: str = "--llm-timeout", limit: float | None = None):
+        super().__init__(message)
+        self.option = option
+        self.limit = limit
 
 
 class BudgetExceeded(LLMError):
@@ -348,6 +379,28 @@ def transcript_usage(path: str | Path) -> tuple[Usage, float]:
     return usage, seconds
 
 
+def transcript_speed(path: str | Path, base_url: str) -> tuple[int, float]:
+    """``(completion tokens, seconds)`` of the replies ``base_url`` gave at the first attempt, as
+    recorded in a transcript (the speed an earlier process of the run measured)."""
+    tokens, seconds = 0, 0.0
+    path = Path(path)
+    if not path.is_file():
+        return tokens, seconds
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict) or rec.get("cached") or rec.get("error") or rec.get("attempts") != 1 \
+                or rec.get("base_url") != base_url:
+            continue
+        usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else {}
+        n, latency = usage.get("completion_tokens"), rec.get("latency_s")
+        if isinstance(n, int) and n > 0 and isinstance(latency, (int, float)) and 0 < latency < 86_400:
+            tokens, seconds = tokens + n, seconds + float(latency)
+    return tokens, seconds
+
+
 _CONTEXT_WORDS = ("context length", "context window", "context size", "maximum context", "context_length",
                   "exceed_context", "too many tokens", "prompt is too long", "input is too long")
 _N_CTX_PATTERNS = (r"maximum context length is (\d+)", r"context window of (\d+)",
@@ -396,7 +449,8 @@ class LLMClient:
             ``run_dir``: no transcript.
         cache_dir: cache directory (default ``$REWARDGYM_LLM_CACHE`` or
             ``~/.cache/rewardgym/llm``); ``False`` disables the cache.
-        timeout_s: seconds per HTTP attempt (connect timeout ``min(10, timeout_s)``).
+        timeout_s: seconds per HTTP attempt (connect timeout ``min(10, timeout_s)``); None:
+            learnt from the server's speed (module docstring, "Time limits").
         max_retries: retries after the first attempt on retryable errors.
         backoff_initial_s, backoff_max_s: exponential back-off, seconds.
         max_retry_after_s: longest ``Retry-After`` the client waits; longer fails at once.
@@ -415,7 +469,7 @@ class LLMClient:
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None, *,
                  run_dir: str | Path | None = None, transcript_path: str | Path | None = None,
-                 cache_dir: str | Path | bool | None = None, timeout_s: float = 120.0, max_retries: int = 4,
+                 cache_dir: str | Path | bool | None = None, timeout_s: float | None = None, max_retries: int = 4,
                  backoff_initial_s: float = 1.0, backoff_max_s: float = 30.0, max_retry_after_s: float = 120.0,
                  budget: Budget | None = None, temperature: float | None = 1.0,
                  max_tokens: int | None = DEFAULT_MAX_TOKENS, max_timeouts: int = 2,
@@ -431,7 +485,7 @@ class LLMClient:
         if model is None:
             raise LLMConfigError(f"no LLM model configured: pass --model (or set {ENV_MODEL}), "
                                  f"e.g. {ENV_MODEL}=gpt-4o")
-        if timeout_s <= 0:
+        if timeout_s is not None and timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
@@ -449,7 +503,8 @@ class LLMClient:
             raise ValueError(f"context_size must be at least 256 tokens, got {context_size}")
         self.model = model
         self.api_key_given = api_key is not None
-        self.timeout_s = float(timeout_s)
+        self.timeout_fixed = timeout_s is not None
+        self.timeout_s = float(timeout_s) if timeout_s is not None else FIRST_TIMEOUT_S
         self.max_retries = int(max_retries)
         self.backoff_initial_s = float(backoff_initial_s)
         self.backoff_max_s = float(backoff_max_s)
@@ -625,6 +680,15 @@ class LLMClient:
         path = Path(path) if path is not None else self.transcript_path
         if path is not None:
             self.usage, _ = transcript_usage(path)
+            self._speed = transcript_speed(path, self.base_url)
+
+    def request_timeout(self, max_tokens: int | None) -> float:
+        """Seconds one attempt of a request with reply cap ``max_tokens`` may take: ``timeout_s``
+        when given, else learnt from the server's speed (module docstring, "Time limits")."""
+        speed = self.tokens_per_s
+        if self.timeout_fixed or speed is None or not max_tokens:
+            return self.timeout_s
+        return max(MIN_TIMEOUT_S, TIMEOUT_SAFETY * max_tokens / speed + TIMEOUT_SLACK_S)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -686,7 +750,9 @@ class LLMClient:
         attempt = 0
         timeouts = 0
         while True:
-            timeout = self.timeout_s
+            timeout = self.request_timeout(params.get("max_tokens"))
+            if timeouts and not self.timeout_fixed:  # the retry waits behind the abandoned generation
+                timeout *= 2.0
             left = self._wall_left()
             if left is not None:
                 if left <= 0:
@@ -732,7 +798,7 @@ class LLMClient:
                 timeouts += 1
                 retry_errors.append(f"timeout after {timeout:.3g} s")
                 if timeouts >= self.max_timeouts:
-                    raise LLMUnavailableError(self._timeout_message(timeout, timeouts, params)) from None
+                    raise self._timeout_error(timeout, timeouts, params) from None
                 delay = self._delay(attempt, None, retry_errors)
             except openai.APIConnectionError as exc:
                 cause = exc.__cause__ or exc
@@ -747,17 +813,34 @@ class LLMClient:
                                      f"pass during the retry back-off (last error: {retry_errors[-1]})",
                                      "--max-wall-time", self.budget.max_wall_s)
             if self.on_retry is not None:
-                self.on_retry(f"LLM request failed ({retry_errors[-1]}); retry {attempt} of {self.max_retries} "
-                              f"in {delay:.1f} s")
+                if retry_errors[-1].startswith("timeout"):  # time-outs have their own, smaller allowance
+                    allowed = min(self.max_retries, self.max_timeouts - 1)
+                    which = (f"time-out retry {timeouts} of {allowed}" + (
+                        f", with a {2.0 * self.request_timeout(params.get('max_tokens')):.3g} s limit,"
+                        if not self.timeout_fixed else ""))
+                else:
+                    which = f"retry {attempt} of {self.max_retries}"
+                self.on_retry(f"LLM request failed ({retry_errors[-1]}); {which} in {delay:.1f} s")
             time.sleep(delay)
 
-    def _timeout_message(self, timeout: float, timeouts: int, params: Mapping[str, Any]) -> str:
+    def _timeout_error(self, timeout: float, timeouts: int, params: Mapping[str, Any]) -> LLMTimeoutError:
+        """The error after the last allowed time-out, with the limit it advises: enough for a full
+        reply at the speed seen so far (twice the expected time), and at least twice this one."""
         cap = params.get("max_tokens")
         speed = self.tokens_per_s
-        need = (f"; at the {speed:.0f} tokens/s this server managed so far, a reply of up to {cap} tokens "
-                f"takes up to {cap / speed:.0f} s" if speed and cap else "")
-        return (f"{self.base_url} (model {self.model!r}) sent no reply within {timeout:.3g} s in {timeouts} "
-                f"attempt(s){need}: raise --llm-timeout, or lower --max-reply-tokens (now {cap})")
+        advised = 2.0 * timeout
+        need = ""
+        if speed and cap:
+            need = (f"; at the {speed:.3g} tokens/s this server managed so far, a reply of up to {cap} tokens "
+                    f"takes up to {cap / speed:.0f} s")
+            advised = max(advised, TIMEOUT_SAFETY * cap / speed + TIMEOUT_SLACK_S)
+        advised = float(math.ceil(advised / 10.0) * 10) if advised >= 10 else round(advised, 1)
+        how = "given by --llm-timeout" if self.timeout_fixed else "learnt from the server's speed"
+        return LLMTimeoutError(
+            f"{self.base_url} (model {self.model!r}) sent no reply within {timeout:.3g} s in {timeouts} "
+            f"attempt(s) (limit {how}){need}: raise --llm-timeout (to {advised:g}), or lower --max-reply-tokens "
+            f"(now {cap})",
+            "--llm-timeout", advised)
 
     def _delay(self, attempt: int, headers: Any, retry_errors: list[str]) -> float:
         """Back-off before the next attempt, or raise when retries are exhausted."""
