@@ -360,3 +360,20 @@ def test_connection_refused_is_retried_then_reported(tmp_path):
     with pytest.raises(LLMUnavailableError, match="connection error"):
         client.complete(MESSAGES)
     assert client.usage.attempts == 2
+
+
+def test_the_token_estimate_is_calibrated_by_the_servers_own_counts(tmp_path):
+    from rewardgym.llm.client import CALIBRATION_MARGIN, CHARS_PER_TOKEN, estimate_tokens
+
+    with ScriptedOpenAIServer([ScriptedResponse(text="ok")]) as server:  # it counts ceil(chars / 4) per message
+        client = make_client(server, tmp_path)
+        assert client.chars_per_token is None and client.fitting_chars_per_token() == CHARS_PER_TOKEN
+        client.complete(MESSAGES)
+        chars = sum(len(m["content"]) for m in MESSAGES)
+        assert client.chars_per_token == chars / sum(math.ceil(len(m["content"]) / 4) for m in MESSAGES)
+        ratio = client.fitting_chars_per_token()
+        assert ratio == CALIBRATION_MARGIN * client.chars_per_token and ratio > CHARS_PER_TOKEN
+        assert estimate_tokens(MESSAGES, ratio) < estimate_tokens(MESSAGES)
+        later = make_client(server, tmp_path)  # a later process of the run: from the transcript
+        later.resume_from_transcript()
+        assert later.chars_per_token == client.chars_per_token

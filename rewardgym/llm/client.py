@@ -80,7 +80,10 @@ Design decisions
   :class:`ContextLengthError` carrying the window and the prompt size when the message
   gives them (the formats of OpenAI, vLLM, llama.cpp and llama-cpp-python are parsed); the
   client records the window in ``context_size`` so the caller can fit its prompt and ask
-  again. :func:`estimate_tokens` is the conservative estimate used for fitting.
+  again. :func:`estimate_tokens` is the conservative estimate used for fitting (3 characters
+  per token), calibrated by the server's own counts once it has answered: the prompt
+  characters per ``usage.prompt_tokens`` of its replies (a run's earlier processes count, from
+  the transcript), times :data:`CALIBRATION_MARGIN` (:meth:`LLMClient.fitting_chars_per_token`).
 * **Structured output.** :meth:`LLMClient.complete_json` asks for a JSON object that
   follows a JSON schema, with the first form the server accepts: OpenAI's
   ``response_format={"type": "json_schema", ...}`` (OpenAI, vLLM, llama.cpp, Ollama), then
@@ -341,11 +344,19 @@ CHARS_PER_TOKEN = 3.0
 English under BPE vocabularies (typically 3.5-4.5), so a prompt estimated to fit does."""
 
 
-def estimate_tokens(messages: Sequence[Message] | str) -> int:
-    """Conservative token count of a prompt: ``ceil(chars / 3)`` + 8 per message (role, framing)."""
+CALIBRATION_MARGIN = 0.9
+"""Fitting assumes this fraction of the characters per token the server's own counts gave."""
+MAX_CHARS_PER_TOKEN = 6.0
+"""Largest ratio fitting assumes, whatever a server reports."""
+
+
+def estimate_tokens(messages: Sequence[Message] | str, chars_per_token: float | None = None) -> int:
+    """Conservative token count of a prompt: ``ceil(chars / 3)`` + 8 per message (role, framing);
+    ``chars_per_token`` replaces the 3 (:meth:`LLMClient.fitting_chars_per_token`)."""
+    ratio = chars_per_token or CHARS_PER_TOKEN
     if isinstance(messages, str):
-        return math.ceil(len(messages) / CHARS_PER_TOKEN)
-    return sum(math.ceil(len(str(m["content"])) / CHARS_PER_TOKEN) + 8 for m in messages) + 8
+        return math.ceil(len(messages) / ratio)
+    return sum(math.ceil(len(str(m["content"])) / ratio) + 8 for m in messages) + 8
 
 
 def transcript_usage(path: str | Path) -> tuple[Usage, float]:
@@ -377,6 +388,29 @@ def transcript_usage(path: str | Path) -> tuple[Usage, float]:
         usage.completion_tokens += int(u.get("completion_tokens") or 0)
         seconds += float(rec.get("latency_s") or 0.0)
     return usage, seconds
+
+
+def transcript_prompt_counts(path: str | Path, base_url: str) -> tuple[int, int]:
+    """``(prompt characters, prompt tokens)`` of the requests ``base_url`` answered with its own
+    ``usage``, as recorded in a transcript (what calibrates :func:`estimate_tokens`)."""
+    chars, tokens = 0, 0
+    path = Path(path)
+    if not path.is_file():
+        return chars, tokens
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict) or rec.get("cached") or rec.get("error") or rec.get("base_url") != base_url:
+            continue
+        usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else {}
+        n, messages = usage.get("prompt_tokens"), rec.get("messages")
+        if usage.get("estimated") or not isinstance(n, int) or n <= 0 or not isinstance(messages, list):
+            continue
+        chars += sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
+        tokens += n
+    return chars, tokens
 
 
 def transcript_speed(path: str | Path, base_url: str) -> tuple[int, float]:
@@ -518,6 +552,7 @@ class LLMClient:
         self.on_retry = on_retry
         self.wall_offset_s = float(wall_offset_s)
         self._speed: tuple[int, float] = (0, 0.0)  # completion tokens, seconds of successful replies
+        self._prompt_counts: tuple[int, int] = (0, 0)  # prompt characters, the server's prompt tokens
         self._openai = openai.OpenAI(base_url=base_url, api_key=api_key or PLACEHOLDER_KEY, max_retries=0,
                                      timeout=openai.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
         self.base_url = str(self._openai.base_url).rstrip("/")
@@ -594,6 +629,10 @@ class LLMClient:
             raise
         self._cache_put(key, record, result)
         self._log(record, result, trace, None)
+        if not result.usage_estimated and result.prompt_tokens > 0:
+            with self._lock:
+                chars = sum(len(m["content"]) for m in messages)
+                self._prompt_counts = (self._prompt_counts[0] + chars, self._prompt_counts[1] + result.prompt_tokens)
         return result
 
     def sample(self, messages: Sequence[Message], k: int, *, seed: int = 0, max_workers: int = 1,
@@ -681,6 +720,20 @@ class LLMClient:
         if path is not None:
             self.usage, _ = transcript_usage(path)
             self._speed = transcript_speed(path, self.base_url)
+            self._prompt_counts = transcript_prompt_counts(path, self.base_url)
+
+    @property
+    def chars_per_token(self) -> float | None:
+        """Prompt characters per token by the server's own counts (None: none counted yet)."""
+        chars, tokens = self._prompt_counts
+        return chars / tokens if chars and tokens else None
+
+    def fitting_chars_per_token(self) -> float:
+        """Characters per token that prompt fitting assumes: :data:`CHARS_PER_TOKEN` until the
+        server has counted a prompt, then :data:`CALIBRATION_MARGIN` times its own ratio (at
+        most :data:`MAX_CHARS_PER_TOKEN`; lower than 3 when its tokenizer needs more tokens)."""
+        measured = self.chars_per_token
+        return CHARS_PER_TOKEN if measured is None else min(MAX_CHARS_PER_TOKEN, CALIBRATION_MARGIN * measured)
 
     def request_timeout(self, max_tokens: int | None) -> float:
         """Seconds one attempt of a request with reply cap ``max_tokens`` may take: ``timeout_s``
@@ -716,7 +769,7 @@ class LLMClient:
                 "total_tokens": self.usage.total_tokens, "elapsed_s": round(self.elapsed_s, 3),
                 "budget": asdict(self.budget), "context_size": self.context_size,
                 "context_source": self.context_source, "structured_mode": self.structured_mode,
-                "tokens_per_s": self.tokens_per_s}
+                "tokens_per_s": self.tokens_per_s, "chars_per_token": self.chars_per_token}
 
     # -- budget -----------------------------------------------------------------------------
     def _wall_left(self) -> float | None:

@@ -31,7 +31,8 @@ state view in :data:`VIEW_LEVELS` ever more compact forms (every field kept with
 name, shape and unit; the longest meanings and the view's introduction shortened first,
 then the meanings dropped, then fields of one shape and unit listed on one line).
 :func:`fit_prompt` takes the first form whose conservative token estimate
-(:func:`rewardgym.llm.client.estimate_tokens`) fits a budget; :func:`fit_request` also
+(:func:`rewardgym.llm.client.estimate_tokens`, calibrated by the server's own counts once it
+has answered) fits a budget; :func:`fit_request` also
 chooses the reply cap (see there). No field, rule, instruction, or program under repair,
 reflection or edit is ever cut; a prompt that does not fit raises :class:`PromptTooLong`.
 What was shortened is returned for the report.
@@ -417,9 +418,11 @@ class FittedPrompt:
     cuts: list[str] = field(default_factory=list)
 
 
-def prompt_forms(build: Callable[[int, "str | Form"], "Messages"], examples: Sequence[str] = ()):
+def prompt_forms(build: Callable[[int, "str | Form"], "Messages"], examples: Sequence[str] = (),
+                 chars_per_token: float | None = None):
     """Every form of the prompt ``build`` makes, largest first (module docstring): yields
-    ``FittedPrompt(messages, tokens, cuts)``, ``tokens`` by the client's estimate."""
+    ``FittedPrompt(messages, tokens, cuts)``, ``tokens`` by the client's estimate (at
+    ``chars_per_token``, default 3)."""
     from rewardgym.llm.client import estimate_tokens
 
     n = len(examples)
@@ -428,8 +431,8 @@ def prompt_forms(build: Callable[[int, "str | Form"], "Messages"], examples: Seq
     forms += [(0, Form("none", short=True, view=v)) for v in range(1, len(VIEW_LEVELS) + 1)]
     for k, form in forms:
         messages = build(k, form)
-        yield FittedPrompt(messages, estimate_tokens(messages), [f"few-shot example {e}" for e in examples[k:]]
-                           + form.cuts())
+        yield FittedPrompt(messages, estimate_tokens(messages, chars_per_token),
+                           [f"few-shot example {e}" for e in examples[k:]] + form.cuts())
 
 
 def fit_prompt(build: Callable[[int, "str | Form"], "Messages"], budget: int | None, examples: Sequence[str] = ()
@@ -464,22 +467,24 @@ MIN_EDIT_REPLY_TOKENS = 256
 
 
 def fit_request(build: Callable[[int, "str | Form"], "Messages"], context: int | None, reply_cap: int,
-                examples: Sequence[str] = (), min_reply: int = MIN_REPLY_TOKENS) -> tuple[FittedPrompt, int]:
+                examples: Sequence[str] = (), min_reply: int = MIN_REPLY_TOKENS,
+                chars_per_token: float | None = None) -> tuple[FittedPrompt, int]:
     """The prompt and the reply cap of one request to a model with a ``context``-token window.
 
     In order: the largest form that leaves ``reply_cap`` tokens for the reply (and
     :data:`CONTEXT_MARGIN`); else the largest that leaves a third of the window (at least
     ``min_reply``), the cap lowered to the room it leaves; else the smallest form, with the
     cap lowered to what is left if that is at least ``min_reply``. A lowered cap is named in
-    the cuts. ``context`` None: the full prompt and ``reply_cap``.
+    the cuts. ``context`` None: the full prompt and ``reply_cap``. ``chars_per_token``: the
+    estimate's ratio (default 3; the client's calibrated one once the server has counted).
 
     Raises:
         PromptTooLong: not even the smallest form leaves ``min_reply`` tokens for the reply.
     """
     if context is None:
-        return next(prompt_forms(build, examples)), reply_cap
+        return next(prompt_forms(build, examples, chars_per_token)), reply_cap
     forms = []
-    for fitted in prompt_forms(build, examples):
+    for fitted in prompt_forms(build, examples, chars_per_token):
         room = context - CONTEXT_MARGIN - fitted.tokens
         if room >= reply_cap:
             return fitted, reply_cap
