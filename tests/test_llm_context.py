@@ -22,11 +22,18 @@ from rewardgym.llm_rewards.prompts import (CONTEXT_MARGIN, MIN_EDIT_REPLY_TOKENS
 
 CONTEXT = 2048
 TASKS = sorted(all_tasks())
-SUMMARY = ("Evaluation (5 episodes, deterministic policy): success rate 0.00, return 3.1 ± 0.2, env return 1.5, "
-           "episode length 500.\nTraining (2048 env steps, 4 updates): success rate 0 -> 0 (best 0.00); env return "
-           "1.2 -> 1.5.\nReward terms (episode sums: first quarter -> last quarter of training; share of the total "
-           "reward scale):\n  reach: 1.2 -> 1.5 (range 1.1 .. 1.6), share 80%\n  ctrl: -0.1 -> -0.1 (range -0.2 .. "
-           "0), share 20%")
+
+
+def summary(terms) -> str:
+    """A training summary as the synthesis loop writes it (format_analysis), one line per term."""
+    return "\n".join([
+        "Evaluation (5 episodes, deterministic policy): success rate 0.00, return 12.3 ± 4.56, env return 7.89, "
+        "episode length 500.",
+        "Training (2048 env steps, 4 updates): success rate 0 -> 0 (best 0.00); env return 1.23 -> 4.56.",
+        "Episodes end early: mean length 123 of at most 500 steps (the env terminates them — e.g. the robot falls "
+        "or the task ends).",
+        "Reward terms (episode sums: first quarter -> last quarter of training; share of the total reward scale):"]
+        + [f"  {t}: 1.23 -> 4.56 (range -0.123 .. 7.89), share 33%  NEVER CHANGED" for t in terms])
 
 
 def _fits(build, min_reply: int) -> tuple[int, int]:
@@ -45,6 +52,9 @@ def test_designer_and_edit_prompts_fit_2048_tokens_on_every_task(task_id):
     own = get_program(task.short_name)  # edit mode starts from the task's own program
     base = parameterize(own.source(), own.name)
     _fits(lambda k, form: edit_messages(task, base, prelude=form), MIN_EDIT_REPLY_TOKENS)
+    # an edit of the best program after training, with the summary of every term
+    results = summary(base.terms or ["reward"])
+    _fits(lambda k, form: edit_messages(task, base, training_summary=results, prelude=form), MIN_EDIT_REPLY_TOKENS)
 
 
 @pytest.mark.parametrize("task_id", TASKS)
@@ -52,14 +62,16 @@ def test_reflection_fits_2048_tokens_or_is_refused_for_the_loop_to_edit_instead(
     """A reflection carries a whole program and asks for another: where both cannot fit, the
     loop asks for edits of the best program instead (tests/test_synthesize.py)."""
     task = get_task(task_id)
-    program = get_program(task.short_name).source()
-    build = lambda k, form: reflection_messages(task, program, SUMMARY, prelude=form)  # noqa: E731
+    own = get_program(task.short_name)
+    results = summary(parameterize(own.source(), own.name).terms or ["reward"])
+    build = lambda k, form: reflection_messages(task, own.source(), results, prelude=form)  # noqa: E731
     try:
         _fits(build, MIN_REPLY_TOKENS)
     except PromptTooLong as exc:
-        assert f"{CONTEXT}-token context window" in str(exc)
+        assert task.family in ("nethack", "minihack", "mamujoco") and f"{CONTEXT}-token context window" in str(exc)
         smallest = list(prompt_forms(build))[-1]
         assert smallest.tokens + MIN_REPLY_TOKENS + CONTEXT_MARGIN > CONTEXT
+        assert "training results cut to the evaluation line (where a prompt has them)" in smallest.cuts
 
 
 @pytest.mark.parametrize("task_id", ["rewardgym/NetHack-Scout-v0", "rewardgym/MetaWorld-Reach-v0",

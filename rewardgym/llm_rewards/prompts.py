@@ -29,7 +29,8 @@ every rule in fewer words, shorter requests, a shown program's docstring cut to 
 line, the task's instruction line dropped when it is the behaviour to reward); then the
 state view in :data:`VIEW_LEVELS` ever more compact forms (every field kept with its
 name, shape and unit; the longest meanings and the view's introduction shortened first,
-then the meanings dropped, then fields of one shape and unit listed on one line).
+then the meanings dropped, then fields of one shape and unit listed on one line); last, a
+training summary cut to its evaluation line.
 :func:`fit_prompt` takes the first form whose conservative token estimate
 (:func:`rewardgym.llm.client.estimate_tokens`, calibrated by the server's own counts once it
 has answered) fits a budget; :func:`fit_request` also
@@ -316,11 +317,14 @@ class Form:
             requests; a shown program's docstring cut to its first line).
         view: 0: the state view as ``rewardgym describe`` prints it; ``1..len(VIEW_LEVELS)``:
             ever more compact (:data:`VIEW_LEVELS`).
+        results: False: a training summary (reflection, edit) is cut to its first line, the
+            evaluation (the last resort of the smallest form).
     """
 
     prelude: str = "full"
     short: bool = False
     view: int = 0
+    results: bool = True
 
     def cuts(self) -> list[str]:
         """What this form shortened, in words, for the report."""
@@ -337,6 +341,8 @@ class Form:
                 "names, shapes and units only" if meaning == 0 else
                 f"meanings cut to {meaning} characters") + (", view introduction dropped" if intro == 0 else
                                                             f", view introduction cut to {intro} characters"))
+        if not self.results:
+            out.append("training results cut to the evaluation line (where a prompt has them)")
         return out
 
 
@@ -429,6 +435,7 @@ def prompt_forms(build: Callable[[int, "str | Form"], "Messages"], examples: Seq
     forms = [(k, Form()) for k in range(n, -1, -1)] + [(0, Form("brief")), (0, Form("none")),
                                                         (0, Form("none", short=True))]
     forms += [(0, Form("none", short=True, view=v)) for v in range(1, len(VIEW_LEVELS) + 1)]
+    forms.append((0, Form("none", short=True, view=len(VIEW_LEVELS), results=False)))
     for k, form in forms:
         messages = build(k, form)
         yield FittedPrompt(messages, estimate_tokens(messages, chars_per_token),
@@ -548,6 +555,11 @@ def _system(form: Form) -> dict[str, str]:
     return {"role": "system", "content": SHORT_SYSTEM_PROMPT if form.short else SYSTEM_PROMPT}
 
 
+def _results(summary: str, form: Form) -> str:
+    summary = summary.strip()
+    return summary if form.results else summary.split("\n")[0] + " (details left out to fit the context window)"
+
+
 def designer_messages(task: TaskSpec, instruction: str | None = None, examples: Sequence["LibraryEntry"] = (),
                       k: int = 1, prelude: "str | Form" = "full") -> Messages:
     """System + user messages asking for ``k`` reward programs for ``instruction`` on ``task``.
@@ -612,7 +624,7 @@ def reflection_messages(task: TaskSpec, program: str, training_summary: str, ins
     template = SHORT_REFLECTION_TEMPLATE if form.short else REFLECTION_TEMPLATE
     shown = compact_program(program) if form.short else program
     user = template.format(common=_common(task, instruction, form), title=REFLECTION_TITLE,
-                           program=shown.rstrip("\n"), training_summary=training_summary.strip(),
+                           program=shown.rstrip("\n"), training_summary=_results(training_summary, form),
                            feedback=feedback, k_text=_k_text(k))
     return [_system(form), {"role": "user", "content": user}]
 
@@ -646,7 +658,8 @@ def edit_messages(task: TaskSpec, base: "Parameterized", instruction: str | None
     if form.short and len(base.values) > 2:  # the constants are listed above: two show the form
         example = example.replace(json.dumps(dict(base.values))[1:-1],
                                   json.dumps(dict(list(base.values.items())[:2]))[1:-1] + ", ...")
-    results = EDIT_RESULTS_TEMPLATE.format(training_summary=training_summary.strip()) if training_summary else ""
+    results = (EDIT_RESULTS_TEMPLATE.format(training_summary=_results(training_summary, form))
+               if training_summary else "")
     fail = (EDIT_FAILURE_TEMPLATE.format(edit=previous_edit.strip(), failure=format_failure(failure))
             if previous_edit is not None and failure is not None else "")
     template = SHORT_EDIT_TEMPLATE if form.short else EDIT_TEMPLATE
