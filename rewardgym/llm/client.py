@@ -340,8 +340,11 @@ def _estimate_tokens(text: str) -> int:
 
 
 CHARS_PER_TOKEN = 3.0
-"""Characters per token assumed by :func:`estimate_tokens`: conservative for code and
-English under BPE vocabularies (typically 3.5-4.5), so a prompt estimated to fit does."""
+"""Characters per token assumed by :func:`estimate_tokens` until the server has counted a
+prompt. Large BPE vocabularies give 3.5-4.5 on code and English; a small one gives less:
+SmolLM2's (49k tokens, llama.cpp) gave 2.9-3.4 on rewardgym's prompts (edit prompts, mostly
+code, 2.9), so fitting keeps a margin (``CONTEXT_MARGIN`` in the prompts) and calibrates on
+the server's own counts (:meth:`LLMClient.fitting_chars_per_token`)."""
 
 
 CALIBRATION_MARGIN = 0.9
