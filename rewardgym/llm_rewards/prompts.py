@@ -629,6 +629,20 @@ def reflection_messages(task: TaskSpec, program: str, training_summary: str, ins
     return [_system(form), {"role": "user", "content": user}]
 
 
+def _example_edit(base: "Parameterized", short: bool = False) -> dict[str, Any]:
+    """The example of the edit request: a real change (the first weight, ``W_...``, doubled), so a
+    model that copies the example still proposes an edit; the short form shows two constants."""
+    values = dict(base.values)
+    name = next((n for n in values if n.startswith("W_")), next(iter(values), None))
+    if name is not None:
+        values = {name: values[name] * 2 if values[name] else 1.0,
+                  **{n: v for n, v in values.items() if n != name}}
+    if short:
+        values = dict(list(values.items())[:2])
+    idea = f"weight {name} twice as much" if name else "add a small action penalty"
+    return {"idea": idea, "set": values, "remove_terms": [], "add_terms": []}
+
+
 def edit_messages(task: TaskSpec, base: "Parameterized", instruction: str | None = None,
                   training_summary: str | None = None, previous_edit: str | None = None,
                   failure: "CriticResult | str | None" = None, prelude: "str | Form" = "full",
@@ -653,11 +667,9 @@ def edit_messages(task: TaskSpec, base: "Parameterized", instruction: str | None
     form = _form(prelude)
     names = ", ".join(base.values) or "(none)"
     terms = ", ".join(base.terms) or "(none: the program returns no terms)"
-    example = json.dumps({"idea": "weight the main term more", "set": {n: v for n, v in base.values.items()},
-                          "remove_terms": [], "add_terms": []})
+    example = json.dumps(_example_edit(base, short=form.short))
     if form.short and len(base.values) > 2:  # the constants are listed above: two show the form
-        example = example.replace(json.dumps(dict(base.values))[1:-1],
-                                  json.dumps(dict(list(base.values.items())[:2]))[1:-1] + ", ...")
+        example = example.replace("}, \"remove_terms\"", ", ...}, \"remove_terms\"", 1)
     results = (EDIT_RESULTS_TEMPLATE.format(training_summary=_results(training_summary, form))
                if training_summary else "")
     fail = (EDIT_FAILURE_TEMPLATE.format(edit=previous_edit.strip(), failure=format_failure(failure))
