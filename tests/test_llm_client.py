@@ -377,3 +377,17 @@ def test_the_token_estimate_is_calibrated_by_the_servers_own_counts(tmp_path):
         later = make_client(server, tmp_path)  # a later process of the run: from the transcript
         later.resume_from_transcript()
         assert later.chars_per_token == client.chars_per_token
+
+
+def test_a_refused_structured_form_is_not_asked_again_after_a_context_refusal(tmp_path):
+    """The json_schema probe is refused, the json_object request is then refused as too long: the
+    retry with a fitted prompt goes straight to json_object (no second probe against --max-requests)."""
+    schema = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}
+    with ScriptedOpenAIServer([ScriptedResponse(text='{"x": 1}', repeat=True)], structured=("json_object",),
+                              context_size=300) as server:
+        client = make_client(server, tmp_path)
+        with pytest.raises(ContextLengthError):
+            client.complete_json(MESSAGES, schema, max_tokens=1000)
+        assert client.complete_json(MESSAGES, schema, max_tokens=100).text == '{"x": 1}'
+        kinds = [(r.body.get("response_format") or {}).get("type") for r in server.chat_requests]
+    assert kinds == ["json_schema", "json_object", "json_object"] and client.structured_mode == "json_object"

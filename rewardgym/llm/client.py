@@ -556,6 +556,7 @@ class LLMClient:
         self.wall_offset_s = float(wall_offset_s)
         self._speed: tuple[int, float] = (0, 0.0)  # completion tokens, seconds of successful replies
         self._prompt_counts: tuple[int, int] = (0, 0)  # prompt characters, the server's prompt tokens
+        self._refused_forms: set[str] = set()  # structured-output forms this server refused
         self._openai = openai.OpenAI(base_url=base_url, api_key=api_key or PLACEHOLDER_KEY, max_retries=0,
                                      timeout=openai.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
         self.base_url = str(self._openai.base_url).rstrip("/")
@@ -667,7 +668,7 @@ class LLMClient:
                                                                          "strict": True}},
                  "json_object": {"type": "json_object", "schema": dict(schema)},
                  "none": None}
-        order = [self.structured_mode] if self.structured_mode else list(forms)
+        order = [self.structured_mode] if self.structured_mode else [m for m in forms if m not in self._refused_forms]
         for i, mode in enumerate(order):
             extra = {"response_format": forms[mode]} if forms[mode] is not None else {}
             try:
@@ -678,6 +679,7 @@ class LLMClient:
                 text = str(exc).lower()
                 if i + 1 < len(order) and any(w in text for w in ("response_format", "json_schema", "schema",
                                                                    "grammar", "json_object")):
+                    self._refused_forms.add(mode)  # not asked again, even if the next form fails otherwise
                     continue
                 raise
             self.structured_mode = mode
