@@ -764,7 +764,7 @@ class Synthesizer:
                 head += f"; {rnd['note']}"
             prompt = rnd.get("prompt") or {}
             if prompt.get("cuts"):
-                ratio = (f" at {prompt['chars_per_token']} characters per token (the server's count, less 10%)"
+                ratio = (f" at {prompt['chars_per_token']} characters per token (the server's count, less 5%)"
                          if prompt.get("chars_per_token") else "")
                 head += (f"; prompt fitted to a {prompt.get('context')}-token context (about {prompt['tokens']} "
                          f"tokens{ratio}, reply cap {prompt.get('reply_cap')}), shortened: {', '.join(prompt['cuts'])}")
