@@ -438,14 +438,15 @@ class Synthesizer:
             self.log(f"  {cand['id']} attempt {len(cand['attempts']) - 1}: extract: {reason}")
 
     # -- edit mode -------------------------------------------------------------------------
-    def _base(self) -> tuple[Any, str, str]:
+    def _base(self, library_only: bool = False) -> tuple[Any, str, str]:
         """The program edit mode starts from, what it is (for the report and the best program's
-        header), and a note for the prompt: the best so far; else the library program written
-        for this task; else the closest library program for this task's state view, adapted
-        (:func:`~rewardgym.llm_rewards.edit.adapt_base`: its docstring says where it came from,
-        terms that read fields the instruction does not involve are flagged)."""
+        header), and a note for the prompt: the best so far (unless ``library_only``); else the
+        library program written for this task; else the closest library program for this
+        task's state view, adapted (:func:`~rewardgym.llm_rewards.edit.adapt_base`: its
+        docstring says where it came from, terms that read fields the instruction does not
+        involve are flagged)."""
         best = self.state["best"]
-        if best is not None:
+        if best is not None and not library_only:
             return (parameterize(self._program(best).read_text(), best["id"]),
                     f"the best candidate so far, {best['id']}", "")
         instruction = self.spec.instruction or self.task.instruction
@@ -494,7 +495,7 @@ class Synthesizer:
         self._take_edit(cand, base, reply.text, record)
 
     def _design_edits(self, rnd: dict[str, Any], index: int, round_dir: Path) -> None:
-        base, origin, note = self._base()
+        base, origin, note = self._base(library_only=bool(rnd.get("library_base")))
         if base is None:
             rnd["note"] = (f"edit mode needs a base program: no best program yet and no library program for the "
                            f"'{self.task.view.name}' state view; asked for whole programs instead")
@@ -513,7 +514,18 @@ class Synthesizer:
                     "base_note": note, "attempts": [], "todo": None}
             atomic_write_text(round_dir / cid / "base.py", base.original)  # edits are re-read against it
             record: dict[str, Any] = {}
-            reply = self._edit_request(base, record, seed=s.seed + 1000 * index + i, sample_index=i, notes=note)
+            try:
+                reply = self._edit_request(base, record, seed=s.seed + 1000 * index + i, sample_index=i, notes=note)
+            except PromptTooLong:  # the best (an edited program with its results) is too long for the window
+                best = self.state["best"]
+                if rnd.get("library_base") or best is None or base.name != best["id"]:
+                    raise
+                rnd["library_base"] = True
+                fallback = (f"an edit of the best program, {best['id']}, does not fit the "
+                            f"{self.client.context_size}-token context; asked for edits of the library program")
+                rnd["note"] = f"{rnd['note']}; {fallback}" if rnd.get("note") else fallback
+                self.log(f"  {fallback}")
+                return self._design_edits(rnd, index, round_dir)
             cand["source"] = ""
             self._take_edit(cand, base, reply.text, record)
             cand["source"] = cand.get("todo") or ""
