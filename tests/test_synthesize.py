@@ -389,7 +389,7 @@ def test_a_2048_token_context_is_fitted_and_the_run_completes(tmp_path):
 
 
 def test_a_reflection_that_cannot_fit_becomes_a_round_of_edits_of_the_best(tmp_path):
-    """At 1,500 tokens the designer prompt fits Hopper-Hop, but a whole program beside the best
+    """At 1,420 tokens the designer prompt fits Hopper-Hop, but a whole program beside the best
     one does not: the round asks for an edit of the best program instead, and says so."""
     good = _program("good_programs").split("```python")[1].split("```")[0]
     edit = json.dumps({"idea": "less effort", "set": {}, "remove_terms": [],
@@ -398,10 +398,10 @@ def test_a_reflection_that_cannot_fit_becomes_a_round_of_edits_of_the_best(tmp_p
               {"kind": "reply", "text": edit, "match": "Reward edit request"}]
     with ScriptedOpenAIServer(script, structured=("json_schema",)) as server:
         result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "2", "--samples", "1", "--name", "fb",
-                      "--context-size", "1500", *TINY)
+                      "--context-size", "1420", *TINY)
         assert result.returncode == 0, result.stdout + result.stderr
         assert server.remaining == 0 and "Reward reflection request" not in str(server.chat_requests[-1].body)
-    assert "the reflection prompt does not fit the 1500-token context" in result.stdout
+    assert "the reflection prompt does not fit the 1420-token context" in result.stdout
     state = json.loads((tmp_path / "runs" / "fb" / "state.json").read_text())
     assert [r["mode"] for r in state["rounds"]] == ["whole", "edit"]
     assert state["rounds"][1]["base_origin"] == "the best candidate so far, r0c0"
