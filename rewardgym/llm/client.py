@@ -145,8 +145,10 @@ DEFAULT_MAX_TOKENS = 2048
 """Reply cap (``max_tokens``) of every request unless the caller gives another."""
 FIRST_TIMEOUT_S = 300.0
 """Seconds per attempt before the server's speed is known (no ``timeout_s`` given)."""
-MIN_TIMEOUT_S = 30.0
-"""Shortest learnt limit per attempt."""
+MIN_TIMEOUT_S = 120.0
+"""Shortest learnt limit per attempt: the speed is learnt from whole replies, and a first reply
+whose prompt the server had cached looks fast (llama.cpp at 2,048 tokens: 14.6 tokens/s learnt,
+then an uncached NetHack prompt on a busy machine took more than the 54 s that implied)."""
 TIMEOUT_SAFETY = 2.0
 """A learnt limit allows this many times the expected generation time of a full reply."""
 TIMEOUT_SLACK_S = 15.0
