@@ -389,19 +389,27 @@ def test_a_2048_token_context_is_fitted_and_the_run_completes(tmp_path):
 
 
 def test_a_reflection_that_cannot_fit_becomes_a_round_of_edits_of_the_best(tmp_path):
-    """At 1,420 tokens the designer prompt fits Hopper-Hop, but a whole program beside the best
-    one does not: the round asks for an edit of the best program instead, and says so."""
+    """At 1,450 tokens the designer prompt fits Hopper-Hop, but a whole program beside this best
+    one does not (an edit of it does): the round asks for an edit of the best instead, and says so."""
     good = _program("good_programs").split("```python")[1].split("```")[0]
+    good = good.replace('def compute_reward', 'def level(state):\n    pitch = state.torso_euler[:, 1]\n'
+                        '    roll = state.torso_euler[:, 0]\n    tilt = np.sqrt(pitch * pitch + roll * roll)\n'
+                        '    return tolerance(tilt, 0.0, 0.2, margin=0.5)\n\n\ndef compute_reward', 1)
+    good = good.replace('    reward = forward + upright + alive + ctrl\n',
+                        '    steady = 0.2 * level(state)\n'
+                        '    still = -1e-3 * np.sum(state.joint_vel * state.joint_vel, axis=-1)\n'
+                        '    reward = forward + upright + steady + alive + still + ctrl\n', 1)
+    assert "steady" in good and "def level" in good
     edit = json.dumps({"idea": "less effort", "set": {}, "remove_terms": [],
                        "add_terms": [{"name": "effort", "weight": 0.01, "expression": "-sum_sq(action)"}]})
     script = [{"kind": "reply", "text": f"```python{good}```", "match": "Reward design request"},
               {"kind": "reply", "text": edit, "match": "Reward edit request"}]
     with ScriptedOpenAIServer(script, structured=("json_schema",)) as server:
         result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "2", "--samples", "1", "--name", "fb",
-                      "--context-size", "1420", *TINY)
+                      "--context-size", "1450", *TINY)
         assert result.returncode == 0, result.stdout + result.stderr
         assert server.remaining == 0 and "Reward reflection request" not in str(server.chat_requests[-1].body)
-    assert "the reflection prompt does not fit the 1420-token context" in result.stdout
+    assert "the reflection prompt does not fit the 1450-token context" in result.stdout
     state = json.loads((tmp_path / "runs" / "fb" / "state.json").read_text())
     assert [r["mode"] for r in state["rounds"]] == ["whole", "edit"]
     assert state["rounds"][1]["base_origin"] == "the best candidate so far, r0c0"

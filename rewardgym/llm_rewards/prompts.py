@@ -469,6 +469,9 @@ CONTEXT_MARGIN = 64
 """Tokens kept free in the context window besides the prompt estimate and the reply cap: the
 first estimate (3 characters per token) undercounted SmolLM2's edit prompts by 1.5% (1,611
 estimated, 1,636 counted by llama.cpp), 25 tokens of a 2,048-token window."""
+CALIBRATED_MARGIN = 16
+""":data:`CONTEXT_MARGIN` once the estimate is calibrated by the server's counts (less 5%, which
+already leaves NetHack-Oracle's 1,636-token edit prompt 111 tokens of slack)."""
 MIN_REPLY_TOKENS = 512
 """Smallest reply cap a program request may leave (a short program needs about 300-500 tokens)."""
 MIN_EDIT_REPLY_TOKENS = 256
@@ -476,13 +479,13 @@ MIN_EDIT_REPLY_TOKENS = 256
 
 
 def fit_request(build: Callable[[int, "str | Form"], "Messages"], context: int | None, reply_cap: int,
-                examples: Sequence[str] = (), min_reply: int = MIN_REPLY_TOKENS,
-                chars_per_token: float | None = None) -> tuple[FittedPrompt, int]:
+                examples: Sequence[str] = (), min_reply: int = MIN_REPLY_TOKENS, chars_per_token: float | None = None,
+                margin: int = CONTEXT_MARGIN) -> tuple[FittedPrompt, int]:
     """The prompt and the reply cap of one request to a model with a ``context``-token window.
 
-    In order: the largest form that leaves ``reply_cap`` tokens for the reply (and
-    :data:`CONTEXT_MARGIN`); else the largest that leaves a third of the window (at least
-    ``min_reply``), the cap lowered to the room it leaves; else the smallest form, with the
+    In order: the largest form that leaves ``reply_cap`` tokens for the reply and ``margin``
+    (:data:`CONTEXT_MARGIN`, or :data:`CALIBRATED_MARGIN` with a calibrated estimate); else
+    the largest that leaves a third of the window (at least ``min_reply``), the cap lowered to the room it leaves; else the smallest form, with the
     cap lowered to what is left if that is at least ``min_reply``. A lowered cap is named in
     the cuts. ``context`` None: the full prompt and ``reply_cap``. ``chars_per_token``: the
     estimate's ratio (default 3; the client's calibrated one once the server has counted).
@@ -494,7 +497,7 @@ def fit_request(build: Callable[[int, "str | Form"], "Messages"], context: int |
         return next(prompt_forms(build, examples, chars_per_token)), reply_cap
     forms = []
     for fitted in prompt_forms(build, examples, chars_per_token):
-        room = context - CONTEXT_MARGIN - fitted.tokens
+        room = context - margin - fitted.tokens
         if room >= reply_cap:
             return fitted, reply_cap
         forms.append((fitted, room))

@@ -68,7 +68,7 @@ from rewardgym.llm_rewards.critic import critique
 from rewardgym.llm_rewards.edit import EditError, adapt_base, apply_edit, edit_schema, parameterize, parse_edit
 from rewardgym.llm_rewards.extract import NoCodeFound, extract_programs
 from rewardgym.llm_rewards.library import rank, retrieve
-from rewardgym.llm_rewards.prompts import (CONTEXT_MARGIN, MIN_EDIT_REPLY_TOKENS, MIN_REPLY_TOKENS,  # noqa: F401
+from rewardgym.llm_rewards.prompts import (CALIBRATED_MARGIN, CONTEXT_MARGIN, MIN_EDIT_REPLY_TOKENS, MIN_REPLY_TOKENS,
                                            PromptTooLong, designer_messages, edit_messages, fit_request,
                                            format_failure, reflection_messages, repair_messages)
 from rewardgym.runs.directory import RunDir, latest_checkpoint, slug
@@ -317,9 +317,10 @@ class Synthesizer:
         """The prompt fitted to the context window and the reply cap (``prompts.fit_request``):
         ``--max-reply-tokens`` unless even a compacted prompt leaves less (not below ``min_reply``).
         Tokens are estimated at the client's calibrated characters per token."""
-        ratio = getattr(self.client, "fitting_chars_per_token", None)
+        calibrated = getattr(self.client, "chars_per_token", None) is not None
         return fit_request(build, self.client.context_size, self.spec.max_reply_tokens, examples, min_reply,
-                           ratio() if ratio is not None else None)
+                           self.client.fitting_chars_per_token() if calibrated else None,
+                           CALIBRATED_MARGIN if calibrated else CONTEXT_MARGIN)
 
     def _ask(self, build: Callable[[int, str], list], record: dict[str, Any], *, seed: int,
              examples: Sequence[str] = (), sample_index: int = 0, schema: dict | None = None):
