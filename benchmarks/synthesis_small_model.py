@@ -34,7 +34,9 @@ def run_once(args: argparse.Namespace, mode: str, seed: int, root: Path) -> dict
     cmd = [sys.executable, "-m", "rewardgym.cli.main", "synthesize", args.task, "--mode", mode,
            "--seed", str(seed), "--rounds", str(args.rounds), "--samples", str(args.samples),
            "--max-repairs", str(args.max_repairs), "--steps", str(args.steps), "--num-envs", "1",
-           "--eval-episodes", "1", "--check-timeout", "60", "--llm-timeout", str(args.llm_timeout),
+           "--eval-episodes", "1", "--check-timeout", "60",
+           *(["--llm-timeout", str(args.llm_timeout)] if args.llm_timeout else []),
+           *(["--context-size", str(args.context_size)] if args.context_size else []),
            "--max-reply-tokens", str(args.max_reply_tokens), "--temperature", str(args.temperature),
            "--base-url", args.base_url, "--model", args.model, "--runs-dir", str(root), "--name", name]
     start = time.perf_counter()
@@ -69,7 +71,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2048)
     parser.add_argument("--max-reply-tokens", type=int, default=768)
     parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--llm-timeout", type=float, default=600)
+    parser.add_argument("--llm-timeout", type=float, default=None,
+                        help="Seconds per LLM attempt (default: learnt from the server's speed).")
+    parser.add_argument("--context-size", type=int, default=None,
+                        help="The server's context window (default: what the server says).")
     parser.add_argument("--keep", default=None, help="Keep the run directories here (default: a temp dir).")
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "EMPTY")
@@ -86,11 +91,13 @@ def main() -> None:
     print(f"{args.model} at {args.base_url}, {args.task}, {args.samples} sample(s) x {args.rounds} round(s), "
           f"{args.max_repairs} repair(s) per candidate, temperature {args.temperature}")
     print(f"{'mode':<6} {'seed':>4} {'first valid round':>18} {'valid/cands':>12} {'requests':>9} {'cut':>4} "
-          f"{'LLM s':>7} {'wall s':>7}")
+          f"{'LLM s':>7} {'wall s':>7} {'exit':>4}")
     for r in rows:
         first = str(r["first_valid_round"]) if r["first_valid_round"] else f"none in {r['rounds']}"
         print(f"{r['mode']:<6} {r['seed']:>4} {first:>18} {r['valid']:>5}/{r['candidates']:<6} {r['requests']:>9} "
-              f"{r['cut']:>4} {r['llm_s']:>7.0f} {r['wall_s']:>7.0f}")
+              f"{r['cut']:>4} {r['llm_s']:>7.0f} {r['wall_s']:>7.0f} {r['rc']:>4}")
+        if r["stop"]:
+            print(f"       stopped: {r['stop'][:200]}")
     for mode in args.modes.split(","):
         mine = [r for r in rows if r["mode"] == mode]
         found = [r["first_valid_round"] for r in mine if r["first_valid_round"]]

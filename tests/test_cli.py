@@ -72,6 +72,20 @@ def test_describe_prints_the_prompt_text():
         assert needle in result.output
 
 
+def test_describe_compact_prints_what_a_small_context_is_shown():
+    import rewardgym
+    from rewardgym.llm_rewards.prompts import describe_task
+
+    task = rewardgym.get_task("NetHack-Scout")
+    full = runner.invoke(app, ["describe", "NetHack-Scout", "--no-prelude"]).output
+    for level in (1, 5):
+        result = runner.invoke(app, ["describe", "NetHack-Scout", "--compact", str(level), "--no-prelude"])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == describe_task(task, level).strip() and len(result.output) < 0.6 * len(full)
+        assert all(name in result.output for name in task.view.fields)
+    assert runner.invoke(app, ["describe", "NetHack-Scout", "--compact", "6"]).exit_code == 2
+
+
 def test_unknown_task_is_a_clear_error_with_closest_ids():
     result = runner.invoke(app, ["describe", "MetaWorld-PickPlase"])
     assert result.exit_code == 2

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from rewardgym.llm.client import (DEFAULT_MAX_TOKENS, RETRY_SEED_STEP, BudgetExceeded, Budget,
-                                          ContextLengthError, LLMAuthError, LLMClient, LLMConfigError, LLMModelError,
-                                          LLMRequestError, LLMUnavailableError, request_key)
+from rewardgym.llm.client import (DEFAULT_MAX_TOKENS, FIRST_TIMEOUT_S, MIN_TIMEOUT_S, RETRY_SEED_STEP, TIMEOUT_SAFETY,
+                                  TIMEOUT_SLACK_S, BudgetExceeded, Budget, ContextLengthError, LLMAuthError, LLMClient,
+                                  LLMConfigError, LLMModelError, LLMRequestError, LLMTimeoutError, LLMUnavailableError,
+                                  request_key)
 from rewardgym.testing import ScriptedOpenAIServer, ScriptedResponse, load_transcript
 
 MESSAGES = [{"role": "system", "content": "You write reward programs."},
@@ -150,16 +151,42 @@ def test_server_error_retries_then_fails(tmp_path):
 
 
 def test_hung_connection_times_out_and_a_timeout_is_retried_once_with_another_seed(tmp_path):
+    said = []
     with ScriptedOpenAIServer("hang", hang_s=30) as server:
-        client = make_client(server, tmp_path, timeout_s=0.3, max_retries=5)
-        with pytest.raises(LLMUnavailableError, match=r"no reply within 0.3 s in 2 attempt\(s\).*--llm-timeout"):
+        client = make_client(server, tmp_path, timeout_s=0.3, max_retries=5, on_retry=said.append)
+        with pytest.raises(LLMTimeoutError, match=r"no reply within 0.3 s in 2 attempt\(s\).*--llm-timeout") as info:
             client.complete(MESSAGES, seed=7)
         assert server.chat_request_count == 2  # not 6: a reply too slow once is too slow again
+        assert len(said) == 1 and "time-out retry 1 of 1 in" in said[0]  # the counter says the truth
+        assert info.value.option == "--llm-timeout" and info.value.limit == 0.6  # what the resume command carries
+        assert isinstance(info.value, LLMUnavailableError)
         assert [r.body["seed"] for r in server.chat_requests] == [7, 7 + RETRY_SEED_STEP]
         assert all(r.body["max_tokens"] == DEFAULT_MAX_TOKENS for r in server.chat_requests)  # bounded
     rec = read_transcript(tmp_path)[0]
-    assert rec["seeds"] == [7, 7 + RETRY_SEED_STEP] and rec["error"].startswith("LLMUnavailableError")
+    assert rec["seeds"] == [7, 7 + RETRY_SEED_STEP] and rec["error"].startswith("LLMTimeoutError")
     assert rec["latency_s"] is not None
+
+
+def test_the_time_limit_is_learnt_from_the_servers_speed_unless_given(tmp_path):
+    with ScriptedOpenAIServer([ScriptedResponse(text="word " * 40)] * 2) as server:
+        learnt = make_client(server, tmp_path, timeout_s=None)
+        assert learnt.request_timeout(2048) == FIRST_TIMEOUT_S  # nothing measured yet
+        learnt.complete(MESSAGES, max_tokens=100)
+        speed = learnt.tokens_per_s
+        assert speed and speed > 0
+        for cap in (64, 512, 2048):  # from the reply cap and the measured speed
+            assert learnt.request_timeout(cap) == max(MIN_TIMEOUT_S, TIMEOUT_SAFETY * cap / speed + TIMEOUT_SLACK_S)
+        given = make_client(server, tmp_path / "given", timeout_s=42.0)
+        given.complete(MESSAGES, max_tokens=100, seed=1)
+        assert given.tokens_per_s and given.request_timeout(2048) == 42.0  # --llm-timeout stays an override
+        # a later process of the run starts from the speed its transcript recorded
+        later = make_client(server, tmp_path, timeout_s=None)
+        later.resume_from_transcript()
+        assert later.tokens_per_s == pytest.approx(speed, rel=0.25)  # latencies are stored rounded
+        other = make_client(server, tmp_path, timeout_s=None, base_url=server.base_url + "/")
+        other.base_url = "http://elsewhere/v1"
+        other.resume_from_transcript()
+        assert other.tokens_per_s is None  # another server's speed is not this one's
 
 
 def test_reply_cut_at_max_tokens_is_reported(tmp_path):
@@ -333,3 +360,34 @@ def test_connection_refused_is_retried_then_reported(tmp_path):
     with pytest.raises(LLMUnavailableError, match="connection error"):
         client.complete(MESSAGES)
     assert client.usage.attempts == 2
+
+
+def test_the_token_estimate_is_calibrated_by_the_servers_own_counts(tmp_path):
+    from rewardgym.llm.client import CALIBRATION_MARGIN, CHARS_PER_TOKEN, estimate_tokens
+
+    with ScriptedOpenAIServer([ScriptedResponse(text="ok")]) as server:  # it counts ceil(chars / 4) per message
+        client = make_client(server, tmp_path)
+        assert client.chars_per_token is None and client.fitting_chars_per_token() == CHARS_PER_TOKEN
+        client.complete(MESSAGES)
+        chars = sum(len(m["content"]) for m in MESSAGES)
+        assert client.chars_per_token == chars / sum(math.ceil(len(m["content"]) / 4) for m in MESSAGES)
+        ratio = client.fitting_chars_per_token()
+        assert ratio == CALIBRATION_MARGIN * client.chars_per_token and ratio > CHARS_PER_TOKEN
+        assert estimate_tokens(MESSAGES, ratio) < estimate_tokens(MESSAGES)
+        later = make_client(server, tmp_path)  # a later process of the run: from the transcript
+        later.resume_from_transcript()
+        assert later.chars_per_token == client.chars_per_token
+
+
+def test_a_refused_structured_form_is_not_asked_again_after_a_context_refusal(tmp_path):
+    """The json_schema probe is refused, the json_object request is then refused as too long: the
+    retry with a fitted prompt goes straight to json_object (no second probe against --max-requests)."""
+    schema = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}
+    with ScriptedOpenAIServer([ScriptedResponse(text='{"x": 1}', repeat=True)], structured=("json_object",),
+                              context_size=300) as server:
+        client = make_client(server, tmp_path)
+        with pytest.raises(ContextLengthError):
+            client.complete_json(MESSAGES, schema, max_tokens=1000)
+        assert client.complete_json(MESSAGES, schema, max_tokens=100).text == '{"x": 1}'
+        kinds = [(r.body.get("response_format") or {}).get("type") for r in server.chat_requests]
+    assert kinds == ["json_schema", "json_object", "json_object"] and client.structured_mode == "json_object"

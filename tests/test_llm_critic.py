@@ -123,8 +123,10 @@ def test_prompts_fit_a_context_window_in_the_documented_order():
         assert fitted.tokens <= budget
         user = fitted.messages[1]["content"]
         assert task.describe() in user and PROGRAM_RULES in user  # never cut
-    with pytest.raises(PromptTooLong, match="2000 tokens"):
-        fit_prompt(build, 2000, names)
+    short = fit_prompt(build, 2000, names)  # then the short form and the compact views
+    assert short.tokens <= 2000 and "rules and requests in short form (every rule kept)" in short.cuts
+    with pytest.raises(PromptTooLong, match="300 tokens"):
+        fit_prompt(build, 300, names)
 
 
 # -- critic ------------------------------------------------------------------------------------

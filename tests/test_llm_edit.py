@@ -10,6 +10,7 @@ import pytest
 from rewardgym.envs.registry import get_task
 from rewardgym.llm_rewards.critic import critique
 from rewardgym.llm_rewards.edit import EditError, apply_edit, edit_schema, parameterize, parse_edit
+from rewardgym.llm_rewards.library import get_program
 
 PUSH = get_task("MetaWorld-Push")
 
@@ -107,3 +108,28 @@ def test_a_program_returning_a_bare_reward_gets_a_base_term(tmp_path):
     assert {t.name for t in result.report.terms} == {"reward", "base", "effort"}
     with pytest.raises(EditError, match="must be new"):
         parse_edit('{"set": {}, "add_terms": [{"name": "base", "weight": 1, "expression": "1.0"}]}', bare)
+
+
+def test_a_base_from_another_task_says_where_it_came_from_and_flags_unrelated_terms(tmp_path):
+    """Issue 27, item 5: a Push program as the base of a Reach run (used only where the task has
+    no program of its own) is marked as such, and its block terms are flagged."""
+    from rewardgym.llm_rewards.edit import adapt_base, term_fields, unrelated_fields
+
+    reach = get_task("MetaWorld-Reach")
+    push_source = get_program("MetaWorld-Push").source()
+    assert term_fields(push_source)["reach"] == {"hand_to_obj", "obj_init_pos", "hand_init_pos"}
+    assert unrelated_fields({"hand_to_goal", "hand_to_obj", "goal_pos", "success"}, reach.instruction,
+                            reach.success_doc) == {"hand_to_obj"}  # "The block at obj_pos is not involved."
+    source, flagged, note = adapt_base(push_source, "MetaWorld-Push", "rewardgym/MetaWorld-Push-v0", reach.id,
+                                       list(reach.view.fields), reach.instruction, reach.success_doc)
+    assert {"reach", "push"} <= set(flagged) and "remove_terms" in note and "reach" in note
+    doc = source.split('"""')[1]
+    assert doc.startswith(f"Base for {reach.id}'s edits: the library program MetaWorld-Push, written for "
+                          "rewardgym/MetaWorld-Push-v0")
+    assert "Its docstring, written for rewardgym/MetaWorld-Push-v0:\nExpert reward for MetaWorld-Push" in doc
+    base = parameterize(source, "MetaWorld-Push")
+    edited = apply_edit(base, parse_edit(json.dumps({"set": {}, "remove_terms": ["push"]}), base))
+    assert edited.startswith('"""Edit of MetaWorld-Push: removed push.\n\nBase for rewardgym/MetaWorld-Reach-v0')
+    assert not edited.startswith('"""Expert reward for MetaWorld-Push')
+    result = critique(edited, reach.id, tmp_path, steps=10, num_envs=2, timeout_s=60)
+    assert result.ok, result.reason

@@ -6,6 +6,7 @@ resumed run repeats neither LLM calls nor training."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -119,7 +120,11 @@ def test_outage_during_a_repair_stops_the_run_and_resume_sends_the_repair(tmp_pa
         assert cand["status"] == "pending" and len(cand["attempts"]) == 1  # not rejected by the outage
         assert state["stop"]["kind"] == "server" and not state["done"]
         report = (run / "report.md").read_text()
-        assert "**stopped** (server)" in report and f"Resume with: `rewardgym synthesize --resume {run} --model {server.model} --base-url {server.base_url}`" in report
+        # the resume command carries the larger time limit the time-out advises
+        advised = re.search(rf"Resume with: `rewardgym synthesize --resume {re.escape(str(run))} --llm-timeout (\d+) "
+                            rf"--model {server.model} --base-url {re.escape(server.base_url)}`", report)
+        assert "**stopped** (server)" in report and advised and float(advised.group(1)) >= 10, report
+        assert f"--llm-timeout {advised.group(1)}" in result.stderr
         assert "pending: waiting for a repair reply" in report
 
         server.add({"kind": "reply", "text": f"```python{good}```", "match": "repair request"})
@@ -206,7 +211,7 @@ def test_context_refusal_is_learnt_and_the_prompt_fitted(tmp_path):
     assert state["context"] == {"size": 3400, "source": "refusal"}
     assert "few-shot example" in " ".join(state["rounds"][0]["prompt"]["cuts"])
     report = (run / "report.md").read_text()
-    assert "Context window: 3400 tokens (refusal)." in report and "cut few-shot example" in report
+    assert "Context window: 3400 tokens (refusal)." in report and "shortened: few-shot example" in report
 
 
 def test_a_prompt_that_cannot_fit_stops_with_the_option_to_change(tmp_path):
@@ -232,7 +237,7 @@ def test_a_reply_cut_at_max_reply_tokens_is_reported(tmp_path):
 
 
 def test_edit_mode_yields_candidates_from_json_edits(tmp_path):
-    edit = json.dumps({"idea": "reach harder", "set": {"W_REACH": 3.0}, "remove_terms": [],
+    edit = json.dumps({"idea": "reach harder", "set": {"W_REWARD": 3.0}, "remove_terms": [],
                        "add_terms": [{"name": "effort", "weight": 0.01, "expression": "-sum_sq(action)"}]})
     broken = json.dumps({"idea": "x", "set": {"NOT_A_CONSTANT": 1.0}, "remove_terms": [], "add_terms": []})
     script = [{"kind": "reply", "text": "I would reward reaching."},           # round 0 (whole): prose
@@ -247,19 +252,23 @@ def test_edit_mode_yields_candidates_from_json_edits(tmp_path):
         endpoint = server.base_url.rstrip("/")
     assert fmt["type"] == "json_schema"
     schema = fmt["json_schema"]["schema"]
-    assert set(schema["properties"]["set"]["required"]) >= {"W_REACH", "W_PUSH"}
+    assert set(schema["properties"]["set"]["required"]) == {"W_REWARD", "UPPER"}  # MetaWorld-Reach's own program
     state = json.loads((tmp_path / "runs" / "e" / "state.json").read_text())
     assert [r["mode"] for r in state["rounds"]] == ["whole", "edit"]
     # the form the server accepted is kept for later processes (no refused probe on every resume)
     assert state["structured"] == {"mode": "json_schema", "endpoint": endpoint}
     assert "held no program" in state["rounds"][0]["note"]
     c0, c1 = state["rounds"][1]["candidates"]
-    assert c0["status"] == "trained" and "W_REACH=3" in c0["edit_summary"]
+    assert c0["status"] == "trained" and "W_REWARD=3" in c0["edit_summary"]
     assert c1["status"] == "trained" and [a["stage"] for a in c1["attempts"]] == ["edit", "ok"]
     program = (tmp_path / "runs" / "e" / "round_1" / "r1c0" / "program.py").read_text()
-    assert "W_REACH = 3.0" in program and "effort" in program
+    assert "W_REWARD = 3.0" in program and "effort" in program
+    assert program.startswith('"""Edit of MetaWorld-Reach:') and "MetaWorld-Push" not in program
     report = (tmp_path / "runs" / "e" / "report.md").read_text()
-    assert "round 1 (edit, edits of `" in report and "held no program" in report
+    assert "round 1 (edit, edits of the library program MetaWorld-Reach (rewardgym's expert reward for this " \
+           "task))" in report and "held no program" in report
+    best = (tmp_path / "runs" / "e" / "best_reward.py").read_text()
+    assert "It is an edit of the library program MetaWorld-Reach" in best
 
 
 def test_no_endpoint_is_a_clear_error_and_creates_nothing(tmp_path):
@@ -372,3 +381,61 @@ def test_candidates_are_judged_before_training_and_prescreen_trains_the_best_ali
         assert "Before training (reward analysis" in result.stdout
         reflection = server.chat_requests[-1].body["messages"][-1]["content"]
         assert "Before training (reward analysis" in reflection  # the evidence reaches the reflection prompt
+
+
+def test_a_2048_token_context_is_fitted_and_the_run_completes(tmp_path):
+    """Issue 27, item 1: a server with a 2,048-token context (llama-cpp-python's and older
+    Ollama's default) gets fitted prompts and adapted reply caps, and the report says what was
+    shortened."""
+    good = _program("good_programs").split("```python")[1].split("```")[0]
+    script = [{"kind": "reply", "text": f"```python{good}```", "match": "Reward design request"},
+              {"kind": "reply", "text": f"```python{good}```", "match": "Reward reflection request"}]
+    with ScriptedOpenAIServer(script, context_size=2048, advertise_context=True) as server:
+        result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "2", "--samples", "1", "--name", "k2", *TINY)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert server.chat_request_count == 2 and server.remaining == 0  # nothing refused
+        caps = [r.body["max_tokens"] for r in server.chat_requests]
+    assert all(512 <= cap < 2048 for cap in caps), caps
+    assert "prompt fitted to the 2048-token context" in result.stdout and "reply cap lowered to" in result.stdout
+    run = tmp_path / "runs" / "k2"
+    state = json.loads((run / "state.json").read_text())
+    assert state["done"] and state["context"] == {"size": 2048, "source": "server"}
+    for rnd in state["rounds"]:
+        prompt = rnd["prompt"]
+        assert prompt["tokens"] + prompt["reply_cap"] <= 2048 and prompt["reply_cap"] in caps
+    report = (run / "report.md").read_text()
+    assert "prompt fitted to a 2048-token context" in report and "rules and requests in short form (every rule kept)" \
+        in report and "reply cap lowered to" in report
+
+
+def test_a_reflection_that_cannot_fit_becomes_a_round_of_edits_of_the_best(tmp_path):
+    """At 1,450 tokens the designer prompt fits Hopper-Hop, but a whole program beside this best
+    one does not (an edit of it does): the round asks for an edit of the best instead, and says so."""
+    good = _program("good_programs").split("```python")[1].split("```")[0]
+    good = good.replace('def compute_reward', 'def level(state):\n    pitch = state.torso_euler[:, 1]\n'
+                        '    roll = state.torso_euler[:, 0]\n    tilt = np.sqrt(pitch * pitch + roll * roll)\n'
+                        '    return tolerance(tilt, 0.0, 0.2, margin=0.5)\n\n\ndef compute_reward', 1)
+    good = good.replace('    reward = forward + upright + alive + ctrl\n',
+                        '    steady = 0.2 * level(state)\n'
+                        '    still = -1e-3 * np.sum(state.joint_vel * state.joint_vel, axis=-1)\n'
+                        '    reward = forward + upright + steady + alive + still + ctrl\n', 1)
+    assert "steady" in good and "def level" in good
+    edit = json.dumps({"idea": "less effort", "set": {}, "remove_terms": [],
+                       "add_terms": [{"name": "effort", "weight": 0.01, "expression": "-sum_sq(action)"}]})
+    script = [{"kind": "reply", "text": f"```python{good}```", "match": "Reward design request"},
+              {"kind": "reply", "text": edit, "match": "Reward edit request"}]
+    with ScriptedOpenAIServer(script, structured=("json_schema",)) as server:
+        result = _cli(server, tmp_path, "Hopper-Hop", "--rounds", "2", "--samples", "1", "--name", "fb",
+                      "--context-size", "1450", *TINY)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert server.remaining == 0 and "Reward reflection request" not in str(server.chat_requests[-1].body)
+    assert "the reflection prompt does not fit the 1450-token context" in result.stdout
+    state = json.loads((tmp_path / "runs" / "fb" / "state.json").read_text())
+    assert [r["mode"] for r in state["rounds"]] == ["whole", "edit"]
+    assert state["rounds"][1]["base_origin"] == "the best candidate so far, r0c0"
+    assert state["rounds"][1]["candidates"][0]["status"] == "trained"
+    report = (tmp_path / "runs" / "fb" / "report.md").read_text()
+    assert "round 1 (edit, edits of the best candidate so far, r0c0)" in report
+    assert "the reflection prompt does not fit" in report
+    # after the first reply, prompts are estimated at the server's own characters per token (less 5%)
+    assert state["rounds"][1]["prompt"]["chars_per_token"] > 3.0 and "characters per token" in report

@@ -39,7 +39,8 @@ err = SafeConsole(stderr=True, markup=False, highlight=False, soft_wrap=True)  #
 
 # The LLM client options every command that talks to an LLM takes (synthesize, robustness --llm,
 # train --annotator llm): one wording, so a message that names an option names one the command has.
-_LLM_TIMEOUT_HELP = "Seconds per LLM HTTP attempt."
+_LLM_TIMEOUT_HELP = ("Seconds per LLM HTTP attempt (default: learnt from the server's speed and the reply cap; "
+                     "300 s until the first reply).")
 _LLM_RETRIES_HELP = "Retries on 429/5xx/connection errors (a time-out is retried once)."
 _MAX_REPLY_TOKENS_HELP = "Cap of each LLM reply (tokens; max_tokens of every request)."
 _CONTEXT_SIZE_HELP = ("The model's context window in tokens (default $REWARDGYM_LLM_CONTEXT, else what the server "
@@ -146,10 +147,18 @@ def list_tasks(
 @app.command()
 def describe(task: str = typer.Argument(..., help="Task id, e.g. rewardgym/Hopper-Backflip-v0 or Hopper-Backflip."),
              prelude: bool = typer.Option(True, "--prelude/--no-prelude",
-                                          help="Also print the reward helpers programs may use.")) -> None:
+                                          help="Also print the reward helpers programs may use."),
+             compact: int = typer.Option(0, "--compact", min=0, max=5,
+                                         help="The state view as prompts for small context windows show it: "
+                                              "1-5, ever more compact (every field kept); 0: in full.")) -> None:
     """Print the task, its instruction, success test and state view: exactly what an LLM is shown."""
     spec = _task_or_fail(task)
-    text = spec.describe()
+    if compact:
+        from rewardgym.llm_rewards.prompts import describe_task
+
+        text = describe_task(spec, compact)
+    else:
+        text = spec.describe()
     if prelude:
         from rewardgym.rewards.prelude import describe_prelude
 
@@ -384,8 +393,8 @@ def train(
                                            "annotator (default $OPENAI_BASE_URL)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key of the llm annotator (default "
                                           "$OPENAI_API_KEY; never written to the run directory)."),
-    llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", min=0.001, help=_LLM_TIMEOUT_HELP +
-                                                " (llm annotator; default 60)"),
+    llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", min=0.001, help="Seconds per LLM HTTP "
+                                                "attempt (llm annotator; default 60)."),
     llm_retries: Optional[int] = typer.Option(None, "--llm-retries", min=0, help=_LLM_RETRIES_HELP +
                                               " (llm annotator; default 4)"),
     max_reply_tokens: Optional[int] = typer.Option(None, "--max-reply-tokens", min=16, help=_MAX_REPLY_TOKENS_HELP +
@@ -652,7 +661,7 @@ def robustness(
                                            "$OPENAI_BASE_URL)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (default $OPENAI_API_KEY)."),
     max_repairs: int = typer.Option(1, "--max-repairs", help="Repair requests when the LLM's table is invalid."),
-    llm_timeout: float = typer.Option(120.0, "--llm-timeout", min=0.001, help=_LLM_TIMEOUT_HELP),
+    llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", min=0.001, help=_LLM_TIMEOUT_HELP),
     llm_retries: int = typer.Option(4, "--llm-retries", min=0, help=_LLM_RETRIES_HELP),
     max_reply_tokens: int = typer.Option(2048, "--max-reply-tokens", min=16, help=_MAX_REPLY_TOKENS_HELP),
     context_size: Optional[int] = typer.Option(None, "--context-size", min=256, help=_CONTEXT_SIZE_HELP),
@@ -771,7 +780,7 @@ def synthesize(
                                                   "(s, every process), checked before each LLM request."),
     check_timeout: float = typer.Option(60.0, "--check-timeout", help="Critic: wall-clock budget of each program's "
                                         "check on random rollouts (s)."),
-    llm_timeout: float = typer.Option(120.0, "--llm-timeout", help=_LLM_TIMEOUT_HELP),
+    llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", min=0.001, help=_LLM_TIMEOUT_HELP),
     llm_retries: int = typer.Option(4, "--llm-retries", help=_LLM_RETRIES_HELP),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir"),
     name: Optional[str] = typer.Option(None, "--name", help="Run directory name (default: generated)."),
@@ -849,7 +858,7 @@ def synthesize(
                            budget=Budget(max_total_tokens=spec.max_tokens, max_requests=spec.max_requests,
                                          max_wall_s=spec.max_wall_s),
                            timeout_s=spec.llm_timeout_s, max_retries=spec.llm_retries,
-                           backoff_initial_s=min(1.0, spec.llm_timeout_s), temperature=spec.temperature,
+                           backoff_initial_s=min(1.0, spec.llm_timeout_s or 1.0), temperature=spec.temperature,
                            max_tokens=spec.max_reply_tokens, context_size=spec.context_size,
                            on_retry=lambda m: log(f"  {m}"))  # fails before a run directory is made
         if run_path is None:

@@ -83,16 +83,17 @@ class MultiAgentTaskSpec(TaskSpec):
         """``N``, the number of agents."""
         return len(self.agents)
 
-    def describe(self) -> str:
+    def describe(self, meaning: int | None = None, intro: int | None = None, instruction: bool = True,
+                 group: bool = False) -> str:
         """:meth:`TaskSpec.describe` with the agents, the action layout and the reward contract."""
-        view_text = self.view.describe()
-        head = super().describe().removesuffix(view_text).rstrip("\n")
+        view_text = self.view.describe(meaning, intro, group)
+        head = super().describe(meaning, intro, instruction, group).removesuffix(view_text).rstrip("\n")
         agents = (f"Agents (N = {self.n_agents}): {', '.join(self.agents)}; all act on every step and the "
                   f"episode ends for all of them together." + (f" {self.agent_doc}" if self.agent_doc else ""))
         lines = [head, agents]
         if self.action_doc:
             lines.append(f"Action: {self.action_doc}")
-        lines += [REWARD_CONTRACT, "", view_text]
+        lines += [REWARD_CONTRACT, *([""] if meaning is None else []), view_text]
         return "\n".join(lines)
 
 

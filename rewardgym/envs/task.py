@@ -72,15 +72,20 @@ class TaskSpec:
     def expert_path(self) -> Path | None:
         return LIBRARY_DIR / self.expert if self.expert else None
 
-    def describe(self) -> str:
-        """The task as shown to people and to the LLM: instruction, success test, view."""
+    def describe(self, meaning: int | None = None, intro: int | None = None, instruction: bool = True,
+                 group: bool = False) -> str:
+        """The task as shown to people and to the LLM: instruction, success test, view.
+
+        ``meaning``/``intro``: the view's compact form (:meth:`ViewSpec.describe`);
+        ``instruction=False`` leaves the instruction line out (a prompt that states the
+        behaviour to reward elsewhere)."""
         return "\n".join([
             f"Task {self.id} (family {self.family}, simulator {self.base_id}"
             + (f", at most {self.max_episode_steps} steps per episode" if self.max_episode_steps else "") + ")",
-            f"Instruction: {self.instruction}",
+            *([f"Instruction: {self.instruction}"] if instruction else []),
             f"Success test: {self.success_doc}",
-            "",
-            self.view.describe(),
+            *([""] if meaning is None else []),
+            self.view.describe(meaning, intro, group),
         ])
 
 

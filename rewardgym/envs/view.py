@@ -23,6 +23,7 @@ boundary. ``state.prev.prev`` does not exist.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -76,6 +77,7 @@ class Field:
         doc: one sentence saying what the value means and how it is read.
         compute: ``raw_batch -> array`` with the documented shape; vectorised over ``B``.
         previous: whether ``state.prev.<name>`` is meaningful (False for constants).
+        brief: a short meaning for compact views (default: ``doc`` shortened by :func:`short_meaning`).
     """
 
     name: str
@@ -84,6 +86,7 @@ class Field:
     doc: str
     compute: Callable[[RawBatch], Any]
     previous: bool = True
+    brief: str | None = None
 
     @property
     def per_agent(self) -> bool:
@@ -167,11 +170,24 @@ class ViewSpec:
                                  f"numbers or containers (x.{f.name}); choose another name")
         return cls(name=name, doc=doc, fields={f.name: f for f in all_fields})
 
-    def describe(self) -> str:
+    def describe(self, meaning: int | None = None, intro: int | None = None, group: bool = False) -> str:
         """Plain-text field table: the exact text an LLM is shown (``rewardgym describe``).
 
         A multi-agent view (one with per-agent ``(B, N, ...)`` fields) lists its global and
-        its per-agent fields in two groups."""
+        its per-agent fields in two groups.
+
+        Args:
+            meaning: None: the full table. A number: the compact form that prompts for small
+                context windows use (``rewardgym describe --compact``): every field, one
+                unpadded line each (name, shape, unit), its meaning shortened to at most this
+                many characters by :func:`short_meaning` (0: no meaning).
+            intro: in the compact form, the view's introduction cut to at most this many
+                characters (:func:`short_meaning`; None: whole, 0: left out).
+            group: in the compact form, fields of one shape and unit on one line, names only
+                (the most compact form that still lists every field with its shape and unit).
+        """
+        if meaning is not None:
+            return self._describe_compact(meaning, intro, group)
         lines = [f"State view `{self.name}`: every field is batch-first (B = number of environments).",
                  self.doc.strip(), ""]
         width = max(len(f.name) for f in self.fields.values())
@@ -193,6 +209,64 @@ class ViewSpec:
                 prev = "" if f.previous else " (no prev)"
                 lines.append(f"  {f.name:<{width}}  {f.shape:<{shape_w}}  {f.unit:<{unit_w}}  {f.doc}{prev}")
         return "\n".join(lines)
+
+    def _describe_compact(self, meaning: int, intro: int | None, group: bool) -> str:
+        doc = " ".join(self.doc.split())
+        doc = doc if intro is None else short_meaning(doc, intro, sentences=True)
+        lines = [f"State view `{self.name}` (batch-first, B = number of environments)." + (f" {doc}" if doc else "")]
+        fields = list(self.fields.values())
+        per_agent = any(f.per_agent for f in fields)
+        if per_agent:
+            fields.sort(key=lambda f: f.per_agent)  # stable: global fields first, as in the full table
+        if group:
+            lines.append("Fields by shape and unit (`state.<name>`; `state.prev.<name>`: one step earlier; "
+                         "* no prev):")
+            groups: dict[tuple[str, str], list[str]] = {}
+            for f in fields:
+                groups.setdefault((f.shape.replace(" ", ""), f.unit), []).append(f.name + ("" if f.previous else "*"))
+            lines += [f"{shape} {unit}: {', '.join(names)}" for (shape, unit), names in groups.items()]
+        else:
+            lines.append("Fields (`state.<name>` shape unit: meaning; `state.prev.<name>`: one step earlier):")
+            for f in fields:
+                text = short_meaning(f.brief or f.doc, meaning)
+                prev = "" if f.previous else " (no prev)"
+                lines.append(f"{f.name} {f.shape.replace(' ', '')} {f.unit}" + (f": {text}" if text else "") + prev)
+        if per_agent:
+            lines.append("(B,N,...) fields: row [:, i] is agent i, in the task's agent order.")
+        return "\n".join(lines)
+
+
+def short_meaning(text: str, limit: int, sentences: bool = False) -> str:
+    """``text`` in at most ``limit`` characters, for a compact view (0: empty).
+
+    Parenthetical remarks go first; then whole clauses (``;``, ``,``) are kept while they fit
+    (``sentences``: whole sentences, for a view's introduction), else words with a final
+    ``...``. Text that fits is returned unchanged (whitespace collapsed)."""
+    text = " ".join(text.split())
+    if limit <= 0:
+        return ""
+    if len(text) <= limit:
+        return text
+    plain = text
+    while True:  # innermost parentheses first
+        shorter = re.sub(r" ?\([^()]*\)", "", plain)
+        if shorter == plain:
+            break
+        plain = shorter
+    plain = plain.strip()
+    if len(plain) <= limit:
+        return plain
+    marks = r"(?<=[.!?]) " if sentences else r"(?<=[.;,]) "
+    kept = ""
+    for part in re.split(marks, plain):
+        joined = f"{kept} {part}".strip()
+        if len(joined) > limit:
+            break
+        kept = joined
+    if kept:
+        return kept.rstrip(",;")
+    words = plain[: max(0, limit - 3)].rsplit(" ", 1)[0]
+    return (words.rstrip(",;:") + "...") if words else ""
 
 
 class StateView:

@@ -64,6 +64,15 @@ Design decisions
   request as asked. Time-outs are retried at most ``max_timeouts - 1`` times: a reply that
   did not fit in ``timeout_s`` once will usually not fit the next time either, so the error
   says which option to change, with the server's observed speed (tokens/s) when known.
+* **Time limits that match the server.** With ``timeout_s`` given (``--llm-timeout``) every
+  attempt gets exactly that. Without it the limit is learnt: the first requests get
+  :data:`FIRST_TIMEOUT_S`; once replies have come back, the server's speed (completion tokens
+  per second of replies answered at the first attempt, prompt time included, so it errs
+  slow; a run's earlier processes count, from its transcript) sets each request's limit
+  from its reply cap: ``TIMEOUT_SAFETY * max_tokens / speed + TIMEOUT_SLACK_S``, at least
+  :data:`MIN_TIMEOUT_S`. A time-out is retried once, and in the learnt mode with twice the
+  limit (llama.cpp keeps generating the abandoned reply, so the retry waits behind it). The
+  final :class:`LLMTimeoutError` names the option and the limit it advises.
 * **Context window.** ``context_size`` (tokens) comes from the argument, the environment,
   or :meth:`LLMClient.context_window`, which asks ``GET /models`` for the fields servers use
   (vLLM ``max_model_len``, llama.cpp ``meta.n_ctx``, LM Studio ``max_context_length``,
@@ -71,7 +80,10 @@ Design decisions
   :class:`ContextLengthError` carrying the window and the prompt size when the message
   gives them (the formats of OpenAI, vLLM, llama.cpp and llama-cpp-python are parsed); the
   client records the window in ``context_size`` so the caller can fit its prompt and ask
-  again. :func:`estimate_tokens` is the conservative estimate used for fitting.
+  again. :func:`estimate_tokens` is the conservative estimate used for fitting (3 characters
+  per token), calibrated by the server's own counts once it has answered: the prompt
+  characters per ``usage.prompt_tokens`` of its replies (a run's earlier processes count, from
+  the transcript), times :data:`CALIBRATION_MARGIN` (:meth:`LLMClient.fitting_chars_per_token`).
 * **Structured output.** :meth:`LLMClient.complete_json` asks for a JSON object that
   follows a JSON schema, with the first form the server accepts: OpenAI's
   ``response_format={"type": "json_schema", ...}`` (OpenAI, vLLM, llama.cpp, Ollama), then
@@ -131,6 +143,16 @@ ENV_CONTEXT = "REWARDGYM_LLM_CONTEXT"
 TRANSCRIPT_NAME = "llm_transcript.jsonl"
 DEFAULT_MAX_TOKENS = 2048
 """Reply cap (``max_tokens``) of every request unless the caller gives another."""
+FIRST_TIMEOUT_S = 300.0
+"""Seconds per attempt before the server's speed is known (no ``timeout_s`` given)."""
+MIN_TIMEOUT_S = 120.0
+"""Shortest learnt limit per attempt: the speed is learnt from whole replies, and a first reply
+whose prompt the server had cached looks fast (llama.cpp at 2,048 tokens: 14.6 tokens/s learnt,
+then an uncached NetHack prompt on a busy machine took more than the 54 s that implied)."""
+TIMEOUT_SAFETY = 2.0
+"""A learnt limit allows this many times the expected generation time of a full reply."""
+TIMEOUT_SLACK_S = 15.0
+"""Seconds a learnt limit adds for connecting and queueing."""
 RETRY_SEED_STEP = 100_003
 """A retry ``k`` is sent with ``seed + RETRY_SEED_STEP * k`` (0 for ``seed`` when none)."""
 
@@ -176,6 +198,20 @@ class ContextLengthError(LLMRequestError):
 
 class LLMUnavailableError(LLMError):
     """Retries exhausted on 429/5xx/connection errors/timeouts, or a Retry-After too long to wait."""
+
+
+class LLMTimeoutError(LLMUnavailableError):
+    """Every attempt allowed for a time-out timed out.
+
+    Attributes:
+        option: ``"--llm-timeout"``.
+        limit: the limit per attempt it advises (seconds), larger than the one that failed.
+    """
+
+    def __init__(self, message: str, option: str = "--llm-timeout", limit: float | None = None):
+        super().__init__(message)
+        self.option = option
+        self.limit = limit
 
 
 class BudgetExceeded(LLMError):
@@ -306,15 +342,28 @@ def _estimate_tokens(text: str) -> int:
 
 
 CHARS_PER_TOKEN = 3.0
-"""Characters per token assumed by :func:`estimate_tokens`: conservative for code and
-English under BPE vocabularies (typically 3.5-4.5), so a prompt estimated to fit does."""
+"""Characters per token assumed by :func:`estimate_tokens` until the server has counted a
+prompt. Large BPE vocabularies give 3.5-4.5 on code and English; a small one gives less:
+SmolLM2's (49k tokens, llama.cpp) gave 2.9-3.4 on rewardgym's prompts (edit prompts, mostly
+code, 2.9), so fitting keeps a margin (``CONTEXT_MARGIN`` in the prompts) and calibrates on
+the server's own counts (:meth:`LLMClient.fitting_chars_per_token`)."""
 
 
-def estimate_tokens(messages: Sequence[Message] | str) -> int:
-    """Conservative token count of a prompt: ``ceil(chars / 3)`` + 8 per message (role, framing)."""
+CALIBRATION_MARGIN = 0.95
+"""Fitting assumes this fraction of the characters per token the server's own counts gave
+(prompts differ: SmolLM2 gave 2.9 on edit prompts, 3.2-3.4 on designer ones; the server's
+counts include its chat template, which the ratio thereby already charges to the text)."""
+MAX_CHARS_PER_TOKEN = 6.0
+"""Largest ratio fitting assumes, whatever a server reports."""
+
+
+def estimate_tokens(messages: Sequence[Message] | str, chars_per_token: float | None = None) -> int:
+    """Conservative token count of a prompt: ``ceil(chars / 3)`` + 8 per message (role, framing);
+    ``chars_per_token`` replaces the 3 (:meth:`LLMClient.fitting_chars_per_token`)."""
+    ratio = chars_per_token or CHARS_PER_TOKEN
     if isinstance(messages, str):
-        return math.ceil(len(messages) / CHARS_PER_TOKEN)
-    return sum(math.ceil(len(str(m["content"])) / CHARS_PER_TOKEN) + 8 for m in messages) + 8
+        return math.ceil(len(messages) / ratio)
+    return sum(math.ceil(len(str(m["content"])) / ratio) + 8 for m in messages) + 8
 
 
 def transcript_usage(path: str | Path) -> tuple[Usage, float]:
@@ -346,6 +395,51 @@ def transcript_usage(path: str | Path) -> tuple[Usage, float]:
         usage.completion_tokens += int(u.get("completion_tokens") or 0)
         seconds += float(rec.get("latency_s") or 0.0)
     return usage, seconds
+
+
+def transcript_prompt_counts(path: str | Path, base_url: str) -> tuple[int, int]:
+    """``(prompt characters, prompt tokens)`` of the requests ``base_url`` answered with its own
+    ``usage``, as recorded in a transcript (what calibrates :func:`estimate_tokens`)."""
+    chars, tokens = 0, 0
+    path = Path(path)
+    if not path.is_file():
+        return chars, tokens
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict) or rec.get("cached") or rec.get("error") or rec.get("base_url") != base_url:
+            continue
+        usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else {}
+        n, messages = usage.get("prompt_tokens"), rec.get("messages")
+        if usage.get("estimated") or not isinstance(n, int) or n <= 0 or not isinstance(messages, list):
+            continue
+        chars += sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
+        tokens += n
+    return chars, tokens
+
+
+def transcript_speed(path: str | Path, base_url: str) -> tuple[int, float]:
+    """``(completion tokens, seconds)`` of the replies ``base_url`` gave at the first attempt, as
+    recorded in a transcript (the speed an earlier process of the run measured)."""
+    tokens, seconds = 0, 0.0
+    path = Path(path)
+    if not path.is_file():
+        return tokens, seconds
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict) or rec.get("cached") or rec.get("error") or rec.get("attempts") != 1 \
+                or rec.get("base_url") != base_url:
+            continue
+        usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else {}
+        n, latency = usage.get("completion_tokens"), rec.get("latency_s")
+        if isinstance(n, int) and n > 0 and isinstance(latency, (int, float)) and 0 < latency < 86_400:
+            tokens, seconds = tokens + n, seconds + float(latency)
+    return tokens, seconds
 
 
 _CONTEXT_WORDS = ("context length", "context window", "context size", "maximum context", "context_length",
@@ -396,7 +490,8 @@ class LLMClient:
             ``run_dir``: no transcript.
         cache_dir: cache directory (default ``$REWARDGYM_LLM_CACHE`` or
             ``~/.cache/rewardgym/llm``); ``False`` disables the cache.
-        timeout_s: seconds per HTTP attempt (connect timeout ``min(10, timeout_s)``).
+        timeout_s: seconds per HTTP attempt (connect timeout ``min(10, timeout_s)``); None:
+            learnt from the server's speed (module docstring, "Time limits").
         max_retries: retries after the first attempt on retryable errors.
         backoff_initial_s, backoff_max_s: exponential back-off, seconds.
         max_retry_after_s: longest ``Retry-After`` the client waits; longer fails at once.
@@ -415,7 +510,7 @@ class LLMClient:
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None, *,
                  run_dir: str | Path | None = None, transcript_path: str | Path | None = None,
-                 cache_dir: str | Path | bool | None = None, timeout_s: float = 120.0, max_retries: int = 4,
+                 cache_dir: str | Path | bool | None = None, timeout_s: float | None = None, max_retries: int = 4,
                  backoff_initial_s: float = 1.0, backoff_max_s: float = 30.0, max_retry_after_s: float = 120.0,
                  budget: Budget | None = None, temperature: float | None = 1.0,
                  max_tokens: int | None = DEFAULT_MAX_TOKENS, max_timeouts: int = 2,
@@ -431,7 +526,7 @@ class LLMClient:
         if model is None:
             raise LLMConfigError(f"no LLM model configured: pass --model (or set {ENV_MODEL}), "
                                  f"e.g. {ENV_MODEL}=gpt-4o")
-        if timeout_s <= 0:
+        if timeout_s is not None and timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
@@ -449,7 +544,8 @@ class LLMClient:
             raise ValueError(f"context_size must be at least 256 tokens, got {context_size}")
         self.model = model
         self.api_key_given = api_key is not None
-        self.timeout_s = float(timeout_s)
+        self.timeout_fixed = timeout_s is not None
+        self.timeout_s = float(timeout_s) if timeout_s is not None else FIRST_TIMEOUT_S
         self.max_retries = int(max_retries)
         self.backoff_initial_s = float(backoff_initial_s)
         self.backoff_max_s = float(backoff_max_s)
@@ -463,6 +559,8 @@ class LLMClient:
         self.on_retry = on_retry
         self.wall_offset_s = float(wall_offset_s)
         self._speed: tuple[int, float] = (0, 0.0)  # completion tokens, seconds of successful replies
+        self._prompt_counts: tuple[int, int] = (0, 0)  # prompt characters, the server's prompt tokens
+        self._refused_forms: set[str] = set()  # structured-output forms this server refused
         self._openai = openai.OpenAI(base_url=base_url, api_key=api_key or PLACEHOLDER_KEY, max_retries=0,
                                      timeout=openai.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
         self.base_url = str(self._openai.base_url).rstrip("/")
@@ -539,6 +637,10 @@ class LLMClient:
             raise
         self._cache_put(key, record, result)
         self._log(record, result, trace, None)
+        if not result.usage_estimated and result.prompt_tokens > 0:
+            with self._lock:
+                chars = sum(len(m["content"]) for m in messages)
+                self._prompt_counts = (self._prompt_counts[0] + chars, self._prompt_counts[1] + result.prompt_tokens)
         return result
 
     def sample(self, messages: Sequence[Message], k: int, *, seed: int = 0, max_workers: int = 1,
@@ -570,7 +672,7 @@ class LLMClient:
                                                                          "strict": True}},
                  "json_object": {"type": "json_object", "schema": dict(schema)},
                  "none": None}
-        order = [self.structured_mode] if self.structured_mode else list(forms)
+        order = [self.structured_mode] if self.structured_mode else [m for m in forms if m not in self._refused_forms]
         for i, mode in enumerate(order):
             extra = {"response_format": forms[mode]} if forms[mode] is not None else {}
             try:
@@ -581,6 +683,7 @@ class LLMClient:
                 text = str(exc).lower()
                 if i + 1 < len(order) and any(w in text for w in ("response_format", "json_schema", "schema",
                                                                    "grammar", "json_object")):
+                    self._refused_forms.add(mode)  # not asked again, even if the next form fails otherwise
                     continue
                 raise
             self.structured_mode = mode
@@ -625,6 +728,29 @@ class LLMClient:
         path = Path(path) if path is not None else self.transcript_path
         if path is not None:
             self.usage, _ = transcript_usage(path)
+            self._speed = transcript_speed(path, self.base_url)
+            self._prompt_counts = transcript_prompt_counts(path, self.base_url)
+
+    @property
+    def chars_per_token(self) -> float | None:
+        """Prompt characters per token by the server's own counts (None: none counted yet)."""
+        chars, tokens = self._prompt_counts
+        return chars / tokens if chars and tokens else None
+
+    def fitting_chars_per_token(self) -> float:
+        """Characters per token that prompt fitting assumes: :data:`CHARS_PER_TOKEN` until the
+        server has counted a prompt, then :data:`CALIBRATION_MARGIN` times its own ratio (at
+        most :data:`MAX_CHARS_PER_TOKEN`; lower than 3 when its tokenizer needs more tokens)."""
+        measured = self.chars_per_token
+        return CHARS_PER_TOKEN if measured is None else min(MAX_CHARS_PER_TOKEN, CALIBRATION_MARGIN * measured)
+
+    def request_timeout(self, max_tokens: int | None) -> float:
+        """Seconds one attempt of a request with reply cap ``max_tokens`` may take: ``timeout_s``
+        when given, else learnt from the server's speed (module docstring, "Time limits")."""
+        speed = self.tokens_per_s
+        if self.timeout_fixed or speed is None or not max_tokens:
+            return self.timeout_s
+        return max(MIN_TIMEOUT_S, TIMEOUT_SAFETY * max_tokens / speed + TIMEOUT_SLACK_S)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -652,7 +778,7 @@ class LLMClient:
                 "total_tokens": self.usage.total_tokens, "elapsed_s": round(self.elapsed_s, 3),
                 "budget": asdict(self.budget), "context_size": self.context_size,
                 "context_source": self.context_source, "structured_mode": self.structured_mode,
-                "tokens_per_s": self.tokens_per_s}
+                "tokens_per_s": self.tokens_per_s, "chars_per_token": self.chars_per_token}
 
     # -- budget -----------------------------------------------------------------------------
     def _wall_left(self) -> float | None:
@@ -686,7 +812,9 @@ class LLMClient:
         attempt = 0
         timeouts = 0
         while True:
-            timeout = self.timeout_s
+            timeout = self.request_timeout(params.get("max_tokens"))
+            if timeouts and not self.timeout_fixed:  # the retry waits behind the abandoned generation
+                timeout *= 2.0
             left = self._wall_left()
             if left is not None:
                 if left <= 0:
@@ -732,7 +860,7 @@ class LLMClient:
                 timeouts += 1
                 retry_errors.append(f"timeout after {timeout:.3g} s")
                 if timeouts >= self.max_timeouts:
-                    raise LLMUnavailableError(self._timeout_message(timeout, timeouts, params)) from None
+                    raise self._timeout_error(timeout, timeouts, params) from None
                 delay = self._delay(attempt, None, retry_errors)
             except openai.APIConnectionError as exc:
                 cause = exc.__cause__ or exc
@@ -747,17 +875,34 @@ class LLMClient:
                                      f"pass during the retry back-off (last error: {retry_errors[-1]})",
                                      "--max-wall-time", self.budget.max_wall_s)
             if self.on_retry is not None:
-                self.on_retry(f"LLM request failed ({retry_errors[-1]}); retry {attempt} of {self.max_retries} "
-                              f"in {delay:.1f} s")
+                if retry_errors[-1].startswith("timeout"):  # time-outs have their own, smaller allowance
+                    allowed = min(self.max_retries, self.max_timeouts - 1)
+                    which = (f"time-out retry {timeouts} of {allowed}" + (
+                        f", with a {2.0 * self.request_timeout(params.get('max_tokens')):.3g} s limit,"
+                        if not self.timeout_fixed else ""))
+                else:
+                    which = f"retry {attempt} of {self.max_retries}"
+                self.on_retry(f"LLM request failed ({retry_errors[-1]}); {which} in {delay:.1f} s")
             time.sleep(delay)
 
-    def _timeout_message(self, timeout: float, timeouts: int, params: Mapping[str, Any]) -> str:
+    def _timeout_error(self, timeout: float, timeouts: int, params: Mapping[str, Any]) -> LLMTimeoutError:
+        """The error after the last allowed time-out, with the limit it advises: enough for a full
+        reply at the speed seen so far (twice the expected time), and at least twice this one."""
         cap = params.get("max_tokens")
         speed = self.tokens_per_s
-        need = (f"; at the {speed:.0f} tokens/s this server managed so far, a reply of up to {cap} tokens "
-                f"takes up to {cap / speed:.0f} s" if speed and cap else "")
-        return (f"{self.base_url} (model {self.model!r}) sent no reply within {timeout:.3g} s in {timeouts} "
-                f"attempt(s){need}: raise --llm-timeout, or lower --max-reply-tokens (now {cap})")
+        advised = 2.0 * timeout
+        need = ""
+        if speed and cap:
+            need = (f"; at the {speed:.3g} tokens/s this server managed so far, a reply of up to {cap} tokens "
+                    f"takes up to {cap / speed:.0f} s")
+            advised = max(advised, TIMEOUT_SAFETY * cap / speed + TIMEOUT_SLACK_S)
+        advised = float(math.ceil(advised / 10.0) * 10) if advised >= 10 else round(advised, 1)
+        how = "given by --llm-timeout" if self.timeout_fixed else "learnt from the server's speed"
+        return LLMTimeoutError(
+            f"{self.base_url} (model {self.model!r}) sent no reply within {timeout:.3g} s in {timeouts} "
+            f"attempt(s) (limit {how}){need}: raise --llm-timeout (to {advised:g}), or lower --max-reply-tokens "
+            f"(now {cap})",
+            "--llm-timeout", advised)
 
     def _delay(self, attempt: int, headers: Any, retry_errors: list[str]) -> float:
         """Back-off before the next attempt, or raise when retries are exhausted."""

@@ -2,9 +2,9 @@
 
 Weak models (a 135M-parameter local model, and often 7B ones) rarely write a whole valid
 program: prose, unbalanced brackets, statements at module level. In edit mode the model is
-shown a *base* program that passes the critic (the best program so far, or the library
-program closest to the instruction for the task's state view) and asked for one JSON
-object, not code:
+shown a *base* program that passes the critic (the best program so far, the library program
+written for the task, or one written for another task with the same state view, adapted by
+:func:`adapt_base`) and asked for one JSON object, not code:
 
 .. code-block:: json
 
@@ -37,7 +37,7 @@ import inspect
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from rewardgym.llm_rewards.extract import ReplyRejected
 
@@ -342,3 +342,107 @@ def apply_edit(base: Parameterized, edit: Edit) -> str:
     else:  # a dict literal, so an edit of this program knows its term names
         body.append(f"    return reward, {{{', '.join(kept + added)}}}")
     return source + "\n".join(body) + "\n"
+
+
+# -- a base program written for another task ---------------------------------------------------
+_ALWAYS_RELATED = frozenset({"success", "env_reward", "elapsed_steps", "terminated"})
+_FILLER_WORDS = frozenset({"to", "of", "init", "start", "pos", "vel", "prev", "num", "n"})
+_NEGATION = re.compile(r"\b(not|no|never|ignore|ignored|irrelevant|without)\b", re.I)
+
+
+def term_fields(source: str) -> dict[str, set[str]]:
+    """The state fields each term of ``compute_reward``'s returned dict literal reads, through
+    the assignments before it (``state.x`` and ``state.prev.x`` both count as ``x``)."""
+    tree = ast.parse(source)
+    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "compute_reward"), None)
+    if fn is None:
+        return {}
+
+    def reads(node: ast.AST, env: dict[str, set[str]]) -> set[str]:
+        out: set[str] = set()
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Attribute) and isinstance(sub.value, (ast.Name, ast.Attribute)):
+                root = sub.value.value if isinstance(sub.value, ast.Attribute) and sub.value.attr == "prev" \
+                    else sub.value
+                if isinstance(root, ast.Name) and root.id == "state" and sub.attr != "prev":
+                    out.add(sub.attr)
+            elif isinstance(sub, ast.Name) and sub.id in env:
+                out |= env[sub.id]
+        return out
+
+    env: dict[str, set[str]] = {}
+    terms: dict[str, set[str]] = {}
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Assign):
+            used = reads(node.value, env)
+            for target in node.targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        env[name.id] = env.get(name.id, set()) | used
+        elif isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 2 \
+                and isinstance(node.value.elts[1], ast.Dict):
+            for key, value in zip(node.value.elts[1].keys, node.value.elts[1].values):
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    terms[key.value] = reads(value, env)
+    return terms
+
+
+def unrelated_fields(fields: set[str], instruction: str, success_doc: str = "") -> set[str]:
+    """The fields of ``fields`` that the instruction does not involve: a field whose name-words
+    (``hand_to_obj``: hand, obj) include one said only in a negated sentence ("The block at
+    obj_pos is not involved."), or none of which the instruction or success test uses."""
+    def words(text: str) -> set[str]:
+        return {w for w in re.findall(r"[a-z]+", text.lower().replace("_", " ")) if w not in _FILLER_WORDS}
+
+    sentences = re.split(r"(?<=[.;!?])\s+", instruction)
+    negated = set().union(*(words(s) for s in sentences if _NEGATION.search(s)))
+    said = set().union(*(words(s) for s in sentences if not _NEGATION.search(s))) | words(success_doc)
+    negated -= said
+    out = set()
+    for name in fields - _ALWAYS_RELATED:
+        parts = words(name) or {name}
+        if parts & negated or not parts & said:
+            out.add(name)
+    return out
+
+
+def adapt_base(source: str, base_name: str, base_task: str | None, task_id: str, fields: Sequence[str],
+               instruction: str, success_doc: str = "") -> tuple[str, list[str], str]:
+    """A program written for another task, made a base for ``task_id``'s edits.
+
+    Returns ``(source, flagged_terms, note)``: the program with a docstring that says what it is
+    and where it came from (its own docstring kept below, marked as written for the other
+    task), the terms that read fields the instruction does not involve (or fields ``task_id``'s
+    view lacks), and a note for the edit prompt that names them.
+    """
+    missing, unrelated = {}, {}
+    for term, used in term_fields(source).items():
+        if used - set(fields):
+            missing[term] = sorted(used - set(fields))
+        elif used and not used - unrelated_fields(used, instruction, success_doc):
+            unrelated[term] = sorted(used)
+        elif unrelated_fields(used, instruction, success_doc):
+            unrelated[term] = sorted(unrelated_fields(used, instruction, success_doc))
+    flagged = list(dict.fromkeys([*missing, *unrelated]))
+    origin = (f"Base for {task_id}'s edits: the library program {base_name}, written for "
+              f"{base_task or 'another task'}; its terms may reward that task's behaviour.")
+    lines = [origin]
+    if flagged:
+        lines.append("Flagged terms (they read fields this instruction does not involve): " + "; ".join(
+            f"{t} ({', '.join(missing.get(t) or unrelated[t])})" for t in flagged) + ".")
+    tree = ast.parse(source)
+    doc = ast.get_docstring(tree) or ""
+    text = "\n".join(lines) + (f"\n\nIts docstring, written for {base_task or 'another task'}:\n" + doc if doc else "")
+    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    src_lines = source.split("\n")
+    first = tree.body[0] if tree.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        src_lines[first.lineno - 1:first.end_lineno] = [f'"""{text}"""']
+    else:
+        src_lines.insert(0, f'"""{text}"""\n')
+    note = ""
+    if flagged:
+        note = (f"Note: this program was written for {base_task or 'another task'}. Terms "
+                f"{', '.join(flagged)} read fields this instruction does not involve: remove them "
+                f"(\"remove_terms\") unless they help, and add a term for what the instruction asks.")
+    return "\n".join(src_lines), flagged, note

@@ -21,13 +21,17 @@ One round:
 **Edit mode** (for weak models, :mod:`rewardgym.llm_rewards.edit`): instead of whole
 programs the round asks ``samples`` times for one JSON edit (new values for the named
 numbers, terms removed or added) of a base program that works: the best so far, else the
-library program closest to the instruction for this task's state view. ``mode="edit"``
-uses it from the first round; ``mode="auto"`` (default) switches to it once ``edit_after``
-rounds in a row produced no valid candidate, and stays there.
+library program written for this task, else the closest one for this task's state view,
+marked as written for another task with its unrelated terms flagged
+(:meth:`Synthesizer._base`). ``mode="edit"`` uses it from the first round; ``mode="auto"``
+(default) switches to it once ``edit_after`` rounds in a row produced no valid candidate,
+and stays there.
 
 Requests are fitted to the model's context window (``context_size``; else what the server
-says or what its refusal said), with the cuts recorded per round; every reply is capped at
-``max_reply_tokens`` and a cut reply is reported.
+says or what its refusal said; :func:`rewardgym.llm_rewards.prompts.fit_request`), with what
+was shortened and the reply cap recorded per round; a reflection that cannot fit becomes a
+round of edits of the best program. Every reply is capped at ``max_reply_tokens`` (lower
+where the window demands) and a cut reply is reported.
 
 The best program (by success rate, ties by env return) is written as a standalone reward
 program, ``best_reward.py``, with ``report.md`` and ``report.png``.
@@ -62,13 +66,14 @@ import numpy as np
 
 from rewardgym.envs.registry import get_task
 from rewardgym.files import NAME_PATTERN, atomic_write_text, no_links_out, read_json, save_figure
-from rewardgym.llm.client import (BudgetExceeded, ContextLengthError, LLMError, LLMRequestError, LLMUnavailableError,
-                                  estimate_tokens)
+from rewardgym.llm.client import (BudgetExceeded, ContextLengthError, LLMError, LLMRequestError, LLMTimeoutError,
+                                  LLMUnavailableError)
 from rewardgym.llm_rewards.critic import critique
-from rewardgym.llm_rewards.edit import EditError, apply_edit, edit_schema, parameterize, parse_edit
+from rewardgym.llm_rewards.edit import EditError, adapt_base, apply_edit, edit_schema, parameterize, parse_edit
 from rewardgym.llm_rewards.extract import NoCodeFound, extract_programs
 from rewardgym.llm_rewards.library import rank, retrieve
-from rewardgym.llm_rewards.prompts import (FittedPrompt, PromptTooLong, designer_messages, edit_messages, fit_prompt,
+from rewardgym.llm_rewards.prompts import (CALIBRATED_MARGIN, CONTEXT_MARGIN, MIN_EDIT_REPLY_TOKENS, MIN_REPLY_TOKENS,
+                                           PromptTooLong, designer_messages, edit_messages, fit_request,
                                            format_failure, reflection_messages, repair_messages)
 from rewardgym.runs.directory import RunDir, latest_checkpoint, slug
 from rewardgym.runs.evaluate import evaluate
@@ -84,7 +89,9 @@ class SynthesisSpec:
 
     LLM settings: ``max_tokens``, ``max_requests``, ``max_wall_s`` are the run's budgets
     (total tokens, requests, wall seconds over every process); ``max_reply_tokens`` caps
-    each reply; ``context_size`` is the model's window in tokens (None: learnt);
+    each reply; ``llm_timeout_s`` is the limit per attempt (None: learnt from the server's
+    speed, :meth:`rewardgym.llm.client.LLMClient.request_timeout`); ``context_size`` is the
+    model's window in tokens (None: learnt);
     ``mode`` is ``auto``, ``whole`` or ``edit`` (module docstring), ``edit_after`` the
     rounds without a valid candidate after which ``auto`` switches to edits.
 
@@ -119,7 +126,7 @@ class SynthesisSpec:
     max_tokens: int | None = None
     max_requests: int | None = None
     max_wall_s: float | None = None
-    llm_timeout_s: float = 120.0
+    llm_timeout_s: float | None = None
     llm_retries: int = 4
     temperature: float = 1.0
     max_reply_tokens: int = 2048
@@ -266,6 +273,15 @@ def _prescreen_key(cand: dict[str, Any]) -> tuple[float, float, float]:
             j.get("epic_to_sparse") if j.get("epic_to_sparse") is not None else 2.0)
 
 
+def _docstring_text(text: str) -> str:
+    """``text`` safe inside a triple-quoted docstring (received text never closes it)."""
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _k_programs(k: int) -> str:
+    return "1 program" if k == 1 else f"{k} programs"
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3g}"
 
@@ -337,30 +353,14 @@ class Synthesizer:
         return self._dir(cand["id"]) / "program.py"
 
     # -- LLM requests: fitted to the context window, truncation reported ---------------------
-    def _fit(self, build: Callable[[int, str], list], examples: Sequence[str]) -> tuple[Any, int]:
-        """The prompt fitted to the context window (``prompts.fit_prompt``) and the reply cap.
-
-        The cap is ``--max-reply-tokens``; only when even the smallest prompt leaves less than
-        that is the cap lowered (to at least :data:`MIN_REPLY_TOKENS`), and the report says so.
-        """
-        cap = self.spec.max_reply_tokens
-        n_ctx = self.client.context_size
-        if n_ctx is None:
-            return fit_prompt(build, None, examples), cap
-        try:
-            return fit_prompt(build, n_ctx - cap - CONTEXT_MARGIN, examples), cap
-        except PromptTooLong:
-            messages = build(0, "none")
-            tokens = estimate_tokens(messages)
-            reply = n_ctx - tokens - CONTEXT_MARGIN
-            if reply < MIN_REPLY_TOKENS:
-                raise PromptTooLong(
-                    f"the prompt needs about {tokens} tokens even without few-shot examples and helper "
-                    f"documentation, plus at least {MIN_REPLY_TOKENS} for the reply: more than the {n_ctx}-token "
-                    f"context window") from None
-            cuts = [f"few-shot example {e}" for e in examples] + ["helper documentation",
-                                                                   f"reply cap lowered to {reply} tokens"]
-            return FittedPrompt(messages, tokens, cuts), reply
+    def _fit(self, build: Callable[[int, Any], list], examples: Sequence[str], min_reply: int) -> tuple[Any, int]:
+        """The prompt fitted to the context window and the reply cap (``prompts.fit_request``):
+        ``--max-reply-tokens`` unless even a compacted prompt leaves less (not below ``min_reply``).
+        Tokens are estimated at the client's calibrated characters per token."""
+        calibrated = getattr(self.client, "chars_per_token", None) is not None
+        return fit_request(build, self.client.context_size, self.spec.max_reply_tokens, examples, min_reply,
+                           self.client.fitting_chars_per_token() if calibrated else None,
+                           CALIBRATED_MARGIN if calibrated else CONTEXT_MARGIN)
 
     def _ask(self, build: Callable[[int, str], list], record: dict[str, Any], *, seed: int,
              examples: Sequence[str] = (), sample_index: int = 0, schema: dict | None = None):
@@ -368,7 +368,8 @@ class Synthesizer:
         again once with a prompt fitted to it. ``record`` gets the prompt's size and cuts."""
         for attempt in (0, 1):
             try:
-                fitted, cap = self._fit(build, examples)
+                fitted, cap = self._fit(build, examples, MIN_EDIT_REPLY_TOKENS if schema is not None
+                                        else MIN_REPLY_TOKENS)
             except PromptTooLong as exc:
                 raise PromptTooLong(
                     f"{exc} (context window {self.client.context_size} tokens, from "
@@ -376,8 +377,10 @@ class Synthesizer:
                     f"(llama.cpp: --ctx-size / n_ctx) or pass --context-size if that number is wrong") from None
             record["prompt"] = {"tokens": fitted.tokens, "cuts": fitted.cuts, "reply_cap": cap,
                                 "context": self.client.context_size}
+            if getattr(self.client, "chars_per_token", None):  # the estimate, calibrated by the server
+                record["prompt"]["chars_per_token"] = round(self.client.fitting_chars_per_token(), 2)
             if fitted.cuts:
-                self.log(f"  prompt fitted to the {self.client.context_size}-token context: cut "
+                self.log(f"  prompt fitted to the {self.client.context_size}-token context, shortened: "
                          + ", ".join(fitted.cuts))
             start = time.perf_counter()
             try:
@@ -476,25 +479,41 @@ class Synthesizer:
             self.log(f"  {cand['id']} attempt {len(cand['attempts']) - 1}: extract: {reason}")
 
     # -- edit mode -------------------------------------------------------------------------
-    def _base(self) -> Any:
-        """The program edit mode starts from: the best so far, else the closest library
-        program written for this task's state view (this task's own expert excluded)."""
+    def _base(self, library_only: bool = False) -> tuple[Any, str, str]:
+        """The program edit mode starts from, what it is (for the report and the best program's
+        header), and a note for the prompt: the best so far (unless ``library_only``); else the
+        library program written for this task; else the closest library program for this
+        task's state view, adapted (:func:`~rewardgym.llm_rewards.edit.adapt_base`: its
+        docstring says where it came from, terms that read fields the instruction does not
+        involve are flagged)."""
         best = self.state["best"]
-        if best is not None:
-            return parameterize(self._program(best).read_text(), best["id"])
-
-        for scored in rank(self.spec.instruction or self.task.instruction, self.task):
-            if scored.entry.view == self.task.view.name:
-                return parameterize(scored.entry.source(), scored.entry.name)
-        return None
+        if best is not None and not library_only:
+            return (parameterize(self._program(best).read_text(), best["id"]),
+                    f"the best candidate so far, {best['id']}", "")
+        instruction = self.spec.instruction or self.task.instruction
+        ranked = [r.entry for r in rank(instruction, self.task, include_own_expert=True)]
+        own = [e for e in ranked if e.task_id == self.task.id]
+        if own:
+            kind = "rewardgym's expert reward" if own[0].origin == "expert" else "a program you added"
+            return (parameterize(own[0].source(), own[0].name),
+                    f"the library program {own[0].name} ({kind} for this task)", "")
+        for entry in ranked:
+            if entry.view == self.task.view.name:
+                source, flagged, note = adapt_base(entry.source(), entry.name, entry.task_id, self.task.id,
+                                                   list(self.task.view.fields), instruction, self.task.success_doc)
+                origin = f"the library program {entry.name}, written for {entry.task_id or 'another task'}" + (
+                    f" (flagged terms: {', '.join(flagged)})" if flagged else "")
+                return parameterize(source, entry.name), origin, note
+        return None, "", ""
 
     def _edit_request(self, base: Any, record: dict[str, Any], seed: int, sample_index: int = 0,
-                      previous: str | None = None, failure: Any = None):
+                      previous: str | None = None, failure: Any = None, notes: str = ""):
         best = self.state["best"]
         summary = format_analysis(best) if best is not None and best["id"] == base.name else None
         return self._ask(lambda k, prelude: edit_messages(
             self.task, base, instruction=self.spec.instruction, training_summary=summary, previous_edit=previous,
-            failure=failure, prelude=prelude), record, seed=seed, sample_index=sample_index, schema=edit_schema(base))
+            failure=failure, prelude=prelude, notes=notes or None), record, seed=seed, sample_index=sample_index,
+            schema=edit_schema(base))
 
     def _take_edit(self, cand: dict[str, Any], base: Any, text: str, record: dict[str, Any]) -> None:
         cand["edit"] = text.strip()[:4000]
@@ -512,30 +531,42 @@ class Synthesizer:
         base = parameterize((self._dir(cand["id"]) / "base.py").read_text(), cand["base"])
         last = cand["attempts"][-1]
         reply = self._edit_request(base, record, seed=self.spec.seed + len(cand["attempts"]) - 1,
-                                   previous=cand.get("edit", ""), failure=format_failure(last))
+                                   previous=cand.get("edit", ""), failure=format_failure(last),
+                                   notes=str(cand.get("base_note") or ""))
         self._take_edit(cand, base, reply.text, record)
 
     def _design_edits(self, rnd: dict[str, Any], index: int, round_dir: Path) -> None:
-        base = self._base()
+        base, origin, note = self._base(library_only=bool(rnd.get("library_base")))
         if base is None:
             rnd["note"] = (f"edit mode needs a base program: no best program yet and no library program for the "
                            f"'{self.task.view.name}' state view; asked for whole programs instead")
             rnd["mode"] = "whole"
             self.log(f"  {rnd['note']}")
             return self._design_programs(rnd, index)
-        rnd["base"] = base.name
+        rnd.update(base=base.name, base_origin=origin)
         s = self.spec
         done = {c["id"] for c in rnd["candidates"]}
-        self.log(f"round {index}: asking {self.client.model} for {s.samples} edit(s) of {base.name}")
+        self.log(f"round {index}: asking {self.client.model} for {s.samples} edit(s) of {origin}")
         for i in range(self._samples_left(s.samples, rnd)):
             cid = f"r{index}c{i}"
             if cid in done:
                 continue
-            cand = {"id": cid, "status": "pending", "mode": "edit", "base": base.name, "attempts": [],
-                    "todo": None}
+            cand = {"id": cid, "status": "pending", "mode": "edit", "base": base.name, "base_origin": origin,
+                    "base_note": note, "attempts": [], "todo": None}
             atomic_write_text(round_dir / cid / "base.py", base.original)  # edits are re-read against it
             record: dict[str, Any] = {}
-            reply = self._edit_request(base, record, seed=s.seed + 1000 * index + i, sample_index=i)
+            try:
+                reply = self._edit_request(base, record, seed=s.seed + 1000 * index + i, sample_index=i, notes=note)
+            except PromptTooLong:  # the best (an edited program with its results) is too long for the window
+                best = self.state["best"]
+                if rnd.get("library_base") or best is None or base.name != best["id"]:
+                    raise
+                rnd["library_base"] = True
+                fallback = (f"an edit of the best program, {best['id']}, does not fit the "
+                            f"{self.client.context_size}-token context; asked for edits of the library program")
+                rnd["note"] = f"{rnd['note']}; {fallback}" if rnd.get("note") else fallback
+                self.log(f"  {fallback}")
+                return self._design_edits(rnd, index, round_dir)
             cand["source"] = ""
             self._take_edit(cand, base, reply.text, record)
             cand["source"] = cand.get("todo") or ""
@@ -569,7 +600,7 @@ class Synthesizer:
     def _design_programs(self, rnd: dict[str, Any], index: int) -> None:
         s = self.spec
         best = self.state["best"]
-        self.log(f"round {index}: asking {self.client.model} for {s.samples} programs")
+        self.log(f"round {index}: asking {self.client.model} for {_k_programs(s.samples)}")
         record: dict[str, Any] = {}
         if best is None:
             examples = []
@@ -581,9 +612,15 @@ class Synthesizer:
         else:
             feedback = self.state["rounds"][index - 1].get("feedback") or None if index else None
             best_source = self._program(best).read_text()
-            reply = self._ask(lambda k, prelude: reflection_messages(
-                self.task, best_source, format_analysis(best), instruction=s.instruction,
-                human_feedback=feedback, k=s.samples, prelude=prelude), record, seed=s.seed + 1000 * index)
+            try:
+                reply = self._ask(lambda k, prelude: reflection_messages(
+                    self.task, best_source, format_analysis(best), instruction=s.instruction,
+                    human_feedback=feedback, k=s.samples, prelude=prelude), record, seed=s.seed + 1000 * index)
+            except PromptTooLong:  # a whole program does not fit beside the best one: edit the best instead
+                rnd.update(mode="edit", note=f"the reflection prompt does not fit the {self.client.context_size}-token "
+                                             f"context with room for a program; asked for edits of the best instead")
+                self.log(f"  {rnd['note']}")
+                return self._design_edits(rnd, index, self.run / f"round_{index}")
         rnd["prompt"] = record.get("prompt")
         try:
             programs = extract_programs(reply.text)
@@ -761,10 +798,12 @@ class Synthesizer:
             return None
         source = self._program(best).read_text()
         ev = best["eval"]
+        origin = f"It is an edit of {str(best['base_origin'])[:300]}.\n" if best.get("base_origin") else ""
         header = (f'"""Reward program found by `rewardgym synthesize` for {self.task.id}.\n\n'
-                  f"Instruction: {self.spec.instruction or self.task.instruction}\n"
-                  f"Candidate {best['id']}: success rate {ev['success_rate']:.2f}, env return "
-                  f"{ev['env_return']['mean']:.4g} after {self.spec.steps} training steps.\n"
+                  + _docstring_text(f"Instruction: {self.spec.instruction or self.task.instruction}\n"
+                                    f"Candidate {best['id']}: success rate {ev['success_rate']:.2f}, env return "
+                                    f"{ev['env_return']['mean']:.4g} after {self.spec.steps} training steps.\n"
+                                    + origin) +
                   f'Use it with reward="best_reward.py" (or rewardgym train ... --reward best_reward.py).\n"""\n\n')
         # Keep the program's own docstring (if any) after the header; both are plain strings.
         out = self.run / "best_reward.py"
@@ -820,15 +859,18 @@ class Synthesizer:
         parts += ["## Rounds", ""]
         for rnd in self.state["rounds"]:
             head = f"- round {rnd['round']} ({rnd.get('mode', 'whole')}"
-            head += f", edits of `{rnd['base']}`)" if rnd.get("base") else ")"
+            head += (f", edits of {rnd['base_origin']})" if rnd.get("base_origin") else
+                     f", edits of `{rnd['base']}`)" if rnd.get("base") else ")")
             valid = sum(c["status"] in VALID_STATUSES for c in rnd["candidates"])
             head += f": {len(rnd['candidates'])} candidate(s), {valid} valid"
             if rnd.get("note"):
                 head += f"; {rnd['note']}"
             prompt = rnd.get("prompt") or {}
             if prompt.get("cuts"):
+                ratio = (f" at {prompt['chars_per_token']} characters per token (the server's count, less 5%)"
+                         if prompt.get("chars_per_token") else "")
                 head += (f"; prompt fitted to a {prompt.get('context')}-token context (about {prompt['tokens']} "
-                         f"tokens): cut {', '.join(prompt['cuts'])}")
+                         f"tokens{ratio}, reply cap {prompt.get('reply_cap')}), shortened: {', '.join(prompt['cuts'])}")
             parts.append(head)
         context = self.state.get("context") or {}
         if context:
@@ -886,10 +928,6 @@ class Synthesizer:
 VALID_STATUSES = ("valid", "trained", "failed", "screened")
 """Candidate statuses of a program that passed the critic (``failed``: its training failed;
 ``screened``: ``--prescreen`` did not keep it for training)."""
-CONTEXT_MARGIN = 32
-"""Tokens kept free in the context window besides the prompt estimate and the reply cap."""
-MIN_REPLY_TOKENS = 512
-"""Smallest reply cap a prompt may leave (a short program needs about 300-500 tokens)."""
 
 
 def _candidate_note(c: dict[str, Any]) -> str:
@@ -942,6 +980,8 @@ def describe_stop(exc: BaseException, run: Path, spec: SynthesisSpec | None = No
             option, value = exc.option, _raised(exc.limit)
     elif isinstance(exc, LLMUnavailableError):
         kind, reason = "server", f"the LLM server is unavailable: {exc}"
+        if isinstance(exc, LLMTimeoutError) and exc.limit:  # the resume command carries the limit advised
+            option, value = exc.option, f"{exc.limit:g}"
     elif isinstance(exc, PromptTooLong):
         kind, reason = "context", str(exc)
     elif isinstance(exc, LLMError):
