@@ -52,6 +52,19 @@ def cartpole_task() -> TaskSpec:
 
 
 @pytest.fixture
+def forget_declared_tasks():
+    """Tasks a test declares (``rewardgym.register_task``) do not outlive it: other tests iterate
+    over every registered task."""
+    from rewardgym.envs import registry
+
+    before = set(registry.all_tasks())
+    yield
+    for task_id in set(registry.all_tasks()) - before:
+        registry._TASKS.pop(task_id)
+        gym.registry.pop(task_id, None)
+
+
+@pytest.fixture
 def write_program(tmp_path):
     """Write a program file and return its path: ``write_program(text, name="r.py")``."""
     def write(text: str, name: str = "reward.py"):

@@ -197,6 +197,7 @@ def _grid_coverage():
     return cov, (np.arange(n), one_per_action)
 
 
+@pytest.mark.usefixtures("forget_declared_tasks")
 def test_gridworld_distances_match_the_tabular_definitions(tmp_path):
     task = _grid_task()
     (tmp_path / "r1.py").write_text(GRID_R1)
@@ -219,6 +220,7 @@ def test_gridworld_distances_match_the_tabular_definitions(tmp_path):
     assert got.starc_to_sparse == pytest.approx(starc(c1, c_sparse), abs=1e-6)
 
 
+@pytest.mark.usefixtures("forget_declared_tasks")
 def test_gridworld_coverage_from_rollouts_uses_the_declared_task():
     task = _grid_task()
     cov = collect_coverage(task, transitions=200, seed=0, num_envs=2)
@@ -316,6 +318,7 @@ def test_every_family_is_analysed_through_its_real_simulator(task):
     assert 0.0 <= sparse.epic <= 1.0 and report.transitions == 64
 
 
+@pytest.mark.usefixtures("forget_declared_tasks")
 def test_a_per_step_constant_matters_only_where_episodes_terminate(tmp_path):
     """A survival bonus teaches an agent to avoid the goal that ends its episode: where states are
     terminal (absorbing, paying nothing after), R + c is a different reward; without termination

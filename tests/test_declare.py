@@ -44,15 +44,8 @@ def compute_reward(state, action):
 
 
 @pytest.fixture(autouse=True)
-def _forget_declared_tasks():
-    """Tasks declared by a test do not outlive it (other tests iterate over every task)."""
-    from rewardgym.envs import registry
-
-    before = set(registry.all_tasks())
-    yield
-    for task_id in set(registry.all_tasks()) - before:
-        registry._TASKS.pop(task_id)
-        gym.registry.pop(task_id, None)
+def _forget(forget_declared_tasks):
+    """Tasks declared by a test do not outlive it (conftest's forget_declared_tasks)."""
 
 
 def _declare_pendulum(name: str = "Test-PendulumUpright"):

@@ -679,7 +679,7 @@ class Synthesizer:
     def _judge(self, candidates: list[dict[str, Any]]) -> None:
         """Analyse candidates not judged yet (:func:`rewardgym.analysis.analyze`), all on one coverage set."""
         todo = [c for c in candidates if not c.get("judgement")]
-        if not todo:
+        if not todo or getattr(self.task, "agents", None):  # reward analysis covers single-agent tasks
             return
         from rewardgym.analysis import analyze, collect_coverage
         from rewardgym.rewards.program import RewardProgramError
@@ -708,8 +708,8 @@ class Synthesizer:
     def _prescreen(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """With ``prescreen`` K, the K best-judged candidates (:func:`_prescreen_key`); the rest are ``screened``."""
         k = self.spec.prescreen
-        if not k or len(candidates) <= k:
-            return candidates
+        if not k or len(candidates) <= k or not any(c.get("judgement") for c in candidates):
+            return candidates  # nothing to rank by (a multi-agent task is not analysed): train all
         ranked = sorted(candidates, key=_prescreen_key)
         for c in ranked[k:]:
             c.update(status="screened", reason=f"not trained: --prescreen {k} kept the {k} candidate(s) of this round "
