@@ -70,6 +70,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rewardgym.envs.config import from_dict as _from_dict
+from rewardgym.learners.tensors import cpu_copy
 
 MAX_REFERENCE_TRANSITIONS = 1_000_000
 """Most reference state-action pairs a regulariser holds (a checkpoint asking for more is refused)."""
@@ -338,7 +339,7 @@ class OccupancyRegularizer:
         return {"config": self.config.to_dict(), "seed": self.seed, "updates": self.updates,
                 "reference_obs": self.ref_obs.cpu().clone(), "reference_actions": self.ref_actions.cpu().clone(),
                 "discriminator": {k: v.detach().cpu().clone() for k, v in self.discriminator.state_dict().items()},
-                "optimizer": _to_cpu(self.optimizer.state_dict()),
+                "optimizer": cpu_copy(self.optimizer.state_dict()),
                 "generator": self.generator.get_state().clone(),
                 "window": list(self.window), "last": dict(self._last)}
 
@@ -404,13 +405,3 @@ def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> Non
         for k, v in state.items():
             if isinstance(v, torch.Tensor) and k != "step":
                 state[k] = v.to(device)
-
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().clone()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj

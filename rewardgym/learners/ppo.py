@@ -78,6 +78,7 @@ from rewardgym.learners.episodes import EpisodeWindow
 from rewardgym.learners.normalize import ObsNormalizer, RewardNormalizer
 from rewardgym.learners.occupancy import OccupancyRegularizer
 from rewardgym.learners.policies import ActorCritic, MLPActorCritic, make_policy
+from rewardgym.learners.tensors import cpu_copy
 from rewardgym.rewards.shaping import check_agent_gamma
 
 CHECKPOINT_FORMAT = 1
@@ -671,7 +672,7 @@ class PPO:
             "policy_arch": self.policy.ARCH,
             "config": self.config.to_dict(),
             "policy": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()},
-            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "optimizer": cpu_copy(self.optimizer.state_dict()),
             "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer else None,
             "reward_normalizer": self.reward_normalizer.state_dict() if self.reward_normalizer else None,
             "rng": {"torch_generator": self.generator.get_state().clone(), "device": str(self.device.type)},
@@ -732,14 +733,3 @@ class PPO:
         self.episode_stats.load_state_dict(state.get("episode_stats", []))
         if self.regularizer is not None:
             self.regularizer.load_state_dict(state["occupancy"])
-
-
-def _to_cpu(obj: Any) -> Any:
-    """Deep copy of a (nested) state dict with every tensor on the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().clone()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
