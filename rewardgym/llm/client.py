@@ -124,7 +124,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import openai
 
@@ -366,20 +366,28 @@ def estimate_tokens(messages: Sequence[Message] | str, chars_per_token: float | 
     return sum(math.ceil(len(str(m["content"])) / ratio) + 8 for m in messages) + 8
 
 
-def transcript_usage(path: str | Path) -> tuple[Usage, float]:
-    """Usage recorded in a transcript (requests sent, tokens, errors) and the seconds spent
-    in requests (sum of ``latency_s``): what a run spent before this process."""
-    usage, seconds = Usage(), 0.0
+def transcript_records(path: str | Path) -> list[dict[str, Any]]:
+    """The request records of a transcript file (none if it does not exist); a line torn by a
+    crash mid-write, or one that is not a record, is skipped. Read once per resume."""
     path = Path(path)
     if not path.is_file():
-        return usage, seconds
+        return []
+    records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line torn by a crash mid-write
-        if not isinstance(rec, dict):
             continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
+
+
+def transcript_usage(records: list[dict[str, Any]]) -> tuple[Usage, float]:
+    """Usage in a transcript's records (requests sent, tokens, errors) and the seconds spent in
+    requests (sum of ``latency_s``): what a run spent before this process."""
+    usage, seconds = Usage(), 0.0
+    for rec in records:
         if rec.get("cached"):
             usage.cache_hits += 1
             continue
@@ -397,21 +405,19 @@ def transcript_usage(path: str | Path) -> tuple[Usage, float]:
     return usage, seconds
 
 
-def transcript_prompt_counts(path: str | Path, base_url: str) -> tuple[int, int]:
+def _answered(records: list[dict[str, Any]], base_url: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(record, usage)`` of the requests ``base_url`` answered (not cached, no error)."""
+    for rec in records:
+        if rec.get("cached") or rec.get("error") or rec.get("base_url") != base_url:
+            continue
+        yield rec, rec.get("usage") if isinstance(rec.get("usage"), dict) else {}
+
+
+def transcript_prompt_counts(records: list[dict[str, Any]], base_url: str) -> tuple[int, int]:
     """``(prompt characters, prompt tokens)`` of the requests ``base_url`` answered with its own
-    ``usage``, as recorded in a transcript (what calibrates :func:`estimate_tokens`)."""
+    ``usage``, in a transcript's records (what calibrates :func:`estimate_tokens`)."""
     chars, tokens = 0, 0
-    path = Path(path)
-    if not path.is_file():
-        return chars, tokens
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(rec, dict) or rec.get("cached") or rec.get("error") or rec.get("base_url") != base_url:
-            continue
-        usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else {}
+    for rec, usage in _answered(records, base_url):
         n, messages = usage.get("prompt_tokens"), rec.get("messages")
         if usage.get("estimated") or not isinstance(n, int) or n <= 0 or not isinstance(messages, list):
             continue
@@ -420,24 +426,14 @@ def transcript_prompt_counts(path: str | Path, base_url: str) -> tuple[int, int]
     return chars, tokens
 
 
-def transcript_speed(path: str | Path, base_url: str) -> tuple[int, float]:
-    """``(completion tokens, seconds)`` of the replies ``base_url`` gave at the first attempt, as
-    recorded in a transcript (the speed an earlier process of the run measured)."""
+def transcript_speed(records: list[dict[str, Any]], base_url: str) -> tuple[int, float]:
+    """``(completion tokens, seconds)`` of the replies ``base_url`` gave at the first attempt, in a
+    transcript's records (the speed an earlier process of the run measured)."""
     tokens, seconds = 0, 0.0
-    path = Path(path)
-    if not path.is_file():
-        return tokens, seconds
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(rec, dict) or rec.get("cached") or rec.get("error") or rec.get("attempts") != 1 \
-                or rec.get("base_url") != base_url:
-            continue
-        usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else {}
+    for rec, usage in _answered(records, base_url):
         n, latency = usage.get("completion_tokens"), rec.get("latency_s")
-        if isinstance(n, int) and n > 0 and isinstance(latency, (int, float)) and 0 < latency < 86_400:
+        if rec.get("attempts") == 1 and isinstance(n, int) and n > 0 and isinstance(latency, (int, float)) \
+                and 0 < latency < 86_400:
             tokens, seconds = tokens + n, seconds + float(latency)
     return tokens, seconds
 
@@ -727,9 +723,10 @@ class LLMClient:
         client's), so a run continued by another process keeps one budget."""
         path = Path(path) if path is not None else self.transcript_path
         if path is not None:
-            self.usage, _ = transcript_usage(path)
-            self._speed = transcript_speed(path, self.base_url)
-            self._prompt_counts = transcript_prompt_counts(path, self.base_url)
+            records = transcript_records(path)  # one read of the file for all three
+            self.usage, _ = transcript_usage(records)
+            self._speed = transcript_speed(records, self.base_url)
+            self._prompt_counts = transcript_prompt_counts(records, self.base_url)
 
     @property
     def chars_per_token(self) -> float | None:
