@@ -337,3 +337,14 @@ def test_a_per_step_constant_matters_only_where_episodes_terminate(tmp_path):
                                 mean_set=mean_set, gamma=0.9, intervals=False))
     assert episodic["r1c"].epic > 0.02  # the constant now changes which policies are best (1 state in 16 is terminal)
     assert episodic["r1x2"].epic == pytest.approx(0.0, abs=1e-6)  # positive scale still does not
+
+
+def test_a_bad_program_is_refused_before_any_rollout(programs, tmp_path, monkeypatch):
+    import rewardgym.analysis.coverage as coverage_module
+
+    calls = []
+    monkeypatch.setattr(coverage_module, "collect_coverage", lambda *a, **k: calls.append(a))
+    with pytest.raises(FileNotFoundError, match="missing.py"):
+        analyze("Fetch-Reach", [programs["different"], str(tmp_path / "missing.py")],
+                coverage=[lambda: coverage_module.collect_coverage("Fetch-Reach", 16)])
+    assert calls == []  # validation came first: no simulator stepped for a typo

@@ -257,7 +257,8 @@ def _resolve(spec: Any, task: Any, trusted: bool, limits: Any) -> Any:
 
 
 def analyze(task: Any, programs: Sequence[str | Path], reference: str | Path = "expert", gamma: float = 0.99,
-            coverage: Coverage | Sequence[Coverage] | None = None, transitions: int = DEFAULT_TRANSITIONS,
+            coverage: Coverage | Sequence[Coverage | Callable[[], Coverage]] | None = None,
+            transitions: int = DEFAULT_TRANSITIONS,
             seed: int = 0, mean_states: int = DEFAULT_MEAN_STATES, mean_actions: int = DEFAULT_MEAN_ACTIONS,
             intervals: bool = True, trusted: bool = False, limits: Any = None,
             mean_set: tuple[Sequence[int], Sequence[int]] | None = None, progress: Callable[[str], None] | None = None) -> AnalysisReport:
@@ -268,7 +269,9 @@ def analyze(task: Any, programs: Sequence[str | Path], reference: str | Path = "
         programs: paths of reward programs (or ``"expert"``, ``"sparse"``, ``"env"``).
         reference: ``"expert"`` (the task's expert program), ``"sparse"``, or a program path.
         gamma: the discount of the canonicalisation and the alignment returns, in (0, 1].
-        coverage: transitions to judge on (default: ``transitions`` random-action transitions).
+        coverage: transitions to judge on (default: ``transitions`` random-action transitions); a
+            list may hold callables ``() -> Coverage``, collected only once every program passed
+            validation (a typo fails fast, not after the rollouts).
         transitions: size of the default coverage set.
         seed: seed of the rollouts, the mean set and the bootstrap.
         mean_states, mean_actions: sizes of the mean set (states ``S_j`` crossed with actions ``A_l``).
@@ -309,7 +312,7 @@ def analyze(task: Any, programs: Sequence[str | Path], reference: str | Path = "
             say(f"collecting {transitions} random-action transitions of {spec.id}")
             coverage = collect_coverage(spec, transitions, seed)
         elif not isinstance(coverage, Coverage):
-            coverage = Coverage.concatenate(list(coverage))
+            coverage = Coverage.concatenate([part() if callable(part) else part for part in coverage])
         if len(coverage) == 0:
             raise ValueError("the coverage set is empty: give at least one source of transitions")
     except BaseException:

@@ -237,26 +237,29 @@ def analyze(
     spec = _task_or_fail(task)
     if not 0.0 < gamma <= 1.0:
         _fail(f"--gamma must be in (0, 1], got {gamma}")
-    for target, what in ((json_out, "--json"), (out, "--out")):
-        if target is not None and what == "--out" and target.exists() and not target.is_dir():
-            _fail(f"--out {target} exists and is not a directory")
-        if target is not None and what == "--json" and target.is_dir():
-            _fail(f"--json {target} is a directory; give a file name")
+    if out is not None and out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a directory")
+    if json_out is not None and json_out.is_dir():
+        _fail(f"--json {json_out} is a directory; give a file name")
     if not coverage:
         _fail("--coverage needs at least one source (random or a run directory)")
     limits = _reward_limits(reward_timeout, reward_memory)
+
+    def collector(i: int, source: str, policy):  # collected once every program passed validation
+        def collect():
+            with console.status(f"collecting {transitions} transitions of {spec.id} ({source})..."):
+                return collect_coverage(spec, transitions, seed + 1000 * i, policy=policy,
+                                        label="random" if policy is None else source)
+        return collect
+
     try:
         parts = []
         for i, source in enumerate(coverage):
             if source != "random" and not Path(source).is_dir():
                 _fail(f"--coverage {source}: not 'random' and not a run directory")
-            policy = None if source == "random" else run_policy(source, spec.id, num_envs=8)
-            with console.status(f"collecting {transitions} transitions of {spec.id} ({source})..."):
-                parts.append(collect_coverage(spec, transitions, seed + 1000 * i, policy=policy,
-                                              label="random" if policy is None else source))
-        with console.status("analysing...") as status:
-            report = run_analysis(spec, programs, reference=reference, gamma=gamma, coverage=parts, seed=seed,
-                                  trusted=trusted, limits=limits, progress=lambda m: status.update(m + "..."))
+            parts.append(collector(i, source, None if source == "random" else run_policy(source, spec.id, num_envs=8)))
+        report = run_analysis(spec, programs, reference=reference, gamma=gamma, coverage=parts, seed=seed,
+                              trusted=trusted, limits=limits, progress=lambda m: console.print(m + "..."))
     except (ProgramRejected, RewardProgramError, RunError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     from rich import box
